@@ -1,0 +1,76 @@
+"""What ``Coordinator.submit`` returns: a handle on one global transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._model import Json, OpName, OpRecord, OpStatus, TxRecord, TxStatus
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where a transaction stands: ended (``succeeded`` / ``failed`` with its reason),
+    or *stuck* (``stuck`` holds why) waiting for an operator."""
+
+    gid: str
+    status: TxStatus
+    reason: str | None = None
+    stuck: str | None = None
+    outputs: Mapping[str, Json] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is TxStatus.SUCCEEDED
+
+    @property
+    def settled(self) -> bool:
+        """Ended, or stuck: nothing more happens without an operator."""
+        return self.status.ended or self.stuck is not None
+
+    @staticmethod
+    def from_log(tx: TxRecord, ops: list[OpRecord]) -> Outcome:
+        outputs = {
+            o.branch: o.output
+            for o in ops
+            if o.op is OpName.ACTION and o.status is OpStatus.SUCCEEDED
+        }
+        return Outcome(tx.gid, tx.status, tx.reason, tx.stuck, outputs)
+
+
+class Handle:
+    """A handle on the transaction ``gid``, wherever it is driven."""
+
+    def __init__(self, coordinator: Coordinator, gid: str) -> None:
+        self._coordinator = coordinator
+        self.gid = gid
+
+    def __repr__(self) -> str:
+        return f"<Handle gid={self.gid!r}>"
+
+    async def status(self) -> Outcome:
+        """The transaction's status now, read from the log."""
+        return await self._coordinator.outcome(self.gid)
+
+    async def result(self, timeout: float | None = None, poll: float = 0.2) -> Outcome:
+        """Wait until the transaction has ended or is stuck, and return its outcome.
+
+        Driven here, it is answered as soon as the saga settles; driven by another
+        coordinator (after a hand-over), the log is polled every ``poll`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                settled = self._coordinator._settled_future(self.gid)
+                if settled is not None:
+                    outcome = await asyncio.shield(settled)
+                    if outcome is not None:
+                        return outcome
+                outcome = await self._coordinator.outcome(self.gid)
+                if outcome.settled:
+                    return outcome
+                await asyncio.sleep(poll)

@@ -1,0 +1,62 @@
+"""JSON is the only payload format: never pickle, never truncated."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ._errors import PayloadError
+
+JSON_SCHEMA_VERSION = 1
+"""Version of the payload envelope stored with each transaction."""
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
+
+
+def _find_bad(value: Any, path: str) -> str | None:
+    """Return the path and reason of the first value JSON cannot carry faithfully."""
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path}: {value!r} is not a finite number"
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            bad = _find_bad(item, f"{path}[{i}]")
+            if bad:
+                return bad
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: key {key!r} is not a string"
+            bad = _find_bad(item, f"{path}.{key}")
+            if bad:
+                return bad
+        return None
+    return f"{path}: {type(value).__name__} is not JSON-serialisable"
+
+
+def dumps(value: Any, *, what: str = "payload") -> str:
+    """Encode ``value`` as compact JSON, or raise ``PayloadError`` naming the bad field."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        bad = _find_bad(value, what)
+        raise PayloadError(f"{bad or what}: {exc}") from None
+
+
+def loads(text: str | None) -> Any:
+    """Decode JSON text written by :func:`dumps` (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    return _decoder.decode(text)
+
+
+def check(value: Any, *, what: str = "payload") -> Any:
+    """Return ``value`` after proving it round-trips through JSON unchanged in kind."""
+    bad = _find_bad(value, what)
+    if bad:
+        raise PayloadError(bad)
+    return value

@@ -1,0 +1,269 @@
+"""Drives one saga while this coordinator holds its lease.
+
+Each runner is a small actor: events (op results, retry wake-ups, timeouts,
+operator requests) arrive on its queue; each goes through the pure state
+machine, the resulting state is written to the log *first* (fenced by the
+lease), and only then are the machine's commands carried out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._errors import LeaseLost, LogError
+from ._faults import fault_point
+from ._handle import Outcome
+from ._model import EventRecord, Json, OpKey, OpName, OpRecord, OpStatus, TxRecord
+from .log.base import TxWrite
+from .modes import saga as machine
+from .saga import Saga, StepContext
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+logger = logging.getLogger("legato.coordinator")
+
+
+class SagaRunner:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        saga: Saga,
+        tx: TxRecord,
+        state: machine.SagaState,
+        ops: Sequence[OpRecord],
+    ) -> None:
+        self.c = coordinator
+        self.saga = saga
+        self.plan = saga.plan()
+        self.tx = tx
+        self.gid = tx.gid
+        self.state = state
+        self.meta = {o.key: (o.seq, o.target) for o in ops}
+        self.queue: asyncio.Queue[tuple[list[machine.Event], str | None]] = asyncio.Queue()
+        self.settled: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._done = False
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def run(self, first: list[machine.Event] | None, commands: Sequence[machine.Command] = (),
+                  handled: str | None = None) -> None:
+        try:
+            if first:
+                await self.feed(first, handled)
+            else:
+                self._execute(commands)
+                self._check_done()
+            if self.tx.timeout_at is not None and not self._done:
+                delay = max(0.0, self.tx.timeout_at - time.time())
+                self._timers.append(
+                    asyncio.get_running_loop().call_later(
+                        delay, lambda: self.push(machine.Timeout(time.time()))
+                    )
+                )
+            while not self._done:
+                events, request = await self.queue.get()
+                await self.feed(events, request)
+        except LeaseLost as exc:
+            logger.warning("lease lost, handing %s over: %s", self.gid, exc)
+        except LogError as exc:
+            # the log is down: stop driving; the lease expires and a healthy coordinator
+            # (or this one, once the log is back) resumes the saga from what was logged
+            logger.error("log write failed for %s, leaving it to recovery: %s", self.gid, exc)
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._done = True
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if not self.settled.done():
+            self.settled.set_result(None)  # handed over: the handle polls the log
+
+    def push(self, event: machine.Event, request: str | None = None) -> None:
+        if not self._done:
+            self.queue.put_nowait(([event], request))
+
+    def cancel(self) -> None:
+        self.queue.put_nowait(([], "__stop__"))
+
+    # -- one step of the machine ----------------------------------------------------
+
+    async def feed(self, events: list[machine.Event], handled: str | None = None) -> None:
+        if handled == "__stop__":
+            self._done = True
+            return
+        before = self.state
+        state = before
+        commands: list[machine.Command] = []
+        records: list[EventRecord] = []
+        for event in events:
+            t = machine.apply(self.plan, state, event)
+            records.append(_event_record(self.gid, event, t))
+            if t.changed:
+                records.extend(_transition_records(self.gid, state, t, event))
+                state = t.state
+                commands.extend(t.commands)
+        if state is before and handled is None:
+            return  # late or duplicate: nothing to write
+        now = max((getattr(e, "now", 0.0) for e in events), default=time.time())
+        done = state.status.ended or (state.stuck is not None and not _busy(state))
+        change = TxWrite(
+            gid=self.gid,
+            owner=self.c.owner,
+            at=now,
+            status=state.status,
+            reason=state.reason,
+            stuck=state.stuck,
+            next_attempt_at=None if done else now,
+            ops=[self._op_record(k, s, now) for k, s in state.ops.items() if before.ops[k] != s],
+            events=records,
+            release=done,
+            handled=handled,
+        )
+        await self.c.log.write(change)
+        fault_point("after_log_write")
+        self.state = state
+        self.c.hooks.after_write(self.gid, state, before)
+        self._execute(commands)
+        self._check_done()
+
+    def _check_done(self) -> None:
+        s = self.state
+        if s.status.ended or (s.stuck is not None and not _busy(s)):
+            self._done = True
+            if not self.settled.done():
+                self.settled.set_result(
+                    Outcome(self.gid, s.status, s.reason, s.stuck, s.outputs())
+                )
+
+    def _op_record(self, key: OpKey, s: machine.OpState, now: float) -> OpRecord:
+        seq, target = self.meta[key]
+        return OpRecord(
+            gid=self.gid, branch=key[0], op=key[1], seq=seq, target=target, status=s.status,
+            attempts=s.attempts, budget=s.budget, next_at=s.next_at, output=s.output,
+            error=s.error, completed=s.completed, updated_at=now,
+        )
+
+    # -- carrying out commands ------------------------------------------------------
+
+    def _execute(self, commands: Sequence[machine.Command]) -> None:
+        loop = asyncio.get_running_loop()
+        for cmd in commands:
+            if isinstance(cmd, machine.RunOp):
+                task = loop.create_task(self._run_op(cmd), name=f"legato-op-{self.gid}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                key, attempt = cmd.key, cmd.attempt
+                self._timers.append(
+                    loop.call_later(
+                        max(0.0, cmd.at - time.time()),
+                        lambda k=key, a=attempt: self.push(machine.RetryDue(k, a, time.time())),  # type: ignore[misc]
+                    )
+                )
+
+    async def _run_op(self, cmd: machine.RunOp) -> None:
+        name, op = cmd.key
+        step = self.saga.by_name(name)
+        fn = step.action if op is OpName.ACTION else step.compensate
+        assert fn is not None, "the plan only has compensate ops for compensable steps"
+        ctx = StepContext(
+            gid=self.gid,
+            step=name,
+            op=op,
+            attempt=cmd.attempt,
+            payload=self.tx.payload,
+            outputs=self.state.outputs(),
+            output=self.state.op((name, OpName.ACTION)).output,
+        )
+        fault_point(f"before_op.{op}")
+        self.c.hooks.before_op(self.gid, name, op, cmd.attempt)
+        started = time.perf_counter()
+        kind, value = await self.c.transport.invoke(
+            fn, ctx, timeout=cmd.timeout, failures=self.saga.failures + step.failures
+        )
+        self.c.hooks.after_op(self.gid, name, op, cmd.attempt, kind, time.perf_counter() - started)
+        fault_point(f"after_op.{op}")
+        now = time.time()
+        event: machine.Event
+        if kind == "ok":
+            event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value)
+        elif kind == "failed":
+            event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value))
+        else:
+            event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value))
+        self.push(event)
+
+
+def _busy(state: machine.SagaState) -> bool:
+    """Will anything still report back to this runner (an op in flight, a timed retry)?"""
+    return any(
+        s.status is OpStatus.RUNNING or (s.status is OpStatus.RETRY_WAIT and s.next_at is not None)
+        for s in state.ops.values()
+    )
+
+
+_KINDS = {
+    machine.Resume: "resumed",
+    machine.OpSucceeded: "op.succeeded",
+    machine.OpFailed: "op.failed",
+    machine.OpUnknown: "op.unknown",
+    machine.RetryDue: "op.retry_due",
+    machine.Timeout: "timeout",
+    machine.AbortRequested: "abort_requested",
+    machine.OperatorRetry: "operator_retry",
+    machine.ForceEnd: "force_end",
+}
+
+
+def _event_record(gid: str, event: machine.Event, t: machine.Transition) -> EventRecord:
+    key: OpKey | None = getattr(event, "key", None)
+    detail: dict[str, Json] = {}
+    error = getattr(event, "error", None) or getattr(event, "reason", None)
+    if error:
+        detail["error"] = error
+    if isinstance(event, machine.Resume) and event.fresh:
+        kind = "submitted"
+    else:
+        kind = _KINDS[type(event)]
+    if not t.changed:
+        detail["ignored"] = t.note or "no change"
+    return EventRecord(
+        gid=gid,
+        at=getattr(event, "now", 0.0),
+        kind=kind,
+        branch=key[0] if key else None,
+        op=str(key[1]) if key else None,
+        attempt=getattr(event, "attempt", None),
+        detail=detail,
+    )
+
+
+def _transition_records(
+    gid: str, before: machine.SagaState, t: machine.Transition, event: machine.Event
+) -> list[EventRecord]:
+    now = getattr(event, "now", 0.0)
+    out: list[EventRecord] = []
+    after = t.state
+    if after.status != before.status:
+        out.append(EventRecord(gid, now, "status", detail={
+            "from": str(before.status), "to": str(after.status), "reason": after.reason,
+        }))
+    if after.stuck and after.stuck != before.stuck:
+        out.append(EventRecord(gid, now, "stuck", detail={"reason": after.stuck}))
+    for cmd in t.commands:
+        if isinstance(cmd, machine.RunOp):
+            out.append(EventRecord(gid, now, "op.started", cmd.key[0], str(cmd.key[1]), cmd.attempt))
+        else:
+            out.append(EventRecord(gid, now, "op.retry_scheduled", cmd.key[0], str(cmd.key[1]),
+                                   cmd.attempt, {"at": cmd.at}))
+    return out

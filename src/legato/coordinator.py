@@ -1,0 +1,406 @@
+"""The coordinator: submits sagas, claims due work, holds leases, drives runners.
+
+>>> async with Coordinator("sqlite:///legato.db") as coordinator:  # doctest: +SKIP
+...     coordinator.register(trip)
+...     handle = await coordinator.submit(trip, {"trip": 42}, gid="order-42")
+...     outcome = await handle.result()
+
+Any number of coordinators may share one PostgreSQL log: each claims due
+transactions with a lease (owner + expiry), renews the leases it holds, and
+every write it makes is fenced by its lease. A coordinator that dies simply
+stops renewing; once its leases expire another one claims and resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+from . import _json
+from ._errors import (
+    DefinitionError,
+    GidConflict,
+    IllegalStateChange,
+    LogError,
+    TransactionNotFound,
+)
+from ._handle import Handle, Outcome
+from ._hooks import HookChain, Hooks
+from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
+from ._runner import SagaRunner, _event_record, _transition_records
+from .log import Log, NewTransaction, TxQuery, open_log
+from .modes import saga as machine
+from .saga import Saga
+from .transports.local import LocalTransport
+
+logger = logging.getLogger("legato.coordinator")
+
+_REQUESTS = ("retry", "abort", "succeeded", "failed")
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Coordinator:
+    """Drives global transactions to an end. One per process is typical; there is
+    no global instance.
+
+    ``log`` is a ``Log`` or a URL (``sqlite:///legato.db``, ``postgresql://...``,
+    ``memory://``). ``owner`` names this coordinator in leases; give a stable one
+    (e.g. the pod name) and a restarted coordinator takes its unfinished work
+    back at once instead of waiting ``lease`` seconds for its old leases to
+    expire. ``recover=False`` drives only what this coordinator submits.
+    """
+
+    def __init__(
+        self,
+        log: Log | str = "sqlite:///legato.db",
+        *,
+        owner: str | None = None,
+        lease: float = 15.0,
+        poll_interval: float = 1.0,
+        claim_batch: int = 64,
+        step_threads: int = 64,
+        recover: bool = True,
+        retention: float | None = None,
+        hooks: Sequence[Hooks] = (),
+    ) -> None:
+        self.log: Log = open_log(log) if isinstance(log, str) else log
+        self.owner = owner or _default_owner()
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.claim_batch = claim_batch
+        self.recover = recover
+        self.retention = retention
+        self.hooks = HookChain(hooks)
+        self._pool = concurrent.futures.ThreadPoolExecutor(step_threads, "legato-step")
+        self.transport = LocalTransport(self._pool)
+        self._sagas: dict[str, Saga] = {}
+        self._runners: dict[str, SagaRunner] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._started = False
+        self._wake_claims = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Coordinator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.log.open()
+        # a coordinator restarted under the same owner name takes its own work back
+        # at once: whatever its previous incarnation held is orphaned
+        await self.log.release_owner(self.owner)
+        self._started = True
+        loop = asyncio.get_running_loop()
+        self._loops.append(loop.create_task(self._renew_loop(), name="legato-renew"))
+        if self.recover:
+            self._loops.append(loop.create_task(self._claim_loop(), name="legato-claim"))
+        if self.retention is not None:
+            self._loops.append(loop.create_task(self._retention_loop(), name="legato-retention"))
+
+    async def stop(self) -> None:
+        """Stop driving. Ops in flight are cancelled (their outcome is unknown, so the
+        next coordinator retries them); leases are released for others to claim."""
+        if not self._started:
+            return
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
+        runners = list(self._runners.values())
+        for r in runners:
+            r.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for r in runners:
+            with contextlib.suppress(LogError):
+                await self.log.release(self.owner, r.gid, time.time())
+        await self.log.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        shutdown = getattr(self.log, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        self._started = False
+
+    # -- sagas ----------------------------------------------------------------------
+
+    def register(self, *sagas: Saga) -> None:
+        """Make sagas known here, so that this coordinator can resume them after a crash."""
+        for saga in sagas:
+            saga.plan()  # validate now, not at the first submit
+            known = self._sagas.get(saga.name)
+            if known is not None and known is not saga and known.fingerprint() != saga.fingerprint():
+                raise DefinitionError(
+                    f"another saga named {saga.name!r} with different steps is already registered"
+                )
+            self._sagas[saga.name] = saga
+
+    async def submit(
+        self,
+        saga: Saga,
+        payload: Json = None,
+        *,
+        gid: str | None = None,
+        timeout_to_fail: float | None = None,
+    ) -> Handle:
+        """Write the saga to the log and start it; idempotent by ``gid``.
+
+        Everything is checked before anything is written: the definition
+        (``DefinitionError``), the payload (``PayloadError``), and a gid already
+        used for another saga or payload (``GidConflict``).
+        """
+        self._require_started()
+        plan = saga.plan()
+        self.register(saga)
+        payload_text = _json.dumps(payload)
+        if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
+            raise DefinitionError(f"gid must be a non-empty string of at most 128 characters: {gid!r}")
+        gid = gid or uuid.uuid4().hex
+        if gid in self._runners:
+            await self._check_same(gid, saga, payload_text)
+            return Handle(self, gid)
+        now = time.time()
+        timeout = timeout_to_fail if timeout_to_fail is not None else saga.timeout_to_fail
+        state0 = machine.SagaState.new(gid, plan)
+        first = machine.Resume(now, fresh=True)
+        t = machine.apply(plan, state0, first)
+        tx = TxRecord(
+            gid=gid,
+            mode=Mode.SAGA,
+            name=saga.name,
+            fingerprint=saga.fingerprint(),
+            status=t.state.status,
+            payload=_json.loads(payload_text),
+            options={"timeout_to_fail": timeout} if timeout is not None else {},
+            created_at=now,
+            updated_at=now,
+            timeout_at=now + timeout if timeout is not None else None,
+            next_attempt_at=now,
+            lease_owner=self.owner,
+            lease_expires_at=now + self.lease,
+        )
+        ops = [
+            OpRecord(gid, name, op, i, saga.target(name, op), s.status, s.attempts, s.budget,
+                     s.next_at, s.output, s.error, s.completed, now)
+            for i, ((name, op), s) in enumerate(t.state.ops.items())
+        ]
+        events = [_event_record(gid, first, t), *_transition_records(gid, state0, t, first)]
+        existing = await self.log.create(NewTransaction(tx, ops, events))
+        if existing is not None:
+            self._check_existing(existing, saga, payload_text)
+            return Handle(self, gid)
+        runner = SagaRunner(self, saga, tx, t.state, ops)
+        self._start_runner(runner, None, t.commands)
+        return Handle(self, gid)
+
+    async def _check_same(self, gid: str, saga: Saga, payload_text: str) -> None:
+        loaded = await self.log.load(gid)
+        if loaded is not None:
+            self._check_existing(loaded[0], saga, payload_text)
+
+    def _check_existing(self, tx: TxRecord, saga: Saga, payload_text: str) -> None:
+        if tx.name != saga.name or tx.fingerprint != saga.fingerprint():
+            raise GidConflict(
+                f"gid {tx.gid!r} is already used by saga {tx.name!r} with another definition"
+            )
+        if tx.payload != _json.loads(payload_text):
+            raise GidConflict(f"gid {tx.gid!r} was already submitted with a different payload")
+
+    def handle(self, gid: str) -> Handle:
+        return Handle(self, gid)
+
+    # -- operator requests ----------------------------------------------------------
+
+    async def retry(self, gid: str) -> None:
+        """Ask a stuck transaction to try its parked ops again."""
+        await self._request(gid, "retry")
+
+    async def abort(self, gid: str) -> None:
+        """Ask a transaction to roll back (refused once past its pivot)."""
+        await self._request(gid, "abort")
+
+    async def force_end(self, gid: str, status: TxStatus | str) -> None:
+        """End a transaction by decree, after an operator has repaired it by hand."""
+        status = TxStatus(status)
+        if not status.ended:
+            raise IllegalStateChange(f"force_end needs succeeded or failed, not {status}")
+        await self._request(gid, str(status))
+
+    async def _request(self, gid: str, what: str) -> None:
+        self._require_started()
+        assert what in _REQUESTS
+        await self.log.request(gid, what, time.time())
+        runner = self._runners.get(gid)
+        if runner is not None:
+            runner.push(_request_event(what, time.time()), what)
+        self._wake_claims.set()
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]:
+        loaded = await self.log.load(gid)
+        if loaded is None:
+            raise TransactionNotFound(f"no transaction has gid {gid!r}")
+        return loaded
+
+    async def outcome(self, gid: str) -> Outcome:
+        tx, ops = await self.get(gid)
+        return Outcome.from_log(tx, ops)
+
+    async def events(self, gid: str) -> list[EventRecord]:
+        return await self.log.events(gid)
+
+    async def list(self, query: TxQuery | None = None) -> list[TxRecord]:
+        return await self.log.list(query or TxQuery())
+
+    def _settled_future(self, gid: str) -> asyncio.Future[Outcome | None] | None:
+        runner = self._runners.get(gid)
+        return runner.settled if runner is not None else None
+
+    # -- runners --------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("start the coordinator first: `async with Coordinator(...)`")
+
+    def _start_runner(
+        self,
+        runner: SagaRunner,
+        first: list[machine.Event] | None,
+        commands: Sequence[machine.Command] = (),
+        handled: str | None = None,
+    ) -> None:
+        self._runners[runner.gid] = runner
+        task = asyncio.get_running_loop().create_task(
+            runner.run(first, commands, handled), name=f"legato-saga-{runner.gid}"
+        )
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self._runners.get(runner.gid) is runner:
+                del self._runners[runner.gid]
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("runner for %s crashed", runner.gid, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def _resume(self, gid: str, requested: str | None) -> None:
+        loaded = await self.log.load(gid)
+        if loaded is None:
+            return
+        tx, ops = loaded
+        if tx.lease_owner != self.owner or tx.status.ended:
+            return
+        saga = self._sagas.get(tx.name)
+        if saga is None:
+            await self.log.release(self.owner, gid, time.time() + self.lease)
+            return
+        if saga.fingerprint() != tx.fingerprint:
+            # the code changed under a running saga: driving it on could run the wrong
+            # steps, so it waits for an operator (who may redeploy the old definition)
+            logger.error("saga %s for %s changed since it was submitted", tx.name, gid)
+            await self.log.release(self.owner, gid, None)
+            return
+        state = _state_from_log(tx, ops)
+        now = time.time()
+        events: list[machine.Event] = [machine.Resume(now)]
+        if requested in _REQUESTS:
+            events.append(_request_event(requested, now))
+        runner = SagaRunner(self, saga, tx, state, ops)
+        self._start_runner(runner, events, handled=requested)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                now = time.time()
+                names = list(self._sagas) if self._sagas else []
+                claimed = (
+                    await self.log.claim(self.owner, now, now + self.lease, self.claim_batch, names)
+                    if names
+                    else []
+                )
+                for c in claimed:
+                    if c.gid not in self._runners:
+                        await self._resume(c.gid, c.requested)
+                if len(claimed) == self.claim_batch:
+                    continue  # more is due: claim again at once
+            except LogError as exc:
+                logger.error("claiming due work failed: %s", exc)
+            self._wake_claims.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_claims.wait(), self.poll_interval)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                now = time.time()
+                held = await self.log.renew(self.owner, list(self._runners), now, now + self.lease)
+            except LogError as exc:
+                logger.error("renewing leases failed: %s", exc)
+                continue
+            for gid, runner in list(self._runners.items()):
+                if gid not in held:
+                    if not runner.settled.done():
+                        logger.warning("lease on %s lost", gid)
+                        runner.cancel()
+                    continue
+                request = held.get(gid)
+                if request in _REQUESTS:
+                    runner.push(_request_event(request, now), request)
+
+    async def _retention_loop(self) -> None:
+        assert self.retention is not None
+        while True:
+            try:
+                while await self.log.purge(time.time() - self.retention, 500) == 500:
+                    pass
+            except LogError as exc:
+                logger.error("retention purge failed: %s", exc)
+            await asyncio.sleep(min(3600.0, max(1.0, self.retention / 10)))
+
+
+def _request_event(what: str, now: float) -> machine.Event:
+    if what == "retry":
+        return machine.OperatorRetry(now)
+    if what == "abort":
+        return machine.AbortRequested(now, "aborted by an operator")
+    return machine.ForceEnd(now, TxStatus(what), f"ended as {what} by an operator")
+
+
+def _state_from_log(tx: TxRecord, ops: Iterable[OpRecord]) -> machine.SagaState:
+    return machine.SagaState(
+        gid=tx.gid,
+        status=tx.status,
+        ops={
+            o.key: machine.OpState(
+                o.status, o.attempts, o.budget, o.next_at, o.output, o.error, o.completed
+            )
+            for o in ops
+        },
+        reason=tx.reason,
+        stuck=tx.stuck,
+    )

@@ -1,0 +1,520 @@
+"""What the SQL log adapters share: the jobs, row mapping, group commit, threads.
+
+Each adapter supplies a DB-API connection (used from one thread at a time),
+its named queries and its error translation; the drivers themselves stay in
+the adapter modules. Writes run in one writer thread through group commit,
+reads in a reader thread, so the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .. import _json
+from .._errors import LeaseLost, LogError, SchemaMismatch
+from .._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
+from ._group import GroupCommit, Job, Outcome
+from ._queries import migrations, queries
+from .base import Claimed, NewTransaction, TxQuery, TxWrite
+
+T = TypeVar("T")
+Conn = Any  # a DB-API connection: sqlite3.Connection or psycopg.Connection
+Row = Any  # a mapping-like row
+
+
+class SqlLog(ABC):
+    backend: str
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.url = url
+        self.auto_migrate = auto_migrate
+        self.q = queries(self.backend)
+        self._writer_pool = concurrent.futures.ThreadPoolExecutor(1, f"legato-{self.backend}-w")
+        self._reader_pool = concurrent.futures.ThreadPoolExecutor(1, f"legato-{self.backend}-r")
+        self._local = threading.local()
+        self._group: GroupCommit[Conn] | None = None
+
+    # -- what an adapter supplies ---------------------------------------------------
+
+    @abstractmethod
+    def _connect(self, role: str) -> Conn:
+        """A new connection; ``role`` is 'writer' or 'reader'."""
+
+    @abstractmethod
+    def _begin(self, conn: Conn) -> None: ...
+
+    @abstractmethod
+    def _translate(self, exc: Exception) -> Exception:
+        """Turn a driver error into one of Legato's."""
+
+    @abstractmethod
+    def _array(self, values: Sequence[str]) -> Any:
+        """A list parameter, as the backend's queries expect it."""
+
+    @abstractmethod
+    def _lock_for_migration(self, conn: Conn) -> None: ...
+
+    @abstractmethod
+    def _applied_migrations(self, conn: Conn) -> set[int]: ...
+
+    def _healthy(self, conn: Conn) -> bool:
+        return True
+
+    # -- threads and connections ----------------------------------------------------
+
+    def _conn(self, role: str) -> Conn:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or not self._healthy(conn):
+            conn = self._connect(role)
+            self._local.conn = conn
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken; nothing more to do
+                pass
+
+    async def _in(self, pool: concurrent.futures.ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+
+    async def _read(self, fn: Callable[[Conn], T]) -> T:
+        def run() -> T:
+            try:
+                return fn(self._conn("reader"))
+            except LogError:
+                raise
+            except Exception as exc:
+                self._drop_conn()
+                raise self._translate(exc) from exc
+
+        return await self._in(self._reader_pool, run)
+
+    def _batch_sync(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+        conn = self._conn("writer")
+        try:
+            self._begin(conn)
+            outcomes: list[Outcome] = []
+            for job in jobs:
+                try:
+                    outcomes.append((True, job(conn)))
+                except LeaseLost as exc:
+                    outcomes.append((False, exc))
+            conn.commit()
+            return outcomes
+        except Exception as exc:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop_conn()
+            if not isinstance(exc, LogError):
+                self._drop_conn()
+                raise self._translate(exc) from exc
+            raise
+
+    async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+        return await self._in(self._writer_pool, lambda: self._batch_sync(jobs))
+
+    async def _write(self, job: Job[Conn]) -> Any:
+        if self._group is None:
+            raise LogError("the log is not open")
+        return await self._group.submit(job)
+
+    # -- lifecycle and schema ---------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._in(self._writer_pool, self._check_schema)
+        self._group = GroupCommit(self._run_batch)
+        self._group.start()
+
+    async def close(self) -> None:
+        if self._group is not None:
+            await self._group.stop()
+            self._group = None
+        for pool in (self._writer_pool, self._reader_pool):
+            await self._in(pool, self._drop_conn)
+
+    def shutdown(self) -> None:
+        self._writer_pool.shutdown(wait=False)
+        self._reader_pool.shutdown(wait=False)
+
+    @property
+    def group_stats(self) -> tuple[int, int]:
+        """(commits, writes): how well group commit is batching."""
+        return (self._group.batches, self._group.jobs) if self._group else (0, 0)
+
+    def _check_schema(self) -> None:
+        try:
+            conn = self._conn("writer")
+            latest = migrations(self.backend)[-1][0]
+            applied = self._applied_migrations(conn)
+            conn.commit()
+            if applied and max(applied) > latest:
+                raise SchemaMismatch(
+                    f"the log at {self.url} has schema version {max(applied)}, newer than "
+                    f"this Legato's {latest}: upgrade Legato"
+                )
+            if len(applied) < len(migrations(self.backend)):
+                if not self.auto_migrate:
+                    raise SchemaMismatch()
+                self._migrate_sync(conn)
+        except LogError:
+            raise
+        except Exception as exc:
+            self._drop_conn()
+            raise self._translate(exc) from exc
+
+    def _migrate_sync(self, conn: Conn) -> list[str]:
+        done: list[str] = []
+        self._begin(conn)
+        try:
+            self._lock_for_migration(conn)
+            applied = self._applied_migrations(conn)
+            for number, name, sql in migrations(self.backend):
+                if number in applied:
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO legato_migrations (version, name, applied_at) VALUES "
+                    + ("(?, ?, ?)" if self.backend == "sqlite" else "(%s, %s, %s)"),
+                    (number, name, _now()),
+                )
+                done.append(name)
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+        return done
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations not applied yet; returns their names."""
+
+        def run() -> list[str]:
+            try:
+                conn = self._conn("writer")
+                self._applied_migrations(conn)
+                conn.commit()
+                return self._migrate_sync(conn)
+            except Exception as exc:
+                self._drop_conn()
+                raise self._translate(exc) from exc
+
+        return await self._in(self._writer_pool, run)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def create(self, new: NewTransaction) -> TxRecord | None:
+        q = self.q
+        tx_params = _tx_params(new.tx)
+        op_params = [_op_params(o) for o in new.ops]
+        event_params = [_event_params(e) for e in new.events]
+
+        def job(conn: Conn) -> TxRecord | None:
+            cur = conn.cursor()
+            cur.execute(q["insert_tx"], tx_params)
+            if cur.rowcount == 0:
+                cur.execute(q["get_tx"], {"gid": new.tx.gid})
+                return _tx_from_row(cur.fetchone())
+            cur.executemany(q["insert_op"], op_params)
+            if event_params:
+                cur.executemany(q["insert_event"], event_params)
+            return None
+
+        result: TxRecord | None = await self._write(job)
+        return result
+
+    async def write(self, change: TxWrite) -> None:
+        q = self.q
+        tx_params = {
+            "gid": change.gid,
+            "owner": change.owner,
+            "at": change.at,
+            "status": str(change.status),
+            "reason": change.reason,
+            "stuck": change.stuck,
+            "next_attempt_at": change.next_attempt_at,
+            "ended_at": change.at if change.status.ended else None,
+            "release": change.release,
+            "handled": change.handled,
+        }
+        op_params = [_op_params(o) for o in change.ops]
+        event_params = [_event_params(e) for e in change.events]
+
+        def job(conn: Conn) -> None:
+            cur = conn.cursor()
+            cur.execute(q["write_tx"], tx_params)
+            if cur.rowcount == 0:
+                raise LeaseLost(f"{change.gid}: the lease of {change.owner} is lost")
+            if op_params:
+                cur.executemany(q["update_op"], op_params)
+            if event_params:
+                cur.executemany(q["insert_event"], event_params)
+
+        await self._write(job)
+
+    async def claim(
+        self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
+    ) -> list[Claimed]:
+        params = {
+            "owner": owner,
+            "now": now,
+            "until": until,
+            "limit": limit,
+            "any_name": names is None,
+            "names": self._array(list(names or ())),
+        }
+
+        def job(conn: Conn) -> list[Claimed]:
+            cur = conn.cursor()
+            cur.execute(self.q["claim"], params)
+            return [Claimed(r["gid"], r["requested"]) for r in cur.fetchall()]
+
+        result: list[Claimed] = await self._write(job)
+        return result
+
+    async def renew(
+        self, owner: str, gids: Sequence[str], now: float, until: float
+    ) -> dict[str, str | None]:
+        def job(conn: Conn) -> dict[str, str | None]:
+            cur = conn.cursor()
+            cur.execute(self.q["renew"], {"owner": owner, "until": until})
+            return {r["gid"]: r["requested"] for r in cur.fetchall()}
+
+        result: dict[str, str | None] = await self._write(job)
+        return result
+
+    async def release(self, owner: str, gid: str, next_attempt_at: float | None) -> None:
+        params = {"owner": owner, "gid": gid, "next_attempt_at": next_attempt_at}
+        await self._write(lambda conn: conn.cursor().execute(self.q["release"], params))
+
+    async def release_owner(self, owner: str) -> int:
+        def job(conn: Conn) -> int:
+            cur = conn.cursor()
+            cur.execute(self.q["release_owner"], {"owner": owner})
+            return int(cur.rowcount)
+
+        result: int = await self._write(job)
+        return result
+
+    async def request(self, gid: str, what: str, now: float) -> TxRecord:
+        from .._errors import IllegalStateChange, TransactionNotFound
+
+        def job(conn: Conn) -> TxRecord:
+            cur = conn.cursor()
+            cur.execute(self.q["request"], {"gid": gid, "what": what, "now": now})
+            updated = cur.rowcount
+            cur.execute(self.q["get_tx"], {"gid": gid})
+            row = cur.fetchone()
+            if row is None:
+                raise TransactionNotFound(f"no transaction has gid {gid!r}")
+            tx = _tx_from_row(row)
+            if updated == 0:
+                raise IllegalStateChange(f"{gid} has already ended ({tx.status})")
+            return tx
+
+        result: TxRecord = await self._write(job)
+        return result
+
+    async def purge(self, ended_before: float, limit: int) -> int:
+        def job(conn: Conn) -> int:
+            cur = conn.cursor()
+            cur.execute(self.q["purgeable"], {"before": ended_before, "limit": limit})
+            gids = [r["gid"] for r in cur.fetchall()]
+            if gids:
+                arr = {"gids": self._array(gids)}
+                for name in ("purge_events", "purge_ops", "purge_tx"):
+                    cur.execute(self.q[name], arr)
+            return len(gids)
+
+        result: int = await self._write(job)
+        return result
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None:
+        def run(conn: Conn) -> tuple[TxRecord, list[OpRecord]] | None:
+            cur = conn.cursor()
+            cur.execute(self.q["get_tx"], {"gid": gid})
+            row = cur.fetchone()
+            if row is None:
+                conn.commit()
+                return None
+            cur.execute(self.q["get_ops"], {"gid": gid})
+            ops = [_op_from_row(r) for r in cur.fetchall()]
+            conn.commit()
+            return _tx_from_row(row), ops
+
+        return await self._read(run)
+
+    async def events(self, gid: str) -> list[EventRecord]:
+        def run(conn: Conn) -> list[EventRecord]:
+            cur = conn.cursor()
+            cur.execute(self.q["get_events"], {"gid": gid})
+            out = [_event_from_row(r) for r in cur.fetchall()]
+            conn.commit()
+            return out
+
+        return await self._read(run)
+
+    async def list(self, query: TxQuery) -> list[TxRecord]:
+        params = {
+            "any_status": not query.status,
+            "statuses": self._array([str(s) for s in query.status]),
+            "mode": query.mode,
+            "name": query.name,
+            "stuck": query.stuck,
+            "since": query.since,
+            "until": query.until,
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+
+        def run(conn: Conn) -> list[TxRecord]:
+            cur = conn.cursor()
+            cur.execute(self.q["list_tx"], params)
+            out = [_tx_from_row(r) for r in cur.fetchall()]
+            conn.commit()
+            return out
+
+        return await self._read(run)
+
+    async def counts(self) -> dict[str, int]:
+        def run(conn: Conn) -> dict[str, int]:
+            cur = conn.cursor()
+            cur.execute(self.q["count_by_status"], {})
+            out = {str(r["status"]): int(r["n"]) for r in cur.fetchall()}
+            cur.execute(self.q["count_stuck"], {})
+            out["stuck"] = int(cur.fetchone()["n"])
+            conn.commit()
+            return out
+
+        return await self._read(run)
+
+
+# -- rows <-> records -----------------------------------------------------------------
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (ours hold no ';' inside literals)."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _tx_params(tx: TxRecord) -> dict[str, Any]:
+    return {
+        "gid": tx.gid,
+        "mode": str(tx.mode),
+        "name": tx.name,
+        "fingerprint": tx.fingerprint,
+        "status": str(tx.status),
+        "payload": _json.dumps(tx.payload),
+        "payload_version": _json.JSON_SCHEMA_VERSION,
+        "options": _json.dumps(tx.options, what="options"),
+        "reason": tx.reason,
+        "stuck": tx.stuck,
+        "created_at": tx.created_at,
+        "updated_at": tx.updated_at,
+        "timeout_at": tx.timeout_at,
+        "next_attempt_at": tx.next_attempt_at,
+        "lease_owner": tx.lease_owner,
+        "lease_expires_at": tx.lease_expires_at,
+    }
+
+
+def _op_params(o: OpRecord) -> dict[str, Any]:
+    return {
+        "gid": o.gid,
+        "branch": o.branch,
+        "op": str(o.op),
+        "seq": o.seq,
+        "target": o.target,
+        "status": str(o.status),
+        "attempts": o.attempts,
+        "budget": o.budget,
+        "next_at": o.next_at,
+        "output": None if o.output is None else _json.dumps(o.output, what="output"),
+        "error": o.error,
+        "completed": o.completed,
+        "updated_at": o.updated_at,
+    }
+
+
+def _event_params(e: EventRecord) -> dict[str, Any]:
+    return {
+        "gid": e.gid,
+        "at": e.at,
+        "kind": e.kind,
+        "branch": e.branch,
+        "op": e.op,
+        "attempt": e.attempt,
+        "detail": _json.dumps(e.detail, what="event detail"),
+    }
+
+
+def _tx_from_row(r: Row) -> TxRecord:
+    return TxRecord(
+        gid=r["gid"],
+        mode=Mode(r["mode"]),
+        name=r["name"],
+        fingerprint=r["fingerprint"],
+        status=TxStatus(r["status"]),
+        payload=_json.loads(r["payload"]),
+        options=_json.loads(r["options"]) or {},
+        reason=r["reason"],
+        stuck=r["stuck"],
+        requested=r["requested"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        ended_at=r["ended_at"],
+        timeout_at=r["timeout_at"],
+        next_attempt_at=r["next_attempt_at"],
+        lease_owner=r["lease_owner"],
+        lease_expires_at=r["lease_expires_at"],
+        version=r["version"],
+    )
+
+
+def _op_from_row(r: Row) -> OpRecord:
+    return OpRecord(
+        gid=r["gid"],
+        branch=r["branch"],
+        op=OpName(r["op"]),
+        seq=r["seq"],
+        target=r["target"],
+        status=OpStatus(r["status"]),
+        attempts=r["attempts"],
+        budget=r["budget"],
+        next_at=r["next_at"],
+        output=_json.loads(r["output"]),
+        error=r["error"],
+        completed=r["completed"],
+        updated_at=r["updated_at"],
+    )
+
+
+def _event_from_row(r: Row) -> EventRecord:
+    return EventRecord(
+        id=r["id"],
+        gid=r["gid"],
+        at=r["at"],
+        kind=r["kind"],
+        branch=r["branch"],
+        op=r["op"],
+        attempt=r["attempt"],
+        detail=_json.loads(r["detail"]) or {},
+    )

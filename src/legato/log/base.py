@@ -1,0 +1,115 @@
+"""The log port: the durable record of transactions, their ops and their events.
+
+The coordinator is the only writer. Every write that changes a transaction is
+*fenced*: it names the lease owner, and is refused with ``LeaseLost`` when
+another coordinator has taken the transaction over (DESIGN 3.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from .._model import EventRecord, OpRecord, TxRecord, TxStatus
+
+
+@dataclass(slots=True)
+class NewTransaction:
+    """A transaction as first written: its row, all its ops, its first events.
+
+    It is written with its lease already taken by ``tx.lease_owner``, so that
+    the submitting coordinator drives it at once.
+    """
+
+    tx: TxRecord
+    ops: list[OpRecord]
+    events: list[EventRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TxWrite:
+    """One fenced change of one transaction: applied whole, or not at all."""
+
+    gid: str
+    owner: str
+    at: float
+    status: TxStatus
+    reason: str | None
+    stuck: str | None
+    next_attempt_at: float | None
+    ops: list[OpRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    release: bool = False  # give the lease up with this write
+    handled: str | None = None  # the operator request this write answers, cleared with it
+
+
+@dataclass(slots=True)
+class Claimed:
+    gid: str
+    requested: str | None = None
+
+
+@dataclass(slots=True)
+class TxQuery:
+    status: Sequence[TxStatus] = ()
+    mode: str | None = None
+    name: str | None = None
+    stuck: bool | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@runtime_checkable
+class Log(Protocol):
+    """What the coordinator needs from durable storage. Every adapter passes
+    ``tests/contract/test_log_contract.py``."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect, and build or check the schema."""
+
+    async def close(self) -> None: ...
+
+    async def create(self, new: NewTransaction) -> TxRecord | None:
+        """Write a new transaction, or return the existing row if the gid is taken."""
+
+    async def write(self, change: TxWrite) -> None:
+        """Apply one fenced change; raise ``LeaseLost`` if ``change.owner`` lost the lease."""
+
+    async def claim(
+        self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
+    ) -> list[Claimed]:
+        """Take the lease of up to ``limit`` due transactions: not ended, not leased by a
+        live owner, and with ``next_attempt_at <= now``; ``names`` limits the saga names."""
+
+    async def renew(
+        self, owner: str, gids: Sequence[str], now: float, until: float
+    ) -> dict[str, str | None]:
+        """Extend the leases ``owner`` still holds; returns them with any pending request."""
+
+    async def release(self, owner: str, gid: str, next_attempt_at: float | None) -> None:
+        """Give a lease up, so that any coordinator may claim the transaction at the time given."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Give up every lease held under ``owner``: called by a coordinator starting
+        under a stable name, since whatever its previous incarnation held is orphaned."""
+
+    async def request(self, gid: str, what: str, now: float) -> TxRecord:
+        """Record an operator's request ('retry', 'abort', 'succeeded', 'failed') for the
+        coordinator that drives ``gid``; makes it due now."""
+
+    async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None: ...
+
+    async def events(self, gid: str) -> list[EventRecord]: ...
+
+    async def list(self, query: TxQuery) -> list[TxRecord]: ...
+
+    async def counts(self) -> dict[str, int]:
+        """Transactions by status, plus 'stuck'."""
+
+    async def purge(self, ended_before: float, limit: int) -> int:
+        """Delete up to ``limit`` transactions that ended before the time given."""

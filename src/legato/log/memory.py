@@ -1,0 +1,159 @@
+"""The in-memory log: the same contract as the SQL logs, lost with the process.
+
+For unit tests and for trying Legato out; nothing here survives a restart.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+
+from .._errors import IllegalStateChange, LeaseLost, TransactionNotFound
+from .._model import EventRecord, OpRecord, TxRecord
+from .base import Claimed, NewTransaction, TxQuery, TxWrite
+
+
+class MemoryLog:
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._tx: dict[str, TxRecord] = {}
+        self._ops: dict[str, dict[tuple[str, str], OpRecord]] = {}
+        self._events: dict[str, list[EventRecord]] = {}
+        self._ids = itertools.count(1)
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def migrate(self) -> list[str]:
+        return []
+
+    def _append(self, events: list[EventRecord]) -> None:
+        for e in events:
+            e = copy.deepcopy(e)
+            e.id = next(self._ids)
+            self._events.setdefault(e.gid, []).append(e)
+
+    async def create(self, new: NewTransaction) -> TxRecord | None:
+        if new.tx.gid in self._tx:
+            return copy.deepcopy(self._tx[new.tx.gid])
+        tx = copy.deepcopy(new.tx)
+        tx.version = 1
+        self._tx[tx.gid] = tx
+        self._ops[tx.gid] = {(o.branch, str(o.op)): copy.deepcopy(o) for o in new.ops}
+        self._append(new.events)
+        return None
+
+    async def write(self, change: TxWrite) -> None:
+        tx = self._tx.get(change.gid)
+        if tx is None or tx.lease_owner != change.owner:
+            raise LeaseLost(f"{change.gid}: the lease of {change.owner} is lost")
+        tx.status, tx.reason, tx.stuck = change.status, change.reason, change.stuck
+        tx.next_attempt_at, tx.updated_at = change.next_attempt_at, change.at
+        tx.ended_at = change.at if change.status.ended else None
+        tx.version += 1
+        if change.release:
+            tx.lease_owner = tx.lease_expires_at = None
+        if change.handled is not None and tx.requested == change.handled:
+            tx.requested = None
+        ops = self._ops[change.gid]
+        for o in change.ops:
+            ops[(o.branch, str(o.op))] = copy.deepcopy(o)
+        self._append(change.events)
+
+    async def claim(
+        self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
+    ) -> list[Claimed]:
+        due = sorted(
+            (
+                t
+                for t in self._tx.values()
+                if t.ended_at is None
+                and t.next_attempt_at is not None
+                and t.next_attempt_at <= now
+                and (t.lease_owner is None or (t.lease_expires_at or 0) < now)
+                and (names is None or t.name in names)
+            ),
+            key=lambda t: t.next_attempt_at or 0,
+        )[:limit]
+        for t in due:
+            t.lease_owner, t.lease_expires_at = owner, until
+        return [Claimed(t.gid, t.requested) for t in due]
+
+    async def renew(
+        self, owner: str, gids: Sequence[str], now: float, until: float
+    ) -> dict[str, str | None]:
+        held = {}
+        for t in self._tx.values():
+            if t.lease_owner == owner and t.ended_at is None:
+                t.lease_expires_at = until
+                held[t.gid] = t.requested
+        return held
+
+    async def release(self, owner: str, gid: str, next_attempt_at: float | None) -> None:
+        t = self._tx.get(gid)
+        if t is not None and t.lease_owner == owner:
+            t.lease_owner = t.lease_expires_at = None
+            t.next_attempt_at = next_attempt_at
+
+    async def release_owner(self, owner: str) -> int:
+        n = 0
+        for t in self._tx.values():
+            if t.lease_owner == owner and t.ended_at is None:
+                t.lease_owner = t.lease_expires_at = None
+                n += 1
+        return n
+
+    async def request(self, gid: str, what: str, now: float) -> TxRecord:
+        t = self._tx.get(gid)
+        if t is None:
+            raise TransactionNotFound(f"no transaction has gid {gid!r}")
+        if t.ended_at is not None:
+            raise IllegalStateChange(f"{gid} has already ended ({t.status})")
+        t.requested, t.next_attempt_at = what, now
+        return copy.deepcopy(t)
+
+    async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None:
+        t = self._tx.get(gid)
+        if t is None:
+            return None
+        ops = sorted(self._ops[gid].values(), key=lambda o: (o.seq, str(o.op)))
+        return copy.deepcopy(t), copy.deepcopy(ops)
+
+    async def events(self, gid: str) -> list[EventRecord]:
+        return copy.deepcopy(self._events.get(gid, []))
+
+    async def list(self, query: TxQuery) -> list[TxRecord]:
+        rows = [
+            t
+            for t in self._tx.values()
+            if (not query.status or t.status in query.status)
+            and (query.mode is None or t.mode == query.mode)
+            and (query.name is None or t.name == query.name)
+            and (query.stuck is None or (t.stuck is not None) == query.stuck)
+            and (query.since is None or t.created_at >= query.since)
+            and (query.until is None or t.created_at < query.until)
+        ]
+        rows.sort(key=lambda t: (-t.created_at, t.gid))
+        return copy.deepcopy(rows[query.offset : query.offset + query.limit])
+
+    async def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self._tx.values():
+            out[str(t.status)] = out.get(str(t.status), 0) + 1
+        out["stuck"] = sum(1 for t in self._tx.values() if t.stuck and t.ended_at is None)
+        return out
+
+    async def purge(self, ended_before: float, limit: int) -> int:
+        old = sorted(
+            (t for t in self._tx.values() if t.ended_at is not None and t.ended_at < ended_before),
+            key=lambda t: t.ended_at or 0,
+        )[:limit]
+        for t in old:
+            del self._tx[t.gid]
+            self._ops.pop(t.gid, None)
+            self._events.pop(t.gid, None)
+        return len(old)

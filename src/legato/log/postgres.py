@@ -1,0 +1,66 @@
+"""The production log: PostgreSQL, shared by any number of coordinators.
+
+Coordinators claim due work with ``FOR UPDATE SKIP LOCKED`` (see
+``sql/postgres/queries.sql``) and fence every write with their lease.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .._errors import LogError, LogUnavailable
+from ._sql import Conn, SqlLog
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS legato_migrations "
+    "(version integer PRIMARY KEY, name text NOT NULL, applied_at double precision NOT NULL)"
+)
+_MIGRATION_LOCK = 0x1E6A70  # pg_advisory_xact_lock key: one migrating process at a time
+
+
+class PostgresLog(SqlLog):
+    backend = "postgres"
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        super().__init__(url, auto_migrate=auto_migrate)
+        self.q = {name: _PARAM.sub(r"%(\1)s", sql) for name, sql in self.q.items()}
+
+    def _connect(self, role: str) -> Conn:
+        try:
+            conn = psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=10,
+                application_name=f"legato-{role}",
+            )
+        except psycopg.OperationalError as exc:
+            raise LogUnavailable(f"PostgreSQL log unreachable: {exc}") from exc
+        # autocommit + explicit BEGIN: reads never leave an idle transaction open
+        return conn
+
+    def _healthy(self, conn: Conn) -> bool:
+        return not conn.closed and not conn.broken
+
+    def _begin(self, conn: Conn) -> None:
+        conn.execute("BEGIN")
+
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, LogError):
+            return exc
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return LogUnavailable(f"PostgreSQL log: {exc}")
+        return LogError(f"PostgreSQL log: {type(exc).__name__}: {exc}")
+
+    def _array(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    def _lock_for_migration(self, conn: Conn) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _applied_migrations(self, conn: Conn) -> set[int]:
+        conn.execute(_MIGRATIONS_TABLE)
+        return {r["version"] for r in conn.execute("SELECT version FROM legato_migrations")}

@@ -1,0 +1,106 @@
+-- Legato log queries, SQLite. Parameters are :named.
+
+-- name: insert_tx
+INSERT INTO legato_tx (gid, mode, name, fingerprint, status, payload, payload_version, options,
+    reason, stuck, created_at, updated_at, timeout_at, next_attempt_at, lease_owner,
+    lease_expires_at, version)
+VALUES (:gid, :mode, :name, :fingerprint, :status, :payload, :payload_version, :options,
+    :reason, :stuck, :created_at, :updated_at, :timeout_at, :next_attempt_at, :lease_owner,
+    :lease_expires_at, 1)
+ON CONFLICT (gid) DO NOTHING
+
+-- name: insert_op
+INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
+    error, completed, updated_at)
+VALUES (:gid, :branch, :op, :seq, :target, :status, :attempts, :budget, :next_at, :output,
+    :error, :completed, :updated_at)
+
+-- name: insert_event
+INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
+VALUES (:gid, :at, :kind, :branch, :op, :attempt, :detail)
+
+-- name: write_tx
+-- Fenced: only the lease owner's write lands (zero rows means the lease is lost).
+UPDATE legato_tx SET status = :status, reason = :reason, stuck = :stuck,
+    next_attempt_at = :next_attempt_at, updated_at = :at, ended_at = :ended_at,
+    version = version + 1,
+    lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN :release THEN NULL ELSE lease_expires_at END,
+    requested = CASE WHEN requested = :handled THEN NULL ELSE requested END
+WHERE gid = :gid AND lease_owner = :owner
+
+-- name: update_op
+UPDATE legato_op SET status = :status, attempts = :attempts, budget = :budget,
+    next_at = :next_at, output = :output, error = :error, completed = :completed,
+    updated_at = :updated_at
+WHERE gid = :gid AND branch = :branch AND op = :op
+
+-- name: claim
+-- SQLite has one writer at a time, so the sub-select and the update cannot race.
+UPDATE legato_tx SET lease_owner = :owner, lease_expires_at = :until
+WHERE gid IN (
+    SELECT gid FROM legato_tx
+    WHERE ended_at IS NULL AND next_attempt_at <= :now
+        AND (lease_owner IS NULL OR lease_expires_at < :now)
+        AND (:any_name OR name IN (SELECT value FROM json_each(:names)))
+    ORDER BY next_attempt_at
+    LIMIT :limit
+)
+RETURNING gid, requested
+
+-- name: renew
+UPDATE legato_tx SET lease_expires_at = :until
+WHERE lease_owner = :owner AND ended_at IS NULL
+RETURNING gid, requested
+
+-- name: release
+UPDATE legato_tx SET lease_owner = NULL, lease_expires_at = NULL,
+    next_attempt_at = :next_attempt_at
+WHERE gid = :gid AND lease_owner = :owner
+
+-- name: release_owner
+UPDATE legato_tx SET lease_owner = NULL, lease_expires_at = NULL
+WHERE lease_owner = :owner AND ended_at IS NULL
+
+-- name: request
+UPDATE legato_tx SET requested = :what, next_attempt_at = :now
+WHERE gid = :gid AND ended_at IS NULL
+
+-- name: get_tx
+SELECT * FROM legato_tx WHERE gid = :gid
+
+-- name: get_ops
+SELECT * FROM legato_op WHERE gid = :gid ORDER BY seq, op
+
+-- name: get_events
+SELECT * FROM legato_event WHERE gid = :gid ORDER BY id
+
+-- name: list_tx
+SELECT * FROM legato_tx
+WHERE (:any_status OR status IN (SELECT value FROM json_each(:statuses)))
+    AND (:mode IS NULL OR mode = :mode)
+    AND (:name IS NULL OR name = :name)
+    AND (:stuck IS NULL OR (stuck IS NOT NULL) = :stuck)
+    AND (:since IS NULL OR created_at >= :since)
+    AND (:until IS NULL OR created_at < :until)
+ORDER BY created_at DESC, gid
+LIMIT :limit OFFSET :offset
+
+-- name: count_by_status
+SELECT status, count(*) AS n FROM legato_tx GROUP BY status
+
+-- name: count_stuck
+SELECT count(*) AS n FROM legato_tx WHERE stuck IS NOT NULL AND ended_at IS NULL
+
+-- name: purgeable
+SELECT gid FROM legato_tx WHERE ended_at IS NOT NULL AND ended_at < :before
+ORDER BY ended_at LIMIT :limit
+
+-- name: purge_events
+DELETE FROM legato_event WHERE gid IN (SELECT value FROM json_each(:gids))
+
+-- name: purge_ops
+DELETE FROM legato_op WHERE gid IN (SELECT value FROM json_each(:gids))
+
+-- name: purge_tx
+DELETE FROM legato_tx WHERE gid IN (SELECT value FROM json_each(:gids))

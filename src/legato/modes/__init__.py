@@ -1,0 +1,1 @@
+"""The modes as pure state machines: ``(state, event) -> (new state, commands)``."""

@@ -1,0 +1,226 @@
+"""Defining a saga over plain Python callables.
+
+>>> trip = Saga("book_trip")
+>>> trip.step("flight", action=reserve_flight, compensate=cancel_flight)  # doctest: +SKIP
+>>> trip.step("pay", action=charge, compensate=refund, depends_on=["flight"])  # doctest: +SKIP
+
+Steps run in declaration order unless ``depends_on`` is given on some step, in
+which case the saga is a graph: a step starts once every step it names has
+succeeded (a step with ``depends_on=[]`` starts at once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import DefinitionError
+from ._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Json, OpName, RetryPolicy
+from .modes.saga import SagaPlan, StepPlan
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step's callable receives.
+
+    ``(gid, step, op)`` is the op's idempotency key: Legato delivers each op at
+    least once, so a participant records that key with its change to make a
+    repeat change nothing (``idempotency_key`` joins the three).
+    """
+
+    gid: str
+    step: str
+    op: OpName
+    attempt: int
+    payload: Json
+    outputs: Mapping[str, Json] = field(default_factory=dict)
+    output: Json = None  # for a compensation: what the action returned, if it succeeded
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.gid}/{self.step}/{self.op}"
+
+
+StepFn = Callable[[StepContext], Json] | Callable[[StepContext], Awaitable[Json]]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    action: StepFn
+    compensate: StepFn | None
+    depends_on: tuple[str, ...] | None
+    pivot: bool
+    retry: RetryPolicy
+    compensate_retry: RetryPolicy
+    failures: tuple[type[BaseException], ...]
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}:{qualname}"
+
+
+class Saga:
+    """A named saga definition. Register it with a ``Coordinator`` before submitting.
+
+    ``failures`` lists exception types that count as a definite failure for
+    every step, besides ``legato.Failure``; a step may add its own.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failures: Iterable[type[BaseException]] = (),
+        timeout_to_fail: float | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise DefinitionError("a saga needs a non-empty name")
+        self.name = name
+        self.failures = tuple(failures)
+        self.timeout_to_fail = timeout_to_fail
+        self._steps: list[Step] = []
+        self._plan: SagaPlan | None = None
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(self._steps)
+
+    def step(
+        self,
+        name: str,
+        *,
+        action: StepFn,
+        compensate: StepFn | None = None,
+        depends_on: Iterable[str] | None = None,
+        pivot: bool = False,
+        retry: RetryPolicy = DEFAULT_ACTION_RETRY,
+        compensate_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY,
+        failures: Iterable[type[BaseException]] = (),
+    ) -> Saga:
+        """Add a step; returns the saga so that calls can be chained."""
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(f"saga {self.name!r}: a step needs a non-empty name")
+        if any(s.name == name for s in self._steps):
+            raise DefinitionError(f"saga {self.name!r}: duplicate step name {name!r}")
+        if not callable(action):
+            raise DefinitionError(f"saga {self.name!r}, step {name!r}: action is not callable")
+        if compensate is not None and not callable(compensate):
+            raise DefinitionError(f"saga {self.name!r}, step {name!r}: compensate is not callable")
+        deps = None if depends_on is None else tuple(depends_on)
+        self._steps.append(
+            Step(name, action, compensate, deps, pivot, retry, compensate_retry, tuple(failures))
+        )
+        self._plan = None
+        return self
+
+    def plan(self) -> SagaPlan:
+        """Validate the definition and return its structure (cached)."""
+        if self._plan is None:
+            self._plan = self._build_plan()
+        return self._plan
+
+    def _build_plan(self) -> SagaPlan:
+        where = f"saga {self.name!r}"
+        if not self._steps:
+            raise DefinitionError(f"{where} has no steps")
+        names = [s.name for s in self._steps]
+        graph = any(s.depends_on is not None for s in self._steps)
+        deps: dict[str, tuple[str, ...]] = {}
+        for i, s in enumerate(self._steps):
+            if not graph:
+                deps[s.name] = (names[i - 1],) if i else ()
+                continue
+            given = s.depends_on or ()
+            for d in given:
+                if d not in names:
+                    raise DefinitionError(f"{where}, step {s.name!r} depends on unknown step {d!r}")
+                if d == s.name:
+                    raise DefinitionError(f"{where}, step {s.name!r} depends on itself")
+            deps[s.name] = tuple(dict.fromkeys(given))
+        order = _topological(where, names, deps)
+        pivots = [s.name for s in self._steps if s.pivot]
+        if len(pivots) > 1:
+            raise DefinitionError(f"{where} has more than one pivot step: {pivots}")
+        after: frozenset[str] = frozenset()
+        pivot = pivots[0] if pivots else None
+        if pivot is not None:
+            before = _ancestors(pivot, deps)
+            after = frozenset(n for n in names if pivot in _ancestors(n, deps))
+            loose = [n for n in names if n != pivot and n not in before and n not in after]
+            if loose:
+                raise DefinitionError(
+                    f"{where}: steps {loose} are neither before nor after the pivot {pivot!r}; "
+                    "every step must depend on it or be a dependency of it"
+                )
+        by_name = {s.name: s for s in self._steps}
+        steps = tuple(
+            StepPlan(
+                name=n,
+                deps=deps[n],
+                compensable=by_name[n].compensate is not None,
+                pivot=by_name[n].pivot,
+                action_retry=by_name[n].retry,
+                compensate_retry=by_name[n].compensate_retry,
+            )
+            for n in order
+        )
+        return SagaPlan(steps=steps, after_pivot=after, pivot=pivot)
+
+    def fingerprint(self) -> str:
+        """A hash of the saga's structure: a gid may only be resubmitted with the same one."""
+        plan = self.plan()
+        text = "|".join(
+            f"{s.name}<{','.join(s.deps)}>{'c' if s.compensable else ''}{'p' if s.pivot else ''}"
+            for s in plan.steps
+        )
+        return hashlib.sha256(f"{self.name}|{text}".encode()).hexdigest()[:32]
+
+    def by_name(self, step: str) -> Step:
+        for s in self._steps:
+            if s.name == step:
+                return s
+        raise DefinitionError(f"saga {self.name!r} has no step {step!r}")
+
+    def target(self, step: str, op: OpName) -> str:
+        """The name of the callable an op runs, as shown in the log."""
+        s = self.by_name(step)
+        fn = s.action if op is OpName.ACTION else s.compensate
+        return _callable_name(fn) if fn is not None else ""
+
+
+def _topological(where: str, names: list[str], deps: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Declaration order, constrained by dependencies; a cycle is refused by name."""
+    done: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = [*path[path.index(n) :], n]
+            raise DefinitionError(f"{where} has a dependency cycle: {' -> '.join(cycle)}")
+        state[n] = 1
+        for d in deps[n]:
+            visit(d, [*path, n])
+        state[n] = 2
+        done.append(n)
+
+    for n in names:
+        visit(n, [])
+    return done
+
+
+def _ancestors(name: str, deps: Mapping[str, tuple[str, ...]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(deps[name])
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(deps[n])
+    return seen

@@ -1,0 +1,1 @@
+"""How an op reaches its participant (the coordinator's side)."""
