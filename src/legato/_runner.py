@@ -52,8 +52,12 @@ class SagaRunner:
 
     # -- the loop -------------------------------------------------------------------
 
-    async def run(self, first: list[machine.Event] | None, commands: Sequence[machine.Command] = (),
-                  handled: str | None = None) -> None:
+    async def run(
+        self,
+        first: list[machine.Event] | None,
+        commands: Sequence[machine.Command] = (),
+        handled: str | None = None,
+    ) -> None:
         try:
             if first:
                 await self.feed(first, handled)
@@ -141,16 +145,24 @@ class SagaRunner:
         if s.status.ended or (s.stuck is not None and not _busy(s)):
             self._done = True
             if not self.settled.done():
-                self.settled.set_result(
-                    Outcome(self.gid, s.status, s.reason, s.stuck, s.outputs())
-                )
+                self.settled.set_result(Outcome(self.gid, s.status, s.reason, s.stuck, s.outputs()))
 
     def _op_record(self, key: OpKey, s: machine.OpState, now: float) -> OpRecord:
         seq, target = self.meta[key]
         return OpRecord(
-            gid=self.gid, branch=key[0], op=key[1], seq=seq, target=target, status=s.status,
-            attempts=s.attempts, budget=s.budget, next_at=s.next_at, output=s.output,
-            error=s.error, completed=s.completed, updated_at=now,
+            gid=self.gid,
+            branch=key[0],
+            op=key[1],
+            seq=seq,
+            target=target,
+            status=s.status,
+            attempts=s.attempts,
+            budget=s.budget,
+            next_at=s.next_at,
+            output=s.output,
+            error=s.error,
+            completed=s.completed,
+            updated_at=now,
         )
 
     # -- carrying out commands ------------------------------------------------------
@@ -231,10 +243,8 @@ def _event_record(gid: str, event: machine.Event, t: machine.Transition) -> Even
     error = getattr(event, "error", None) or getattr(event, "reason", None)
     if error:
         detail["error"] = error
-    if isinstance(event, machine.Resume) and event.fresh:
-        kind = "submitted"
-    else:
-        kind = _KINDS[type(event)]
+    fresh = isinstance(event, machine.Resume) and event.fresh
+    kind = "submitted" if fresh else _KINDS[type(event)]
     if not t.changed:
         detail["ignored"] = t.note or "no change"
     return EventRecord(
@@ -255,15 +265,35 @@ def _transition_records(
     out: list[EventRecord] = []
     after = t.state
     if after.status != before.status:
-        out.append(EventRecord(gid, now, "status", detail={
-            "from": str(before.status), "to": str(after.status), "reason": after.reason,
-        }))
+        out.append(
+            EventRecord(
+                gid,
+                now,
+                "status",
+                detail={
+                    "from": str(before.status),
+                    "to": str(after.status),
+                    "reason": after.reason,
+                },
+            )
+        )
     if after.stuck and after.stuck != before.stuck:
         out.append(EventRecord(gid, now, "stuck", detail={"reason": after.stuck}))
     for cmd in t.commands:
         if isinstance(cmd, machine.RunOp):
-            out.append(EventRecord(gid, now, "op.started", cmd.key[0], str(cmd.key[1]), cmd.attempt))
+            out.append(
+                EventRecord(gid, now, "op.started", cmd.key[0], str(cmd.key[1]), cmd.attempt)
+            )
         else:
-            out.append(EventRecord(gid, now, "op.retry_scheduled", cmd.key[0], str(cmd.key[1]),
-                                   cmd.attempt, {"at": cmd.at}))
+            out.append(
+                EventRecord(
+                    gid,
+                    now,
+                    "op.retry_scheduled",
+                    cmd.key[0],
+                    str(cmd.key[1]),
+                    cmd.attempt,
+                    {"at": cmd.at},
+                )
+            )
     return out

@@ -14,6 +14,7 @@ stops renewing; once its leases expire another one claims and resumes them.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import contextlib
 import logging
@@ -151,7 +152,11 @@ class Coordinator:
         for saga in sagas:
             saga.plan()  # validate now, not at the first submit
             known = self._sagas.get(saga.name)
-            if known is not None and known is not saga and known.fingerprint() != saga.fingerprint():
+            if (
+                known is not None
+                and known is not saga
+                and known.fingerprint() != saga.fingerprint()
+            ):
                 raise DefinitionError(
                     f"another saga named {saga.name!r} with different steps is already registered"
                 )
@@ -176,7 +181,9 @@ class Coordinator:
         self.register(saga)
         payload_text = _json.dumps(payload)
         if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
-            raise DefinitionError(f"gid must be a non-empty string of at most 128 characters: {gid!r}")
+            raise DefinitionError(
+                f"gid must be a non-empty string of at most 128 characters: {gid!r}"
+            )
         gid = gid or uuid.uuid4().hex
         if gid in self._runners:
             await self._check_same(gid, saga, payload_text)
@@ -202,8 +209,21 @@ class Coordinator:
             lease_expires_at=now + self.lease,
         )
         ops = [
-            OpRecord(gid, name, op, i, saga.target(name, op), s.status, s.attempts, s.budget,
-                     s.next_at, s.output, s.error, s.completed, now)
+            OpRecord(
+                gid,
+                name,
+                op,
+                i,
+                saga.target(name, op),
+                s.status,
+                s.attempts,
+                s.budget,
+                s.next_at,
+                s.output,
+                s.error,
+                s.completed,
+                now,
+            )
             for i, ((name, op), s) in enumerate(t.state.ops.items())
         ]
         events = [_event_record(gid, first, t), *_transition_records(gid, state0, t, first)]
@@ -288,7 +308,7 @@ class Coordinator:
     def _start_runner(
         self,
         runner: SagaRunner,
-        first: list[machine.Event] | None,
+        first: builtins.list[machine.Event] | None,
         commands: Sequence[machine.Command] = (),
         handled: str | None = None,
     ) -> None:
@@ -326,7 +346,7 @@ class Coordinator:
             return
         state = _state_from_log(tx, ops)
         now = time.time()
-        events: list[machine.Event] = [machine.Resume(now)]
+        events: builtins.list[machine.Event] = [machine.Resume(now)]
         if requested in _REQUESTS:
             events.append(_request_event(requested, now))
         runner = SagaRunner(self, saga, tx, state, ops)

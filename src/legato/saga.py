@@ -12,6 +12,7 @@ succeeded (a step with ``depends_on=[]`` starts at once).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,19 @@ class Step:
     failures: tuple[type[BaseException], ...]
 
 
+def _exception_types(
+    where: str, failures: Iterable[type[BaseException]]
+) -> tuple[type[BaseException], ...]:
+    # checked here: a non-class in an ``except`` clause only blows up when a step raises
+    if isinstance(failures, type):
+        raise DefinitionError(f"{where}: failures takes a list of exception classes")
+    out = tuple(failures)
+    for f in out:
+        if not (isinstance(f, type) and issubclass(f, BaseException)):
+            raise DefinitionError(f"{where}: failures must be exception classes, not {f!r}")
+    return out
+
+
 def _callable_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or "?"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
@@ -81,7 +95,16 @@ class Saga:
         if not name or not isinstance(name, str):
             raise DefinitionError("a saga needs a non-empty name")
         self.name = name
-        self.failures = tuple(failures)
+        self.failures = _exception_types(f"saga {name!r}", failures)
+        if timeout_to_fail is not None and (
+            isinstance(timeout_to_fail, bool)
+            or not isinstance(timeout_to_fail, int | float)
+            or not 0 < timeout_to_fail < math.inf
+        ):
+            raise DefinitionError(
+                f"saga {name!r}: timeout_to_fail must be a positive number of seconds, "
+                f"not {timeout_to_fail!r}"
+            )
         self.timeout_to_fail = timeout_to_fail
         self._steps: list[Step] = []
         self._plan: SagaPlan | None = None
@@ -111,9 +134,17 @@ class Saga:
             raise DefinitionError(f"saga {self.name!r}, step {name!r}: action is not callable")
         if compensate is not None and not callable(compensate):
             raise DefinitionError(f"saga {self.name!r}, step {name!r}: compensate is not callable")
+        where = f"saga {self.name!r}, step {name!r}"
+        if isinstance(depends_on, str):
+            # a string is iterable: depends_on="ab" would silently mean ["a", "b"]
+            raise DefinitionError(f"{where}: depends_on takes a list of step names, not a string")
+        for what, policy in (("retry", retry), ("compensate_retry", compensate_retry)):
+            if not isinstance(policy, RetryPolicy):
+                raise DefinitionError(f"{where}: {what} must be a RetryPolicy, not {policy!r}")
+        errors = _exception_types(where, failures)
         deps = None if depends_on is None else tuple(depends_on)
         self._steps.append(
-            Step(name, action, compensate, deps, pivot, retry, compensate_retry, tuple(failures))
+            Step(name, action, compensate, deps, pivot, retry, compensate_retry, errors)
         )
         self._plan = None
         return self

@@ -22,6 +22,4 @@ def open_log(url: str, *, auto_migrate: bool = True) -> Log:
         from .postgres import PostgresLog
 
         return PostgresLog(url, auto_migrate=auto_migrate)
-    raise LogError(
-        f"unknown log URL {url!r}: use memory://, sqlite:///path.db or postgresql://..."
-    )
+    raise LogError(f"unknown log URL {url!r}: use memory://, sqlite:///path.db or postgresql://...")

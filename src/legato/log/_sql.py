@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .. import _json
-from .._errors import LeaseLost, LogError, SchemaMismatch
+from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable, SchemaMismatch
 from .._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
-from ._group import GroupCommit, Job, Outcome
+from ._group import GroupCommit, Job, Outcome, WouldBlock
 from ._queries import migrations, queries
 from .base import Claimed, NewTransaction, TxQuery, TxWrite
 
@@ -78,10 +79,8 @@ class SqlLog(ABC):
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken; nothing more to do
                 conn.close()
-            except Exception:  # already broken; nothing more to do
-                pass
 
     async def _in(self, pool: concurrent.futures.ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn)
@@ -98,15 +97,21 @@ class SqlLog(ABC):
 
         return await self._in(self._reader_pool, run)
 
-    def _batch_sync(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+    def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+        """Run a lone job on the loop's thread, where the adapter allows it (see GroupCommit)."""
+        raise WouldBlock
+
+    def _batch_sync(
+        self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
+    ) -> list[Outcome]:
         conn = self._conn("writer")
         try:
-            self._begin(conn)
+            (begin or self._begin)(conn)
             outcomes: list[Outcome] = []
             for job in jobs:
                 try:
                     outcomes.append((True, job(conn)))
-                except LeaseLost as exc:
+                except LegatoError as exc:  # raised by the job itself, before any write
                     outcomes.append((False, exc))
             conn.commit()
             return outcomes
@@ -115,10 +120,25 @@ class SqlLog(ABC):
                 conn.rollback()
             except Exception:
                 self._drop_conn()
-            if not isinstance(exc, LogError):
+            if isinstance(exc, WouldBlock):
+                raise  # the inline path gave up before writing: the flusher uses the thread
+            error = exc if isinstance(exc, LogError) else self._translate(exc)
+            if error is not exc:
                 self._drop_conn()
-                raise self._translate(exc) from exc
-            raise
+            if len(jobs) > 1 and not isinstance(error, LogUnavailable):
+                # The database refused one job (a key, text it cannot store) and the batch
+                # was rolled back: the writers that only shared its commit must not fail
+                # with it, so each job runs again on its own.
+                return [self._alone(job) for job in jobs]
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _alone(self, job: Job[Conn]) -> Outcome:
+        try:
+            return self._batch_sync([job])[0]
+        except LogError as exc:
+            return (False, exc)
 
     async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
         return await self._in(self._writer_pool, lambda: self._batch_sync(jobs))
@@ -132,7 +152,7 @@ class SqlLog(ABC):
 
     async def open(self) -> None:
         await self._in(self._writer_pool, self._check_schema)
-        self._group = GroupCommit(self._run_batch)
+        self._group = GroupCommit(self._run_batch, run_inline=self._inline_batch)
         self._group.start()
 
     async def close(self) -> None:
@@ -141,6 +161,7 @@ class SqlLog(ABC):
             self._group = None
         for pool in (self._writer_pool, self._reader_pool):
             await self._in(pool, self._drop_conn)
+        self._drop_conn()  # the inline path's connection, on the loop's thread
 
     def shutdown(self) -> None:
         self._writer_pool.shutdown(wait=False)

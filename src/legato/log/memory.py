@@ -8,10 +8,31 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
+from .. import _json
 from .._errors import IllegalStateChange, LeaseLost, TransactionNotFound
 from .._model import EventRecord, OpRecord, TxRecord
 from .base import Claimed, NewTransaction, TxQuery, TxWrite
+
+
+def _stored(value: Any, what: str) -> Any:
+    """``value`` as a SQL log gives it back: through JSON, refused if JSON cannot carry it."""
+    return _json.loads(_json.dumps(value, what=what))
+
+
+def _stored_ops(ops: list[OpRecord]) -> list[OpRecord]:
+    out = [copy.copy(o) for o in ops]
+    for o in out:
+        o.output = _stored(o.output, "output")
+    return out
+
+
+def _stored_events(events: list[EventRecord]) -> list[EventRecord]:
+    out = [copy.copy(e) for e in events]
+    for e in out:
+        e.detail = _stored(e.detail, "event detail")
+    return out
 
 
 class MemoryLog:
@@ -33,24 +54,27 @@ class MemoryLog:
 
     def _append(self, events: list[EventRecord]) -> None:
         for e in events:
-            e = copy.deepcopy(e)
             e.id = next(self._ids)
             self._events.setdefault(e.gid, []).append(e)
 
     async def create(self, new: NewTransaction) -> TxRecord | None:
         if new.tx.gid in self._tx:
             return copy.deepcopy(self._tx[new.tx.gid])
-        tx = copy.deepcopy(new.tx)
+        tx = copy.copy(new.tx)
+        tx.payload = _stored(tx.payload, "payload")
+        tx.options = _stored(tx.options, "options")
+        ops, events = _stored_ops(new.ops), _stored_events(new.events)
         tx.version = 1
         self._tx[tx.gid] = tx
-        self._ops[tx.gid] = {(o.branch, str(o.op)): copy.deepcopy(o) for o in new.ops}
-        self._append(new.events)
+        self._ops[tx.gid] = {(o.branch, str(o.op)): o for o in ops}
+        self._append(events)
         return None
 
     async def write(self, change: TxWrite) -> None:
         tx = self._tx.get(change.gid)
         if tx is None or tx.lease_owner != change.owner:
             raise LeaseLost(f"{change.gid}: the lease of {change.owner} is lost")
+        new_ops, events = _stored_ops(change.ops), _stored_events(change.events)
         tx.status, tx.reason, tx.stuck = change.status, change.reason, change.stuck
         tx.next_attempt_at, tx.updated_at = change.next_attempt_at, change.at
         tx.ended_at = change.at if change.status.ended else None
@@ -60,9 +84,9 @@ class MemoryLog:
         if change.handled is not None and tx.requested == change.handled:
             tx.requested = None
         ops = self._ops[change.gid]
-        for o in change.ops:
-            ops[(o.branch, str(o.op))] = copy.deepcopy(o)
-        self._append(change.events)
+        for o in new_ops:
+            ops[(o.branch, str(o.op))] = o
+        self._append(events)
 
     async def claim(
         self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None

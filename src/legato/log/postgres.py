@@ -34,7 +34,10 @@ class PostgresLog(SqlLog):
     def _connect(self, role: str) -> Conn:
         try:
             conn = psycopg.connect(
-                self.url, autocommit=True, row_factory=dict_row, connect_timeout=10,
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=10,
                 application_name=f"legato-{role}",
             )
         except psycopg.OperationalError as exc:
@@ -62,5 +65,15 @@ class PostgresLog(SqlLog):
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
     def _applied_migrations(self, conn: Conn) -> set[int]:
-        conn.execute(_MIGRATIONS_TABLE)
+        found = conn.execute("SELECT to_regclass('legato_migrations') AS t").fetchone()
+        if found["t"] is None:
+            # CREATE TABLE IF NOT EXISTS races with itself (both sessions see no table, the
+            # second fails on pg_type's unique index): create it under the migration lock.
+            outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            if outside:
+                conn.execute("BEGIN")
+            self._lock_for_migration(conn)
+            conn.execute(_MIGRATIONS_TABLE)
+            if outside:
+                conn.execute("COMMIT")
         return {r["version"] for r in conn.execute("SELECT version FROM legato_migrations")}

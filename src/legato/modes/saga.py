@@ -74,7 +74,7 @@ class SagaPlan:
         s = self.step(key[0])
         return s.action_retry if key[1] is ACTION else s.compensate_retry
 
-    def keys(self) -> list[OpKey]:
+    def op_keys(self) -> list[OpKey]:
         out: list[OpKey] = []
         for s in self.steps:
             out.append((s.name, ACTION))
@@ -107,7 +107,7 @@ class SagaState:
 
     @staticmethod
     def new(gid: str, plan: SagaPlan) -> SagaState:
-        return SagaState(gid, TxStatus.SUBMITTED, {k: OpState() for k in plan.keys()})
+        return SagaState(gid, TxStatus.SUBMITTED, {k: OpState() for k in plan.op_keys()})
 
     def op(self, key: OpKey) -> OpState:
         return self.ops[key]
@@ -292,6 +292,10 @@ class _Draft:
         for key, s in list(self.ops.items()):
             if key[1] is ACTION and s.status is OpStatus.RETRY_WAIT:
                 self.end_action(key, OpStatus.FAILED, s.error or "abandoned: saga aborting")
+                # a wake-up issued earlier in this same apply would be stale at once
+                self.commands = [
+                    c for c in self.commands if not (isinstance(c, Wake) and c.key == key)
+                ]
 
     def retry_or_give_up(self, key: OpKey, attempt: int, error: str, now: float) -> None:
         """An attempt's outcome is unknown: wait and retry, or give up per the rules."""
@@ -319,7 +323,9 @@ class _Draft:
             self._backward()
 
     def _forward(self) -> None:
-        done = {k[0] for k, s in self.ops.items() if k[1] is ACTION and s.status is OpStatus.SUCCEEDED}
+        done = {
+            k[0] for k, s in self.ops.items() if k[1] is ACTION and s.status is OpStatus.SUCCEEDED
+        }
         if len(done) == len(self.plan.steps):
             self.status = TxStatus.SUCCEEDED
             self.stuck = None
@@ -364,11 +370,12 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
     d = _Draft(plan, state)
     match event:
         case Resume(now=now, fresh=fresh):
-            for key, s in state.ops.items():
-                if s.status is OpStatus.RUNNING and not fresh:
-                    _on_unknown(d, key, s.attempts, "outcome lost: coordinator restarted", now)
-                elif s.status is OpStatus.RETRY_WAIT and s.next_at is not None:
-                    d.commands.append(Wake(key, s.attempts, s.next_at))
+            for key in state.ops:
+                op = d.ops[key]  # not state's: an abort earlier in this loop may have ended it
+                if op.status is OpStatus.RUNNING and not fresh:
+                    _on_unknown(d, key, op.attempts, "outcome lost: coordinator restarted", now)
+                elif op.status is OpStatus.RETRY_WAIT and op.next_at is not None:
+                    d.commands.append(Wake(key, op.attempts, op.next_at))
             d.advance(now)
         case OpSucceeded(key=key, attempt=attempt, now=now, output=output):
             if not _is_current(state, key, attempt, OpStatus.RUNNING):
@@ -391,8 +398,10 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
             d.advance(now)
         case RetryDue(key=key, attempt=attempt, now=now):
             s = state.ops.get(key)
-            if not _is_current(state, key, attempt, OpStatus.RETRY_WAIT) or s is None or (
-                s.next_at is None
+            if (
+                not _is_current(state, key, attempt, OpStatus.RETRY_WAIT)
+                or s is None
+                or (s.next_at is None)
             ):
                 return Transition(state, changed=False, note="stale wake-up")
             d.start(key)
@@ -407,7 +416,11 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
             d.abort(reason, now)
             d.advance(now)
         case OperatorRetry(now=now):
-            parked = [k for k, s in state.ops.items() if s.status is OpStatus.RETRY_WAIT and s.next_at is None]
+            parked = [
+                k
+                for k, s in state.ops.items()
+                if s.status is OpStatus.RETRY_WAIT and s.next_at is None
+            ]
             if not parked:
                 return Transition(state, changed=False, note="nothing is stuck")
             d.stuck = None

@@ -36,6 +36,7 @@ class LocalTransport:
         timeout: float | None,
         failures: tuple[type[BaseException], ...] = (),
     ) -> Outcome:
+        definite: tuple[type[BaseException], ...] = (Failure, *failures)
         try:
             if _is_async(fn):
                 awaitable = cast(Awaitable[Any], fn(ctx))
@@ -46,8 +47,11 @@ class LocalTransport:
                 out = await asyncio.wait_for(awaitable, timeout)
             else:
                 out = await awaitable
-        except (Failure, *failures) as exc:
-            return ("failed", f"{type(exc).__name__}: {exc}" if type(exc) is not Failure else str(exc))
+        except definite as exc:
+            return (
+                "failed",
+                f"{type(exc).__name__}: {exc}" if type(exc) is not Failure else str(exc),
+            )
         except TimeoutError:
             return ("unknown", f"attempt timed out after {timeout}s")
         except asyncio.CancelledError:

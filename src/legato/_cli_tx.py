@@ -1,0 +1,292 @@
+"""``legato migrate`` and ``legato tx ...``: operator commands that read and nudge the log.
+
+They talk to the log directly, never to a running coordinator: requests
+(retry, abort, force-end) are written to the transaction's row, and whichever
+coordinator drives or next claims it carries them out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+from ._errors import LegatoError, LogError
+from ._model import EventRecord, OpRecord, TxRecord, TxStatus
+from .log import Log, TxQuery, open_log
+
+T = TypeVar("T")
+DEFAULT_LOG = "sqlite:///legato.db"
+
+
+def add_log_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log",
+        default=os.environ.get("LEGATO_LOG", DEFAULT_LOG),
+        help="log URL (default: $LEGATO_LOG or %(default)s)",
+    )
+
+
+def _run(url: str, body: Callable[[Log], Awaitable[T]], *, migrate: bool = False) -> T:
+    if url.startswith("sqlite:"):
+        from .log.sqlite import path_from_url
+
+        if not os.path.exists(path_from_url(url)):
+            raise LogError(f"there is no log at {url} (--log or $LEGATO_LOG names the log)")
+
+    async def main() -> T:
+        log = open_log(url, auto_migrate=migrate)
+        await log.open()
+        try:
+            return await body(log)
+        finally:
+            await log.close()
+            shutdown = getattr(log, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+
+    return asyncio.run(main())
+
+
+def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 time, or a span back from now: ``90s``, ``15m``, ``2h``, ``7d``."""
+    m = _RELATIVE.match(text.strip())
+    if m:
+        return (
+            time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        )
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO time nor a span such as 15m or 2h"
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _tx_json(tx: TxRecord) -> dict[str, Any]:
+    return {
+        "gid": tx.gid,
+        "mode": str(tx.mode),
+        "name": tx.name,
+        "status": str(tx.status),
+        "reason": tx.reason,
+        "stuck": tx.stuck,
+        "created_at": tx.created_at,
+        "ended_at": tx.ended_at,
+        "lease_owner": tx.lease_owner,
+        "payload": tx.payload,
+    }
+
+
+def _op_json(o: OpRecord) -> dict[str, Any]:
+    return {
+        "branch": o.branch,
+        "op": str(o.op),
+        "status": str(o.status),
+        "attempts": o.attempts,
+        "error": o.error,
+        "output": o.output,
+        "target": o.target,
+        "completed": o.completed,
+    }
+
+
+def _event_json(e: EventRecord) -> dict[str, Any]:
+    return {
+        "at": e.at,
+        "kind": e.kind,
+        "branch": e.branch,
+        "op": e.op,
+        "attempt": e.attempt,
+        "detail": e.detail,
+    }
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = _migrate(args.log)
+    console = Console()
+    if applied:
+        for name in applied:
+            console.print(f"applied {name}")
+    else:
+        console.print("the log's schema is up to date")
+    return 0
+
+
+def _migrate(url: str) -> list[str]:
+    async def main() -> list[str]:
+        from .log.memory import MemoryLog
+
+        log = open_log(url, auto_migrate=False)
+        if isinstance(log, MemoryLog):
+            return []
+        applied: list[str] = await log.migrate()  # type: ignore[attr-defined]
+        await log.close()
+        log.shutdown()  # type: ignore[attr-defined]
+        return applied
+
+    return asyncio.run(main())
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    query = TxQuery(
+        status=[TxStatus(s) for s in args.status or ()],
+        mode=args.mode,
+        name=args.name,
+        stuck=True if args.stuck else None,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    rows = _run(args.log, lambda log: log.list(query))
+    if args.json:
+        print(json.dumps([_tx_json(t) for t in rows], indent=2))
+        return 0
+    table = Table(title=f"transactions in {args.log}", show_lines=False)
+    for col in ("gid", "mode", "name", "status", "created (UTC)", "reason / stuck"):
+        table.add_column(col)
+    for t in rows:
+        note = f"STUCK: {t.stuck}" if t.stuck else (t.reason or "")
+        table.add_row(t.gid, str(t.mode), t.name, str(t.status), _when(t.created_at), note)
+    Console().print(table)
+    if len(rows) == args.limit:
+        Console().print(f"(first {args.limit} from offset {args.offset}; --offset for more)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    async def body(log: Log) -> tuple[TxRecord, list[OpRecord], list[EventRecord]] | None:
+        loaded = await log.load(args.gid)
+        if loaded is None:
+            return None
+        return loaded[0], loaded[1], await log.events(args.gid)
+
+    found = _run(args.log, body)
+    console = Console()
+    if found is None:
+        console.print(f"[red]no transaction has gid {args.gid!r} in {args.log}[/red]")
+        return 1
+    tx, ops, events = found
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    **_tx_json(tx),
+                    "ops": [_op_json(o) for o in ops],
+                    "events": [_event_json(e) for e in events],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    console.print(f"[bold]{tx.gid}[/bold]  {tx.mode} {tx.name!r}  status [bold]{tx.status}[/bold]")
+    if tx.reason:
+        console.print(f"reason: {tx.reason}")
+    if tx.stuck:
+        console.print(f"[red]stuck: {tx.stuck}[/red]  (legato tx retry {tx.gid})")
+    console.print(
+        f"created {_when(tx.created_at)}  ended {_when(tx.ended_at)}  lease {tx.lease_owner or '-'}"
+    )
+    ops_table = Table(title="ops")
+    for col in ("branch", "op", "status", "attempts", "last error", "calls"):
+        ops_table.add_column(col)
+    for o in ops:
+        ops_table.add_row(
+            o.branch, str(o.op), str(o.status), str(o.attempts), o.error or "", o.target
+        )
+    console.print(ops_table)
+    timeline = Table(title="timeline")
+    for col in ("at (UTC)", "event", "branch.op", "attempt", "detail"):
+        timeline.add_column(col)
+    for e in events:
+        where = f"{e.branch}.{e.op}" if e.branch else ""
+        detail = ", ".join(f"{k}={v}" for k, v in e.detail.items())
+        timeline.add_row(
+            _clock(e.at), e.kind, where, "" if e.attempt is None else str(e.attempt), detail
+        )
+    console.print(timeline)
+    return 0
+
+
+def _request(what: str) -> Callable[[argparse.Namespace], int]:
+    def cmd(args: argparse.Namespace) -> int:
+        request = args.status if what == "force-end" else what
+        try:
+            tx = _run(args.log, lambda log: log.request(args.gid, request, time.time()))
+        except LegatoError as exc:
+            Console(stderr=True).print(f"[red]{exc}[/red]")
+            return 1
+        Console().print(
+            f"{request} requested for {tx.gid} ({tx.status}); the coordinator that drives "
+            "or next claims it carries it out"
+        )
+        return 0
+
+    return cmd
+
+
+def add_commands(sub: Any) -> None:
+    migrate = sub.add_parser("migrate", help="build or upgrade the log's schema")
+    add_log_argument(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
+    tx = sub.add_parser("tx", help="list, inspect and nudge transactions")
+    tx_sub = tx.add_subparsers(dest="tx_command", required=True)
+
+    ls = tx_sub.add_parser("list", help="list transactions, newest first")
+    add_log_argument(ls)
+    ls.add_argument("--status", action="append", choices=[str(s) for s in TxStatus])
+    ls.add_argument("--mode")
+    ls.add_argument("--name", help="saga name")
+    ls.add_argument("--stuck", action="store_true", help="only stuck transactions")
+    ls.add_argument("--since", type=parse_time, help="created at or after (ISO time or 15m, 2h...)")
+    ls.add_argument("--until", type=parse_time, help="created before")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--offset", type=int, default=0)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    show = tx_sub.add_parser("show", help="one transaction: its ops, attempts, errors, timeline")
+    show.add_argument("gid")
+    add_log_argument(show)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+
+    for what, help_text in (
+        ("retry", "retry a stuck transaction's parked ops"),
+        ("abort", "roll a transaction back (refused past its pivot)"),
+        ("force-end", "end a transaction by decree, after repairing it by hand"),
+    ):
+        p = tx_sub.add_parser(what, help=help_text)
+        p.add_argument("gid")
+        add_log_argument(p)
+        if what == "force-end":
+            p.add_argument("--status", required=True, choices=["succeeded", "failed"])
+        p.set_defaults(func=_request(what))

@@ -1,0 +1,1 @@
+"""`legato demo`: the travel booking, in process, on the embedded SQLite log."""

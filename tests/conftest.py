@@ -1,0 +1,122 @@
+"""Shared fixtures: real databases, created and dropped per test.
+
+A test that needs PostgreSQL skips where the server is absent, except under
+``CI=true``, where it fails. Each PostgreSQL test gets a fresh database cloned
+from a migrated template (``CREATE DATABASE ... TEMPLATE``): real, fast, isolated.
+
+``LEGATO_TEST_LOG`` (``sqlite``, the default, or ``postgres``) picks the log
+that the backend-neutral suites run on; ``.ci/run`` runs them once with each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+PG_ADMIN = os.environ.get("LEGATO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEMPLATE = f"legato_tmpl_{os.getpid()}"
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+def need_service(name: str, problem: str | None) -> None:
+    """Skip (fail under CI=true) when a service the test needs is absent."""
+    if problem is None:
+        return
+    message = f"{name} is not reachable: {problem}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: services must be up)")
+    pytest.skip(message)
+
+
+def pg_url(dbname: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{dbname}"
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database with Legato's schema, migrated once per session, to clone from."""
+    need_service("PostgreSQL", _pg_reachable())
+    from legato.log.postgres import PostgresLog
+
+    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    _admin(f"CREATE DATABASE {TEMPLATE}")
+
+    async def migrate() -> None:
+        log = PostgresLog(pg_url(TEMPLATE))
+        await log.open()
+        await log.close()
+        log.shutdown()
+
+    asyncio.run(migrate())
+    yield TEMPLATE
+    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database holding Legato's schema, dropped after."""
+    name = f"legato_t_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield pg_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_pg_database() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after."""
+    need_service("PostgreSQL", _pg_reachable())
+    name = f"legato_e_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name}")
+    yield pg_url(name)
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _log_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    if kind == "postgres":
+        return str(request.getfixturevalue("pg_database"))
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each log adapter in turn: for the contract suite."""
+    return _log_url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The durable log chosen by LEGATO_TEST_LOG (sqlite by default, or postgres)."""
+    return _log_url(os.environ.get("LEGATO_TEST_LOG", "sqlite"), request, tmp_path)
+
+
+@pytest.fixture
+async def coordinator(log_url: str) -> AsyncIterator[object]:
+    from legato import Coordinator
+
+    c = Coordinator(log_url, lease=5.0, poll_interval=0.1)
+    async with c:
+        yield c
