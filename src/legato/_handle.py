@@ -23,6 +23,7 @@ class Outcome:
     reason: str | None = None
     stuck: str | None = None
     outputs: Mapping[str, Json] = field(default_factory=dict)
+    requested: str | None = None  # an operator request not carried out yet
 
     @property
     def succeeded(self) -> bool:
@@ -31,7 +32,7 @@ class Outcome:
     @property
     def settled(self) -> bool:
         """Ended, or stuck: nothing more happens without an operator."""
-        return self.status.ended or self.stuck is not None
+        return self.status.ended or (self.stuck is not None and self.requested is None)
 
     @staticmethod
     def from_log(tx: TxRecord, ops: list[OpRecord]) -> Outcome:
@@ -40,7 +41,7 @@ class Outcome:
             for o in ops
             if o.op is OpName.ACTION and o.status is OpStatus.SUCCEEDED
         }
-        return Outcome(tx.gid, tx.status, tx.reason, tx.stuck, outputs)
+        return Outcome(tx.gid, tx.status, tx.reason, tx.stuck, outputs, tx.requested)
 
 
 class Handle:
