@@ -65,7 +65,6 @@ def pg_template() -> Iterator[str]:
         log = PostgresLog(pg_url(TEMPLATE))
         await log.open()
         await log.close()
-        log.shutdown()
 
     asyncio.run(migrate())
     yield TEMPLATE

@@ -50,9 +50,6 @@ def _run(url: str, body: Callable[[Log], Awaitable[T]], *, migrate: bool = False
             return await body(log)
         finally:
             await log.close()
-            shutdown = getattr(log, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
 
     return asyncio.run(main())
 
@@ -148,7 +145,6 @@ def _migrate(url: str) -> list[str]:
             return []
         applied: list[str] = await log.migrate()  # type: ignore[attr-defined]
         await log.close()
-        log.shutdown()  # type: ignore[attr-defined]
         return applied
 
     return asyncio.run(main())

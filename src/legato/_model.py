@@ -83,7 +83,9 @@ class RetryPolicy:
         state machines stay pure and replayable, while different transactions
         still spread out.
         """
-        base = min(self.max_backoff, self.backoff * self.multiplier ** max(0, attempt - 1))
+        # the exponent is bounded so that a very late attempt cannot overflow
+        growth = self.multiplier ** min(max(0, attempt - 1), 64)
+        base = min(self.max_backoff, self.backoff * growth)
         digest = hashlib.blake2b(f"{seed}:{attempt}".encode(), digest_size=8).digest()
         unit = int.from_bytes(digest, "big") / 2**64  # [0, 1)
         return max(0.0, base * (1 + self.jitter * (2 * unit - 1)))

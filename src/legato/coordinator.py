@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -121,28 +122,29 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop driving. Ops in flight are cancelled (their outcome is unknown, so the
-        next coordinator retries them); leases are released for others to claim."""
+        next coordinator retries them); leases are released for others to claim once
+        the step threads are idle (at most ``lease`` seconds later)."""
         if not self._started:
             return
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._loops.clear()
+        # leases are still renewed while the step threads finish (below)
+        renewing = [t for t in self._loops if t.get_name() == "legato-renew"]
+        await _cancel([t for t in self._loops if t not in renewing])
         runners = list(self._runners.values())
         for r in runners:
             r.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        for r in runners:
+        # A sync op whose task was cancelled still runs to its end in its step thread,
+        # and another coordinator must not run it again meanwhile (DESIGN 3.5): the
+        # leases go once the threads are idle; past a lease's time they are left to expire.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        idle = await _idle(self._pool, self.lease)
+        await _cancel(renewing)
+        self._loops.clear()
+        for r in runners if idle else ():
             with contextlib.suppress(LogError):
                 await self.log.release(self.owner, r.gid, time.time())
         await self.log.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        shutdown = getattr(self.log, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
         self._started = False
 
     # -- sagas ----------------------------------------------------------------------
@@ -150,8 +152,10 @@ class Coordinator:
     def register(self, *sagas: Saga) -> None:
         """Make sagas known here, so that this coordinator can resume them after a crash."""
         for saga in sagas:
-            saga.plan()  # validate now, not at the first submit
             known = self._sagas.get(saga.name)
+            if known is saga:
+                continue
+            saga.plan()  # validate now, not at the first submit
             if (
                 known is not None
                 and known is not saga
@@ -179,7 +183,7 @@ class Coordinator:
         self._require_started()
         plan = saga.plan()
         self.register(saga)
-        payload_text = _json.dumps(payload)
+        payload_text = _json.dumps(payload, checked=True)
         if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
             raise DefinitionError(
                 f"gid must be a non-empty string of at most 128 characters: {gid!r}"
@@ -401,6 +405,40 @@ class Coordinator:
             except LogError as exc:
                 logger.error("retention purge failed: %s", exc)
             await asyncio.sleep(min(3600.0, max(1.0, self.retention / 10)))
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _idle(pool: concurrent.futures.ThreadPoolExecutor, timeout: float) -> bool:
+    """Wait until a shut-down pool's threads have finished their work; False on timeout.
+
+    A daemon thread joins them, so that an op that never returns holds neither this
+    coroutine past ``timeout`` nor the event loop's close.
+    """
+    loop = asyncio.get_running_loop()
+    joined: asyncio.Future[None] = loop.create_future()
+
+    def joined_now() -> None:
+        if not joined.done():
+            joined.set_result(None)
+
+    def join() -> None:
+        pool.shutdown(wait=True)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(joined_now)
+
+    threading.Thread(target=join, name="legato-stop", daemon=True).start()
+    try:
+        await asyncio.wait_for(joined, timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _request_event(what: str, now: float) -> machine.Event:

@@ -108,6 +108,7 @@ class Saga:
         self.timeout_to_fail = timeout_to_fail
         self._steps: list[Step] = []
         self._plan: SagaPlan | None = None
+        self._fingerprint: str | None = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -147,6 +148,7 @@ class Saga:
             Step(name, action, compensate, deps, pivot, retry, compensate_retry, errors)
         )
         self._plan = None
+        self._fingerprint = None
         return self
 
     def plan(self) -> SagaPlan:
@@ -204,6 +206,11 @@ class Saga:
 
     def fingerprint(self) -> str:
         """A hash of the saga's structure: a gid may only be resubmitted with the same one."""
+        if self._fingerprint is None:
+            self._fingerprint = self._hash()
+        return self._fingerprint
+
+    def _hash(self) -> str:
         plan = self.plan()
         text = "|".join(
             f"{s.name}<{','.join(s.deps)}>{'c' if s.compensable else ''}{'p' if s.pivot else ''}"

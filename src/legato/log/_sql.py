@@ -35,8 +35,7 @@ class SqlLog(ABC):
         self.url = url
         self.auto_migrate = auto_migrate
         self.q = queries(self.backend)
-        self._writer_pool = concurrent.futures.ThreadPoolExecutor(1, f"legato-{self.backend}-w")
-        self._reader_pool = concurrent.futures.ThreadPoolExecutor(1, f"legato-{self.backend}-r")
+        self._writer_pool = self._reader_pool = _closed_pool()
         self._local = threading.local()
         self._group: GroupCommit[Conn] | None = None
 
@@ -66,6 +65,10 @@ class SqlLog(ABC):
     def _healthy(self, conn: Conn) -> bool:
         return True
 
+    def _begin_read(self, conn: Conn) -> None:
+        """Start a transaction whose statements all read one snapshot."""
+        conn.execute("BEGIN")
+
     # -- threads and connections ----------------------------------------------------
 
     def _conn(self, role: str) -> Conn:
@@ -88,7 +91,11 @@ class SqlLog(ABC):
     async def _read(self, fn: Callable[[Conn], T]) -> T:
         def run() -> T:
             try:
-                return fn(self._conn("reader"))
+                conn = self._conn("reader")
+                # one snapshot: a load sees a transaction and its ops as one write left
+                # them, never the row of one write with the ops of the next (fn commits)
+                self._begin_read(conn)
+                return fn(conn)
             except LogError:
                 raise
             except Exception as exc:
@@ -150,7 +157,14 @@ class SqlLog(ABC):
 
     # -- lifecycle and schema ---------------------------------------------------------
 
+    def _ensure_threads(self) -> None:
+        # one writer thread (group commit makes it enough) and one reader thread
+        if self._writer_pool._shutdown:
+            self._writer_pool = concurrent.futures.ThreadPoolExecutor(1, f"legato-{self.backend}-w")
+            self._reader_pool = concurrent.futures.ThreadPoolExecutor(1, f"legato-{self.backend}-r")
+
     async def open(self) -> None:
+        self._ensure_threads()
         await self._in(self._writer_pool, self._check_schema)
         self._group = GroupCommit(self._run_batch, run_inline=self._inline_batch)
         self._group.start()
@@ -217,7 +231,8 @@ class SqlLog(ABC):
         return done
 
     async def migrate(self) -> list[str]:
-        """Apply the migrations not applied yet; returns their names."""
+        """Apply the migrations not applied yet; returns their names. Needs no ``open()``."""
+        self._ensure_threads()
 
         def run() -> list[str]:
             try:
@@ -419,6 +434,12 @@ class SqlLog(ABC):
             return out
 
         return await self._read(run)
+
+
+def _closed_pool() -> concurrent.futures.ThreadPoolExecutor:
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool.shutdown()
+    return pool
 
 
 # -- rows <-> records -----------------------------------------------------------------

@@ -51,6 +51,10 @@ class PostgresLog(SqlLog):
     def _begin(self, conn: Conn) -> None:
         conn.execute("BEGIN")
 
+    def _begin_read(self, conn: Conn) -> None:
+        # READ COMMITTED would give each statement of a read its own snapshot
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
     def _translate(self, exc: Exception) -> Exception:
         if isinstance(exc, LogError):
             return exc

@@ -1,0 +1,129 @@
+"""`legato migrate` and `legato tx ...` against a real log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import legato
+from legato import Coordinator, Failure, RetryPolicy, Saga, StepContext
+from legato.cli import main
+
+FAST = RetryPolicy(max_attempts=2, backoff=0.01, max_backoff=0.01)
+
+
+def legato_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "legato.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_migrate_builds_the_schema_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    first = legato_cli("migrate", "--log", url)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_initial.sql" in first.stdout
+    again = legato_cli("migrate", "--log", url)
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_migrate_on_postgres(empty_pg_database: str) -> None:
+    first = legato_cli("migrate", "--log", empty_pg_database)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_initial.sql" in first.stdout
+
+
+def test_tx_commands_refuse_a_log_that_does_not_exist(tmp_path: Path) -> None:
+    out = legato_cli("tx", "list", "--log", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert out.returncode == 2
+    assert "there is no log at" in out.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_tx_list_rejects_a_bad_time(tmp_path: Path) -> None:
+    out = legato_cli("tx", "list", "--since", "yesterday-ish")
+    assert out.returncode == 2 and "neither an ISO time nor a span" in out.stderr
+
+
+async def _requested(log_url: str, gid: str) -> str | None:
+    log = legato.open_log(log_url)
+    await log.open()
+    try:
+        loaded = await log.load(gid)
+        assert loaded is not None
+        return loaded[0].requested
+    finally:
+        await log.close()
+
+
+async def _book(log_url: str) -> None:
+    def car(ctx: StepContext) -> None:
+        if ctx.payload["car"] == "none":
+            raise Failure("no cars left")
+
+    def cancel_hotel(ctx: StepContext) -> None:
+        if ctx.payload.get("stuck"):
+            raise Failure("hotel refuses to cancel")
+
+    saga = Saga("trip")
+    saga.step("hotel", action=lambda ctx: "room 7", compensate=cancel_hotel, compensate_retry=FAST)
+    saga.step("car", action=car, compensate=lambda ctx: None)
+    async with Coordinator(log_url) as c:
+        for gid, payload in (
+            ("ok-1", {"car": "fiat"}),
+            ("no-car", {"car": "none"}),
+            ("stuck-1", {"car": "none", "stuck": True}),
+        ):
+            await (await c.submit(saga, payload, gid=gid)).result(timeout=10)
+
+
+def test_tx_list_show_and_retry_read_and_nudge_the_log(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_book(log_url))
+
+    def run(*args: str) -> str:
+        capsys.readouterr()
+        assert main([*args, "--log", log_url]) == 0
+        return capsys.readouterr().out
+
+    listed = json.loads(run("tx", "list", "--json"))
+    assert {t["gid"]: t["status"] for t in listed} == {
+        "ok-1": "succeeded",
+        "no-car": "failed",
+        "stuck-1": "aborting",
+    }
+    failed = json.loads(run("tx", "list", "--json", "--status", "failed"))
+    assert [t["gid"] for t in failed] == ["no-car"]
+    stuck = json.loads(run("tx", "list", "--json", "--stuck"))
+    assert [t["gid"] for t in stuck] == ["stuck-1"]
+    assert json.loads(run("tx", "list", "--json", "--since", "1h", "--limit", "1", "--offset", "1"))
+
+    shown = json.loads(run("tx", "show", "no-car", "--json"))
+    assert shown["reason"] == "car failed: no cars left"
+    assert [(o["branch"], o["op"], o["status"]) for o in shown["ops"]] == [
+        ("hotel", "action", "succeeded"),
+        ("hotel", "compensate", "succeeded"),
+        ("car", "action", "failed"),
+        ("car", "compensate", "succeeded"),
+    ]
+    kinds = [e["kind"] for e in shown["events"]]
+    assert kinds[0] == "submitted" and kinds[-1] == "status"
+
+    text = run("tx", "show", "stuck-1")
+    assert "stuck: compensation hotel.compensate gave up after 2 attempts" in text
+    assert "hotel refuses to cancel" in text
+
+    assert "retry requested for stuck-1" in run("tx", "retry", "stuck-1")
+    assert asyncio.run(_requested(log_url, "stuck-1")) == "retry"
+
+    capsys.readouterr()
+    assert main(["tx", "abort", "ok-1", "--log", log_url]) == 1
+    assert "already ended" in capsys.readouterr().err
+    assert main(["tx", "show", "nope", "--log", log_url]) == 1
+    assert legato.TxStatus.SUCCEEDED == "succeeded"
