@@ -17,7 +17,6 @@ from legato import (
     Coordinator,
     DefinitionError,
     GidConflict,
-    LogError,
     OpName,
     OpStatus,
     PayloadError,
