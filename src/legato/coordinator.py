@@ -18,6 +18,7 @@ import builtins
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -39,7 +40,7 @@ from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
 from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._runner import SagaRunner, _event_record, _transition_records
-from .log import Log, NewTransaction, TxQuery, open_log
+from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .saga import Saga
 from .transports.local import LocalTransport
@@ -187,6 +188,10 @@ class Coordinator:
         if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
             raise DefinitionError(
                 f"gid must be a non-empty string of at most 128 characters: {gid!r}"
+            )
+        if timeout_to_fail is not None and not _positive(timeout_to_fail):
+            raise DefinitionError(
+                f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
             )
         gid = gid or uuid.uuid4().hex
         if gid in self._runners:
@@ -343,10 +348,29 @@ class Coordinator:
             await self.log.release(self.owner, gid, time.time() + self.lease)
             return
         if saga.fingerprint() != tx.fingerprint:
-            # the code changed under a running saga: driving it on could run the wrong
-            # steps, so it waits for an operator (who may redeploy the old definition)
-            logger.error("saga %s for %s changed since it was submitted", tx.name, gid)
-            await self.log.release(self.owner, gid, None)
+            # The code changed under a running saga: driving it on could run the wrong
+            # steps. It is parked as stuck, visibly; once the definition it was submitted
+            # with is deployed again, `legato tx retry` lets a coordinator resume it.
+            why = (
+                f"the definition of saga {tx.name!r} changed since {gid} was submitted "
+                "(its steps differ): deploy the old definition, then retry"
+            )
+            logger.error("%s", why)
+            now = time.time()
+            await self.log.write(
+                TxWrite(
+                    gid=gid,
+                    owner=self.owner,
+                    at=now,
+                    status=tx.status,
+                    reason=tx.reason,
+                    stuck=why,
+                    next_attempt_at=None,
+                    events=[EventRecord(gid, now, "stuck", detail={"reason": why})],
+                    release=True,
+                    handled=requested,
+                )
+            )
             return
         state = _state_from_log(tx, ops)
         now = time.time()
@@ -439,6 +463,10 @@ async def _idle(pool: concurrent.futures.ThreadPoolExecutor, timeout: float) -> 
     except TimeoutError:
         return False
     return True
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def _request_event(what: str, now: float) -> machine.Event:

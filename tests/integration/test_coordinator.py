@@ -360,3 +360,38 @@ async def test_retention_deletes_ended_transactions_older_than_the_cutoff(log_ur
             await asyncio.sleep(0.05)
         assert await c.log.load("old") is None
         assert await c.log.events("old") == []
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "10", True])
+async def test_a_bad_timeout_to_fail_is_refused_before_anything_is_written(
+    coordinator: Coordinator, bad: Any
+) -> None:
+    saga = Saga("quick").step("only", action=lambda ctx: None)
+    with pytest.raises(legato.DefinitionError, match="timeout_to_fail"):
+        await coordinator.submit(saga, {}, gid="bad-ttf", timeout_to_fail=bad)
+    assert await coordinator.log.load("bad-ttf") is None
+
+
+async def test_a_saga_whose_definition_changed_is_parked_until_the_old_one_is_back(
+    log_url: str,
+) -> None:
+    gate = threading.Event()
+
+    def hold(ctx: StepContext) -> None:
+        gate.wait(10)
+
+    v1 = Saga("order").step("reserve", action=hold).step("ship", action=lambda ctx: None)
+    v2 = Saga("order").step("reserve", action=hold).step("post", action=lambda ctx: None)
+    async with Coordinator(log_url, owner="old", lease=30, recover=False) as old:
+        await old.submit(v1, {}, gid="changed-1")
+        await _expire_lease(old, "changed-1")  # the old coordinator is gone, as if killed
+        async with Coordinator(log_url, owner="new", poll_interval=0.05) as new:
+            new.register(v2)
+            outcome = await new.handle("changed-1").result(timeout=10)
+            assert outcome.stuck and "definition of saga 'order' changed" in outcome.stuck
+        gate.set()
+    async with Coordinator(log_url, owner="redeployed", poll_interval=0.05) as back:
+        back.register(v1)
+        await back.retry("changed-1")
+        outcome = await back.handle("changed-1").result(timeout=10)
+        assert outcome.succeeded and outcome.stuck is None

@@ -527,6 +527,34 @@ def test_a_failing_pivot_aborts_the_saga() -> None:
     assert started(t) == [("reserve", C)]  # the pivot itself has no compensate here
 
 
+def test_a_pivot_whose_outcome_stays_unknown_parks_the_saga_instead_of_aborting() -> None:
+    """The charge may have gone through with its answer lost; it has no undo."""
+    run = Run(
+        saga(
+            "reserve",
+            ("pay", {"pivot": True, "compensate": None, "retry": RetryPolicy(max_attempts=2)}),
+            ("ship", {"compensate": None}),
+        )
+    )
+    run.start()
+    run.ok("reserve")
+    run.unknown("pay")
+    run.due("pay")
+    t = run.unknown("pay", error="reply lost")
+    assert t.commands == ()
+    assert run.status is TxStatus.SUBMITTED
+    assert (
+        run.state.stuck
+        == "the pivot's outcome is unknown: pay.action gave up after 2 attempts: reply lost"
+    )
+    assert run.op("reserve", C) is OpStatus.PENDING  # nothing is undone behind its back
+    t = run.feed(OperatorRetry(run.tick()))
+    assert t.commands == (RunOp(("pay", A), 3, None),)
+    run.ok("pay")
+    run.ok("ship")
+    assert run.status is TxStatus.SUCCEEDED
+
+
 def test_a_step_before_the_pivot_that_fails_aborts_the_saga() -> None:
     run = Run(pivot_trip())
     run.start()

@@ -14,6 +14,8 @@ Rules (DESIGN section 4):
   ``aborting``. Actions still in flight are waited for (never retried); then
   every step that started (the failed one included) is compensated, one at a
   time, in reverse order of completion. When all are, the saga has ``failed``.
+* A pivot whose outcome stays unknown past its attempts parks the saga as
+  stuck (it may have taken effect, and has no undo).
 * After the pivot step's action has succeeded, the saga only goes forward:
   a later step that fails, or runs out of attempts, parks the saga as
   *stuck*, with its reason, until an operator retries it.
@@ -311,6 +313,10 @@ class _Draft:
             self.park(key, error, f"compensation {given_up}")
         elif key[0] in self.plan.after_pivot and self.pivot_passed():
             self.park(key, error, f"after the pivot, {given_up}")
+        elif key[0] == self.plan.pivot:
+            # the pivot may have taken effect (a charge made) with its answer lost; it has
+            # no undo by definition, so rolling back could strand it: an operator decides
+            self.park(key, error, f"the pivot's outcome is unknown: {given_up}")
         else:
             self.end_action(key, OpStatus.FAILED, error)
             self.abort(given_up, now)
@@ -421,8 +427,10 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
                 for k, s in state.ops.items()
                 if s.status is OpStatus.RETRY_WAIT and s.next_at is None
             ]
-            if not parked:
+            if not parked and state.stuck is None:
                 return Transition(state, changed=False, note="nothing is stuck")
+            # (stuck with nothing parked: the driver parked the whole saga, e.g. because
+            # its definition changed; the retry lifts that and the saga is driven on)
             d.stuck = None
             for key in parked:
                 d.set(key, budget=0)
