@@ -127,9 +127,8 @@ class Coordinator:
         the step threads are idle (at most ``lease`` seconds later)."""
         if not self._started:
             return
-        # leases are still renewed while the step threads finish (below)
-        renewing = [t for t in self._loops if t.get_name() == "legato-renew"]
-        await _cancel([t for t in self._loops if t not in renewing])
+        await _cancel(self._loops)
+        self._loops.clear()
         runners = list(self._runners.values())
         for r in runners:
             r.cancel()
@@ -139,9 +138,7 @@ class Coordinator:
         # and another coordinator must not run it again meanwhile (DESIGN 3.5): the
         # leases go once the threads are idle; past a lease's time they are left to expire.
         self._pool.shutdown(wait=False, cancel_futures=True)
-        idle = await _idle(self._pool, self.lease)
-        await _cancel(renewing)
-        self._loops.clear()
+        idle = await self._drain([r.gid for r in runners])
         for r in runners if idle else ():
             with contextlib.suppress(LogError):
                 await self.log.release(self.owner, r.gid, time.time())
@@ -420,6 +417,18 @@ class Coordinator:
                 if request in _REQUESTS:
                     runner.push(_request_event(request, now), request)
 
+    async def _drain(self, gids: Sequence[str]) -> bool:
+        """Wait up to ``lease`` seconds for the step threads to finish, renewing the
+        leases of ``gids`` meanwhile; False if they have not finished."""
+        joined = _joined(self._pool)
+        deadline = time.monotonic() + self.lease
+        while not joined.done() and time.monotonic() < deadline:
+            with contextlib.suppress(LogError):
+                now = time.time()
+                await self.log.renew(self.owner, gids, now, now + self.lease)
+            await asyncio.wait([joined], timeout=self.lease / 3)
+        return joined.done()
+
     async def _retention_loop(self) -> None:
         assert self.retention is not None
         while True:
@@ -439,11 +448,11 @@ async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
             await task
 
 
-async def _idle(pool: concurrent.futures.ThreadPoolExecutor, timeout: float) -> bool:
-    """Wait until a shut-down pool's threads have finished their work; False on timeout.
+def _joined(pool: concurrent.futures.ThreadPoolExecutor) -> asyncio.Future[None]:
+    """Done once a shut-down pool's threads have finished their work.
 
-    A daemon thread joins them, so that an op that never returns holds neither this
-    coroutine past ``timeout`` nor the event loop's close.
+    A daemon thread joins them, so that an op that never returns holds up neither
+    the caller nor the event loop's close.
     """
     loop = asyncio.get_running_loop()
     joined: asyncio.Future[None] = loop.create_future()
@@ -458,11 +467,7 @@ async def _idle(pool: concurrent.futures.ThreadPoolExecutor, timeout: float) -> 
             loop.call_soon_threadsafe(joined_now)
 
     threading.Thread(target=join, name="legato-stop", daemon=True).start()
-    try:
-        await asyncio.wait_for(joined, timeout)
-    except TimeoutError:
-        return False
-    return True
+    return joined
 
 
 def _positive(x: object) -> bool:

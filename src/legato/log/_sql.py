@@ -322,7 +322,8 @@ class SqlLog(ABC):
     ) -> dict[str, str | None]:
         def job(conn: Conn) -> dict[str, str | None]:
             cur = conn.cursor()
-            cur.execute(self.q["renew"], {"owner": owner, "until": until})
+            params = {"owner": owner, "until": until, "gids": self._array(list(gids))}
+            cur.execute(self.q["renew"], params)
             return {r["gid"]: r["requested"] for r in cur.fetchall()}
 
         result: dict[str, str | None] = await self._write(job)

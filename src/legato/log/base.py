@@ -89,7 +89,8 @@ class Log(Protocol):
     async def renew(
         self, owner: str, gids: Sequence[str], now: float, until: float
     ) -> dict[str, str | None]:
-        """Extend the leases ``owner`` still holds; returns them with any pending request."""
+        """Extend the leases of ``gids`` that ``owner`` still holds; returns them with any
+        pending request. Leases not named are left to expire."""
 
     async def release(self, owner: str, gid: str, next_attempt_at: float | None) -> None:
         """Give a lease up, so that any coordinator may claim the transaction at the time given."""

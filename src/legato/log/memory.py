@@ -111,8 +111,9 @@ class MemoryLog:
         self, owner: str, gids: Sequence[str], now: float, until: float
     ) -> dict[str, str | None]:
         held = {}
+        wanted = set(gids)
         for t in self._tx.values():
-            if t.lease_owner == owner and t.ended_at is None:
+            if t.lease_owner == owner and t.ended_at is None and t.gid in wanted:
                 t.lease_expires_at = until
                 held[t.gid] = t.requested
         return held

@@ -8,6 +8,7 @@ the file while a coordinator runs.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,20 @@ def path_from_url(url: str) -> str:
     return rest[1:] or "legato.db"
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    # Connections switching a fresh file to WAL at once: all but one may be answered
+    # SQLITE_BUSY at once, without the busy timeout. The switch is worth asking again.
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteLog(SqlLog):
     backend = "sqlite"
 
@@ -52,7 +67,7 @@ class SqliteLog(SqlLog):
         )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         # Durability on: every commit is fsynced. Group commit is what keeps it fast.
         conn.execute("PRAGMA synchronous = FULL")
         return conn

@@ -49,8 +49,11 @@ WHERE gid IN (
 RETURNING gid, requested
 
 -- name: renew
+-- Only the gids named: a lease its coordinator no longer drives (its runner stopped on
+-- a log error) must expire, so that a claim resumes the transaction.
 UPDATE legato_tx SET lease_expires_at = :until
 WHERE lease_owner = :owner AND ended_at IS NULL
+    AND gid IN (SELECT value FROM json_each(:gids))
 RETURNING gid, requested
 
 -- name: release
