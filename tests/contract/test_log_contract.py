@@ -423,6 +423,19 @@ async def test_renew_extends_the_owners_live_leases_and_returns_their_requests(
     assert (await tx_of(log, "done")).lease_expires_at == T0 + LEASE
 
 
+async def test_renew_leaves_the_leases_it_is_not_given_to_expire(log: Log) -> None:
+    """A lease whose runner stopped (on a log error) must expire, to be claimed again."""
+    await log.create(new("driven"))
+    await log.create(new("abandoned"))
+
+    held = await log.renew("alpha", ["driven"], T0 + 10, T0 + 40)
+
+    assert held == {"driven": None}
+    assert (await tx_of(log, "abandoned")).lease_expires_at == T0 + LEASE
+    claimed = await log.claim("beta", T0 + LEASE + 1, T0 + 99, 10, None)
+    assert [c.gid for c in claimed] == ["abandoned"]
+
+
 async def test_renew_does_not_return_a_lease_taken_over_by_another_owner(log: Log) -> None:
     await log.create(new("g1", lease_expires_at=T0 + 5))
     await log.claim("beta", T0 + 6, T0 + 36, 10, None)
