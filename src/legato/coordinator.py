@@ -401,13 +401,18 @@ class Coordinator:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
+            # Judge only the runners whose gids were sent: one submitted while the renewal
+            # was on its way is not in the answer, and has a fresh lease anyway.
+            sent = dict(self._runners)
             try:
                 now = time.time()
-                held = await self.log.renew(self.owner, list(self._runners), now, now + self.lease)
+                held = await self.log.renew(self.owner, list(sent), now, now + self.lease)
             except LogError as exc:
                 logger.error("renewing leases failed: %s", exc)
                 continue
-            for gid, runner in list(self._runners.items()):
+            for gid, runner in sent.items():
+                if self._runners.get(gid) is not runner:
+                    continue
                 if gid not in held:
                     if not runner.settled.done():
                         logger.warning("lease on %s lost", gid)

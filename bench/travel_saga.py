@@ -1,0 +1,373 @@
+"""The reference workload: the 3-step travel saga on Legato and on DBOS Transact.
+
+    .venv/bin/python bench/travel_saga.py                 # both backends, full run
+    .venv/bin/python bench/travel_saga.py --quick         # smoke run
+    .venv/bin/python bench/travel_saga.py --backend sqlite --n 1000 --duration 10
+
+Each (framework, backend) pair runs in its own subprocess on fresh databases
+(DBOS is a process-wide singleton, and neither should warm the other's caches);
+this script prepares the databases, starts the workers and prints one table
+per backend. See bench/README.md for what is measured and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _services  # noqa: E402
+from _services import Backend  # noqa: E402
+
+TARGET_RATIO = 10.0
+TARGET_P50_MS = 2.0
+RESULT_MARK = "RESULT "
+
+
+# -- workers (in the subprocess) -----------------------------------------------------
+
+
+def worker_main(framework: str, cfg: dict[str, Any]) -> None:
+    if framework == "legato":
+        import _legato_worker as worker
+    else:
+        import _dbos_worker as worker  # type: ignore[no-redef]
+    result = worker.run(cfg)
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def spawn(framework: str, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        framework,
+        "--config",
+        json.dumps(cfg),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cfg["workdir"])
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            result = dict(json.loads(line[len(RESULT_MARK) :]))
+            # what the framework logged at WARNING and above: a stall or a lost lease
+            # explains a number that looks wrong
+            result["log"] = [
+                ln for ln in proc.stderr.splitlines() if "WARNING" in ln or "ERROR" in ln
+            ]
+            return result
+    sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+    where = f"the {framework} worker on {cfg['backend']}"
+    raise RuntimeError(f"{where} failed (exit {proc.returncode})")
+
+
+# -- machine and settings -------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def fsync_us(directory: str, n: int = 100) -> float:
+    """How long one small write + fsync takes here: the floor under every durable commit."""
+    path = Path(directory) / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, b"x" * 128)
+            os.fsync(fd)
+        return (time.perf_counter() - start) / n * 1e6
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies over all cores, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """How many cores are busy right now (0 .. cores), sampled over ``seconds``."""
+    try:
+        b0, t0 = _cpu_times()
+        time.sleep(seconds)
+        b1, t1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (b1 - b0) / max(t1 - t0, 1.0) * (os.cpu_count() or 1)
+
+
+def wait_idle(max_wait: float, threshold: float = 0.3) -> float:
+    """Wait (at most ``max_wait`` s) until other processes use under ``threshold`` cores.
+
+    Returns the busy cores last seen: the benchmark shares its machine with
+    whatever else runs there, and the numbers mean little when it is busy.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = cpu_busy()
+    return busy
+
+
+def postgres_reachable() -> bool:
+    try:
+        _services.pg_settings()
+        return True
+    except Exception:
+        return False
+
+
+# -- the table --------------------------------------------------------------------------
+
+COLUMNS = ("seq p50 A", "seq p99 A", "seq p50 B", "seq p99 B")
+
+
+def _row(res: dict[str, Any], concurrency: list[int]) -> list[float]:
+    return [
+        res["seq_a"]["p50_ms"],
+        res["seq_a"]["p99_ms"],
+        res["seq_b"]["p50_ms"],
+        res["seq_b"]["p99_ms"],
+        *(res[f"tput_{c}"]["per_s"] for c in concurrency),
+    ]
+
+
+def render(
+    backend: str, legato: dict[str, Any] | None, dbos: dict[str, Any] | None, concurrency: list[int]
+) -> str:
+    heads = [*COLUMNS, *(f"tput@{c}" for c in concurrency)]
+    units = ["ms"] * 4 + ["sagas/s"] * len(concurrency)
+    lines = [
+        f"{'':<18}" + "".join(f"{h:>12}" for h in heads),
+        f"{'':<18}" + "".join(f"{u:>12}" for u in units),
+    ]
+    rows: dict[str, list[float]] = {}
+    for name, res in (("Legato", legato), ("DBOS", dbos)):
+        if res is None:
+            continue
+        rows[name] = _row(res, concurrency)
+        cells = [f"{v:>12.2f}" for v in rows[name][:4]] + [f"{v:>12.0f}" for v in rows[name][4:]]
+        lines.append(f"{name:<18}" + "".join(cells))
+    if len(rows) == 2:
+        lt, db = rows["Legato"], rows["DBOS"]
+        # "how many times better Legato is": DBOS/Legato for latency, Legato/DBOS for rate
+        ratio = [d / max(x, 1e-9) for x, d in zip(lt[:4], db[:4], strict=True)]
+        ratio += [x / max(d, 1e-9) for x, d in zip(lt[4:], db[4:], strict=True)]
+        lines.append(f"{'ratio (x better)':<18}" + "".join(f"{v:>11.1f}x" for v in ratio))
+    out = [f"== {backend} ==", *lines]
+    if dbos is not None:
+        modes = ", ".join(
+            f"@{c}: {dbos[f'tput_{c}']['mode']} "
+            f"({', '.join(f'{m} {v:.0f}/s' for m, v in dbos[f'tput_{c}'].get('all', {}).items())})"
+            for c in concurrency
+        )
+        out.append(f"DBOS concurrency mode used (best of): {modes}")
+    if legato is not None:
+        batch = ", ".join(
+            f"@{c}: {legato[f'tput_{c}']['log_writes_per_commit']:.1f}"
+            for c in concurrency
+            if legato[f"tput_{c}"].get("log_writes_per_commit")
+        )
+        out.append(f"Legato log writes per group commit: {batch}")
+    for res in (legato, dbos):
+        if res is not None:
+            slow = ", ".join(
+                f"@{c}: {res[f'tput_{c}']['longest_s'] * 1e3:.0f} ms" for c in concurrency
+            )
+            out.append(f"{res['framework']}: longest saga during throughput runs: {slow}")
+            for ln in res.get("log", [])[:3]:
+                out.append(f"  {res['framework']} logged: {ln[:160]}")
+            if len(res.get("log", [])) > 3:
+                out.append(f"  ... {len(res['log']) - 3} more warnings/errors")
+            chk = res["check"]
+            status = "ok" if chk["ok"] else "MISMATCH"
+            out.append(
+                f"check {res['framework']}: {status}: {chk['booked_sagas']} sagas booked, "
+                f"rows {chk['rows']}"
+            )
+    if len(rows) == 2:
+        lt, db = rows["Legato"], rows["DBOS"]
+        verdicts = []
+        for i, c in enumerate(concurrency):
+            r = lt[4 + i] / max(db[4 + i], 1e-9)
+            verdicts.append(
+                f"tput@{c} >= {TARGET_RATIO:.0f}x DBOS: "
+                f"{'PASS' if r >= TARGET_RATIO else 'MISS'} ({r:.1f}x)"
+            )
+        if backend == "sqlite":
+            verdicts.append(
+                f"seq p50 A <= {TARGET_P50_MS} ms: "
+                f"{'PASS' if lt[0] <= TARGET_P50_MS else 'MISS'} ({lt[0]:.2f} ms)"
+            )
+        out.append("targets: " + "; ".join(verdicts))
+    return "\n".join(out)
+
+
+# -- orchestration ----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    ap.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
+    ap.add_argument("--n", type=int, help="sequential sagas per variant (default 300)")
+    ap.add_argument("--warmup", type=int, help="sequential warm-up sagas (default 30)")
+    ap.add_argument("--duration", type=float, help="seconds per throughput run (default 5)")
+    ap.add_argument("--concurrency", default="16,64", help="comma-separated (default 16,64)")
+    ap.add_argument("--only", choices=("legato", "dbos"), help="run one framework")
+    ap.add_argument(
+        "--dbos-modes",
+        default="threads,async",
+        help="DBOS concurrency modes to try, the best is reported",
+    )
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="cProfile Legato's sequential variant-A run (SQLite) into FILE",
+    )
+    ap.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    ap.add_argument(
+        "--idle-wait",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="before each worker, wait up to S s for the machine to go idle",
+    )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the workers at this niceness (e.g. -10 as root on a shared machine)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the SQLite files and bench_* DBs")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        worker_main(args.worker, json.loads(args.config))
+        return 0
+
+    n = args.n or (40 if args.quick else 300)
+    warmup = args.warmup if args.warmup is not None else (10 if args.quick else 30)
+    duration = args.duration or (1.5 if args.quick else 5.0)
+    concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    frameworks = [args.only] if args.only else ["legato", "dbos"]
+
+    if args.nice:
+        os.nice(args.nice)  # inherited by the workers (not by the PostgreSQL server)
+    workdir = tempfile.mkdtemp(prefix="legato-bench-")
+    versions = {p: metadata.version(p) for p in ("legato", "dbos")}
+    print(
+        f"travel saga (flight, hotel, car): Legato {versions['legato']} vs "
+        f"DBOS Transact {versions['dbos']}"
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; "
+        f"{platform.system()} {platform.release()}; fsync {fsync_us(workdir):.0f} us "
+        f"(small write + fsync in {workdir}); workers' niceness {os.nice(0)}"
+    )
+    print(
+        f"sequential: {n} sagas per variant after {warmup} warm-up; throughput: "
+        f"{duration:g} s per concurrency after a short warm-up, variant A; "
+        f"A = all three booked, B = car refuses, hotel and flight compensated"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    try:
+        for backend_name in backends:
+            if backend_name == "postgres" and not postgres_reachable():
+                print("\n== postgres ==\nskipped: no PostgreSQL on 127.0.0.1:5432 (user postgres)")
+                continue
+            backend = Backend(backend_name, str(Path(workdir) / backend_name))
+            Path(backend.workdir).mkdir(parents=True, exist_ok=True)
+            per: dict[str, dict[str, Any]] = {}
+            noise: list[str] = []
+            for fw in frameworks:
+                busy = wait_idle(args.idle_wait) if args.idle_wait > 0 else cpu_busy()
+                noise.append(f"{fw} {busy:.2f}")
+                _services.prepare(backend, fw)
+                cfg = {
+                    "backend": backend_name,
+                    "workdir": backend.workdir,
+                    "n": n,
+                    "warmup": warmup,
+                    "duration": duration,
+                    "concurrency": concurrency,
+                    "dbos_modes": args.dbos_modes.split(","),
+                }
+                if args.profile and fw == "legato" and backend_name == "sqlite":
+                    cfg["profile"] = str(Path(args.profile).resolve())
+                per[fw] = spawn(fw, cfg, timeout=600)
+            results[backend_name] = per
+            print()
+            if backend_name == "sqlite":
+                print(
+                    "durability: participants: SQLite WAL, synchronous=NORMAL (each service's "
+                    "own file; identical for Legato and DBOS)"
+                )
+            else:
+                s = _services.pg_settings()
+                print(
+                    f"durability: PostgreSQL {s['server_version']}: fsync={s['fsync']}, "
+                    f"synchronous_commit={s['synchronous_commit']}, "
+                    f"full_page_writes={s['full_page_writes']}, "
+                    f"wal_sync_method={s['wal_sync_method']}; participants autocommit, "
+                    f"one database each"
+                )
+            for fw, res in per.items():
+                print(f"  {fw}: {res['durability']}")
+            print(
+                f"other load: cores busy just before each worker started: {', '.join(noise)} "
+                f"(of {os.cpu_count()}); load average now "
+                f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+            )
+            print(render(backend_name, per.get("legato"), per.get("dbos"), concurrency), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if "postgres" in backends and postgres_reachable():
+                _services.cleanup(Backend("postgres", workdir))
+        else:
+            print(f"\nkept: {workdir} and the bench_* PostgreSQL databases")
+    print(
+        f"\nratio: how many times better Legato is (DBOS/Legato for latency, Legato/DBOS "
+        f"for throughput). Total {time.perf_counter() - started:.0f} s."
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    bad = [
+        f"{b}/{fw}" for b, per in results.items() for fw, r in per.items() if not r["check"]["ok"]
+    ]
+    if bad:
+        print(f"row check failed for {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
