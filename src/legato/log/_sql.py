@@ -26,6 +26,7 @@ from .base import Claimed, NewTransaction, TxQuery, TxWrite
 T = TypeVar("T")
 Conn = Any  # a DB-API connection: sqlite3.Connection or psycopg.Connection
 Row = Any  # a mapping-like row
+Params = dict[str, Any]
 
 
 class SqlLog(ABC):
@@ -249,27 +250,34 @@ class SqlLog(ABC):
     # -- writes ---------------------------------------------------------------------
 
     async def create(self, new: NewTransaction) -> TxRecord | None:
-        q = self.q
         tx_params = _tx_params(new.tx)
         op_params = [_op_params(o) for o in new.ops]
         event_params = [_event_params(e) for e in new.events]
+
+        result: TxRecord | None = await self._write(
+            self._create_job(new.tx.gid, tx_params, op_params, event_params)
+        )
+        return result
+
+    def _create_job(
+        self, gid: str, tx_params: Params, op_params: list[Params], event_params: list[Params]
+    ) -> Job[Conn]:
+        q = self.q
 
         def job(conn: Conn) -> TxRecord | None:
             cur = conn.cursor()
             cur.execute(q["insert_tx"], tx_params)
             if cur.rowcount == 0:
-                cur.execute(q["get_tx"], {"gid": new.tx.gid})
+                cur.execute(q["get_tx"], {"gid": gid})
                 return _tx_from_row(cur.fetchone())
             cur.executemany(q["insert_op"], op_params)
             if event_params:
                 cur.executemany(q["insert_event"], event_params)
             return None
 
-        result: TxRecord | None = await self._write(job)
-        return result
+        return job
 
     async def write(self, change: TxWrite) -> None:
-        q = self.q
         tx_params = {
             "gid": change.gid,
             "owner": change.owner,
@@ -285,6 +293,17 @@ class SqlLog(ABC):
         op_params = [_op_params(o) for o in change.ops]
         event_params = [_event_params(e) for e in change.events]
 
+        await self._write(self._write_job(change, tx_params, op_params, event_params))
+
+    def _write_job(
+        self,
+        change: TxWrite,
+        tx_params: Params,
+        op_params: list[Params],
+        event_params: list[Params],
+    ) -> Job[Conn]:
+        q = self.q
+
         def job(conn: Conn) -> None:
             cur = conn.cursor()
             cur.execute(q["write_tx"], tx_params)
@@ -295,7 +314,7 @@ class SqlLog(ABC):
             if event_params:
                 cur.executemany(q["insert_event"], event_params)
 
-        await self._write(job)
+        return job
 
     async def claim(
         self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
