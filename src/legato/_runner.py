@@ -201,7 +201,11 @@ class SagaRunner:
         self.c.hooks.before_op(self.gid, name, op, cmd.attempt)
         started = time.perf_counter()
         kind, value = await self.c.transport.invoke(
-            fn, ctx, timeout=cmd.timeout, failures=self.saga.failures + step.failures
+            fn,
+            ctx,
+            timeout=cmd.timeout,
+            failures=self.saga.failures + step.failures,
+            in_thread=step.in_thread,
         )
         self.c.hooks.after_op(self.gid, name, op, cmd.attempt, kind, time.perf_counter() - started)
         fault_point(f"after_op.{op}")

@@ -57,6 +57,7 @@ class Step:
     retry: RetryPolicy
     compensate_retry: RetryPolicy
     failures: tuple[type[BaseException], ...]
+    in_thread: bool = True
 
 
 def _exception_types(
@@ -125,8 +126,15 @@ class Saga:
         retry: RetryPolicy = DEFAULT_ACTION_RETRY,
         compensate_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY,
         failures: Iterable[type[BaseException]] = (),
+        in_thread: bool = True,
     ) -> Saga:
-        """Add a step; returns the saga so that calls can be chained."""
+        """Add a step; returns the saga so that calls can be chained.
+
+        Sync callables run in the coordinator's step threads. ``in_thread=False``
+        calls them on the event loop itself, saving two thread hand-offs per op: only
+        for ops that never block for long (an in-process computation, a write to a
+        local SQLite file), since the whole coordinator waits while they run.
+        """
         if not isinstance(name, str) or not name:
             raise DefinitionError(f"saga {self.name!r}: a step needs a non-empty name")
         if any(s.name == name for s in self._steps):
@@ -143,9 +151,13 @@ class Saga:
             if not isinstance(policy, RetryPolicy):
                 raise DefinitionError(f"{where}: {what} must be a RetryPolicy, not {policy!r}")
         errors = _exception_types(where, failures)
+        if not in_thread and (retry.timeout is not None or compensate_retry.timeout is not None):
+            raise DefinitionError(
+                f"{where}: an op run on the event loop (in_thread=False) cannot be timed out"
+            )
         deps = None if depends_on is None else tuple(depends_on)
         self._steps.append(
-            Step(name, action, compensate, deps, pivot, retry, compensate_retry, errors)
+            Step(name, action, compensate, deps, pivot, retry, compensate_retry, errors, in_thread)
         )
         self._plan = None
         self._fingerprint = None

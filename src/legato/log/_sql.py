@@ -524,7 +524,7 @@ def _event_params(e: EventRecord) -> dict[str, Any]:
         "branch": e.branch,
         "op": e.op,
         "attempt": e.attempt,
-        "detail": _json.dumps(e.detail, what="event detail"),
+        "detail": _json.dumps(e.detail, what="event detail") if e.detail else "{}",
     }
 
 

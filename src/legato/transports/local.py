@@ -35,11 +35,14 @@ class LocalTransport:
         *,
         timeout: float | None,
         failures: tuple[type[BaseException], ...] = (),
+        in_thread: bool = True,
     ) -> Outcome:
         definite: tuple[type[BaseException], ...] = (Failure, *failures)
         try:
             if _is_async(fn):
                 awaitable = cast(Awaitable[Any], fn(ctx))
+            elif not in_thread:
+                awaitable = _done(fn(ctx))
             else:
                 loop = asyncio.get_running_loop()
                 awaitable = loop.run_in_executor(self.pool, functools.partial(fn, ctx))
@@ -63,6 +66,10 @@ class LocalTransport:
         except PayloadError as exc:
             # it would fail the same way every time: not worth retrying
             return ("failed", f"the step returned a value that is not JSON: {exc}")
+
+
+async def _done(value: Any) -> Any:
+    return value
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
