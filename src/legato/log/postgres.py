@@ -6,17 +6,18 @@ Coordinators claim due work with ``FOR UPDATE SKIP LOCKED`` (see
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from .. import _json
-from .._errors import LeaseLost, LogError, LogUnavailable
+from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable
 from .._model import TxRecord
-from ._group import Job
+from ._group import Job, Outcome
 from ._sql import Conn, Params, SqlLog, _tx_from_row
 from .base import TxWrite
 
@@ -66,22 +67,22 @@ class PostgresLog(SqlLog):
             return LogUnavailable(f"PostgreSQL log: {exc}")
         return LogError(f"PostgreSQL log: {type(exc).__name__}: {exc}")
 
-    # PostgreSQL runs each write as one statement: its round trips, not its SQL, are
-    # what a write costs here (SQLite's statements are local calls and stay separate).
+    # PostgreSQL runs each write as one statement, and a group commit sends all of its
+    # statements in one pipeline (psycopg's pipeline mode): round trips, not SQL, are
+    # what a write costs here. SQLite's statements are local calls and stay as they are.
 
     def _create_job(
         self, gid: str, tx_params: Params, op_params: list[Params], event_params: list[Params]
     ) -> Job[Conn]:
         params = {**tx_params, "ops": _json.dumps(op_params), "events": _json.dumps(event_params)}
-        sql, get = self.q["create_all"], self.q["get_tx"]
+        get = self.q["get_tx"]
 
-        def job(conn: Conn) -> TxRecord | None:
-            cur = conn.cursor()
-            if cur.execute(sql, params).fetchone()["n"] == 1:
+        def finish(conn: Conn, row: Any) -> TxRecord | None:
+            if row["n"] == 1:
                 return None
-            return _tx_from_row(cur.execute(get, {"gid": gid}).fetchone())
+            return _tx_from_row(conn.cursor().execute(get, {"gid": gid}).fetchone())
 
-        return job
+        return _Pipelined(self.q["create_all"], params, finish)
 
     def _write_job(
         self,
@@ -91,13 +92,41 @@ class PostgresLog(SqlLog):
         event_params: list[Params],
     ) -> Job[Conn]:
         params = {**tx_params, "ops": _json.dumps(op_params), "events": _json.dumps(event_params)}
-        sql = self.q["write_all"]
 
-        def job(conn: Conn) -> None:
-            if conn.cursor().execute(sql, params).fetchone()["n"] == 0:
+        def finish(conn: Conn, row: Any) -> None:
+            if row["n"] == 0:
                 raise LeaseLost(f"{change.gid}: the lease of {change.owner} is lost")
 
-        return job
+        return _Pipelined(self.q["write_all"], params, finish)
+
+    def _batch_sync(
+        self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
+    ) -> list[Outcome]:
+        if len(jobs) < 2 or not all(isinstance(j, _Pipelined) for j in jobs):
+            return super()._batch_sync(jobs, begin)
+        conn = self._conn("writer")
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                cursors = [conn.cursor().execute(j.sql, j.params) for j in jobs]  # type: ignore[attr-defined]
+                conn.execute("COMMIT")
+        except Exception as exc:
+            # as in the one-by-one path: a refused statement fails the whole pipeline, so
+            # each job runs again on its own and only the bad one fails
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            error = self._translate(exc)
+            self._drop_conn()
+            if isinstance(error, LogUnavailable):
+                raise error from exc
+            return [self._alone(job) for job in jobs]
+        outcomes: list[Outcome] = []
+        for job, cur in zip(jobs, cursors, strict=True):
+            try:
+                outcomes.append((True, job.finish(conn, cur.fetchone())))  # type: ignore[attr-defined]
+            except LegatoError as exc:
+                outcomes.append((False, exc))
+        return outcomes
 
     def _array(self, values: Sequence[str]) -> Any:
         return list(values)
@@ -118,3 +147,16 @@ class PostgresLog(SqlLog):
             if outside:
                 conn.execute("COMMIT")
         return {r["version"] for r in conn.execute("SELECT version FROM legato_migrations")}
+
+
+class _Pipelined:
+    """A write as one statement plus what to make of its one result row; runs alone
+    when called, or inside a pipelined batch (``PostgresLog._batch_sync``)."""
+
+    __slots__ = ("finish", "params", "sql")
+
+    def __init__(self, sql: str, params: Params, finish: Callable[[Conn, Any], Any]) -> None:
+        self.sql, self.params, self.finish = sql, params, finish
+
+    def __call__(self, conn: Conn) -> Any:
+        return self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone())

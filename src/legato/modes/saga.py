@@ -276,7 +276,7 @@ class _Draft:
             "completed": s.completed,
         }
         fields.update(changes)
-        self.ops[key] = OpState(**fields)  # type: ignore[arg-type]
+        self.ops[key] = OpState(**fields)
 
     def next_completion(self) -> int:
         done = [s.completed for s in self.ops.values() if s.completed is not None]
