@@ -26,7 +26,7 @@ class TxStatus(StrEnum):
 
     @property
     def ended(self) -> bool:
-        return self in (TxStatus.SUCCEEDED, TxStatus.FAILED)
+        return self is TxStatus.SUCCEEDED or self is TxStatus.FAILED
 
 
 class OpName(StrEnum):

@@ -128,7 +128,10 @@ class SagaRunner:
             reason=state.reason,
             stuck=state.stuck,
             next_attempt_at=None if done else now,
-            ops=[self._op_record(k, s, now) for k, s in state.ops.items() if before.ops[k] != s],
+            # the machine replaces an op's state only when it changes it: identity suffices
+            ops=[
+                self._op_record(k, s, now) for k, s in state.ops.items() if before.ops[k] is not s
+            ],
             events=records,
             release=done,
             handled=handled,

@@ -25,11 +25,13 @@ class WouldBlock(Exception):
 
 
 class GroupCommit(Generic[C]):
-    """``run_inline``, when given, runs a lone job on the event loop's own thread.
+    """``run_inline``, when given, runs each batch on the event loop's own thread.
 
-    A lone job means nobody else is writing, so nothing waits on the loop while
-    it commits, and the two thread hand-offs (a good part of a small commit's
-    latency) are saved. It must raise ``WouldBlock`` rather than wait for a lock.
+    For a local database (SQLite) a commit is short and bounded (one fsync), and
+    running it inline saves two thread hand-offs per batch and the GIL contention
+    between the loop and a writer thread: measured, about 10% more sagas/s, and a
+    lower latency for a lone write. It must raise ``WouldBlock`` rather than wait
+    for a lock held by another process; the batch then goes to ``run_batch``.
     """
 
     def __init__(
@@ -81,7 +83,7 @@ class GroupCommit(Generic[C]):
                 jobs = [job for job, _ in batch]
                 try:
                     outcomes = None
-                    if self._run_inline is not None and len(jobs) == 1:
+                    if self._run_inline is not None:
                         with contextlib.suppress(WouldBlock):
                             outcomes = self._run_inline(jobs)
                     if outcomes is None:

@@ -106,7 +106,7 @@ class SqlLog(ABC):
         return await self._in(self._reader_pool, run)
 
     def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
-        """Run a lone job on the loop's thread, where the adapter allows it (see GroupCommit)."""
+        """Run a batch on the loop's thread, where the adapter allows it (see GroupCommit)."""
         raise WouldBlock
 
     def _batch_sync(

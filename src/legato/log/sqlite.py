@@ -87,7 +87,7 @@ class SqliteLog(SqlLog):
 
     def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
         # A local file commit is short (one fsync) and bounded: worth saving the two
-        # thread hand-offs when this is the only write waiting.
+        # thread hand-offs (see GroupCommit).
         return self._batch_sync(jobs, begin=self._begin_or_give_up)
 
     def _translate(self, exc: Exception) -> Exception:
