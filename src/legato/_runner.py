@@ -127,7 +127,9 @@ class SagaRunner:
             status=state.status,
             reason=state.reason,
             stuck=state.stuck,
-            next_attempt_at=None if done else now,
+            # While driven it stays as it was (due: it matters only once the lease has
+            # expired); rewriting it each time would update its index on every write.
+            next_attempt_at=None if done else (self.tx.next_attempt_at or now),
             # the machine replaces an op's state only when it changes it: identity suffices
             ops=[
                 self._op_record(k, s, now) for k, s in state.ops.items() if before.ops[k] is not s

@@ -102,8 +102,10 @@ class PostgresLog(SqlLog):
     def _batch_sync(
         self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
     ) -> list[Outcome]:
-        if len(jobs) < 2 or not all(isinstance(j, _Pipelined) for j in jobs):
+        if not all(isinstance(j, _Pipelined) for j in jobs):
             return super()._batch_sync(jobs, begin)
+        if len(jobs) == 1:
+            return [self._autocommit(jobs[0])]
         conn = self._conn("writer")
         try:
             with conn.pipeline():
@@ -127,6 +129,19 @@ class PostgresLog(SqlLog):
             except LegatoError as exc:
                 outcomes.append((False, exc))
         return outcomes
+
+    def _autocommit(self, job: Job[Conn]) -> Outcome:
+        """A lone write: one statement is atomic on its own, so in autocommit it needs
+        neither a BEGIN nor a COMMIT round trip."""
+        conn = self._conn("writer")
+        try:
+            return (True, job(conn))
+        except LegatoError as exc:
+            return (False, exc)
+        except Exception as exc:
+            error = self._translate(exc)
+            self._drop_conn()
+            return (False, error)
 
     def _array(self, values: Sequence[str]) -> Any:
         return list(values)
