@@ -395,3 +395,27 @@ async def test_a_saga_whose_definition_changed_is_parked_until_the_old_one_is_ba
         await back.retry("changed-1")
         outcome = await back.handle("changed-1").result(timeout=10)
         assert outcome.succeeded and outcome.stuck is None
+
+
+async def test_a_sync_step_runs_in_a_step_thread_unless_told_to_run_on_the_event_loop(
+    coordinator: Coordinator,
+) -> None:
+    threads: dict[str, str] = {}
+
+    def where(ctx: StepContext) -> None:
+        threads[ctx.step] = threading.current_thread().name
+
+    saga = Saga("threads")
+    saga.step("threaded", action=where)
+    saga.step("inline", action=where, in_thread=False)
+    outcome = await (await coordinator.submit(saga, {}, gid="threads-1")).result(timeout=10)
+    assert outcome.succeeded
+    assert threads["threaded"].startswith("legato-step")
+    assert threads["inline"] == threading.current_thread().name
+
+
+def test_a_step_on_the_event_loop_cannot_have_an_attempt_timeout() -> None:
+    with pytest.raises(legato.DefinitionError, match="cannot be timed out"):
+        Saga("x").step(
+            "s", action=lambda ctx: None, in_thread=False, retry=RetryPolicy(timeout=1.0)
+        )
