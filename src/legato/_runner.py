@@ -176,9 +176,7 @@ class SagaRunner:
         loop = asyncio.get_running_loop()
         for cmd in commands:
             if isinstance(cmd, machine.RunOp):
-                task = loop.create_task(self._run_op(cmd), name=f"legato-op-{self.gid}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_op(cmd)
             else:
                 key, attempt = cmd.key, cmd.attempt
                 self._timers.append(
@@ -188,7 +186,7 @@ class SagaRunner:
                     )
                 )
 
-    async def _run_op(self, cmd: machine.RunOp) -> None:
+    def _start_op(self, cmd: machine.RunOp) -> None:
         name, op = cmd.key
         step = self.saga.by_name(name)
         fn = step.action if op is OpName.ACTION else step.compensate
@@ -203,26 +201,35 @@ class SagaRunner:
             output=self.state.op((name, OpName.ACTION)).output,
         )
         fault_point(f"before_op.{op}")
-        self.c.hooks.before_op(self.gid, name, op, cmd.attempt)
+        hooks = self.c.hooks
+        hooks.before_op(self.gid, name, op, cmd.attempt)
         started = time.perf_counter()
-        kind, value = await self.c.transport.invoke(
+
+        def done(outcome: tuple[str, Json]) -> None:
+            kind, value = outcome
+            hooks.after_op(self.gid, name, op, cmd.attempt, kind, time.perf_counter() - started)
+            fault_point(f"after_op.{op}")
+            now = time.time()
+            event: machine.Event
+            if kind == "ok":
+                event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value)
+            elif kind == "failed":
+                event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value))
+            else:
+                event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value))
+            self.push(event)
+
+        task = self.c.transport.start(
             fn,
             ctx,
             timeout=cmd.timeout,
             failures=self.saga.failures + step.failures,
             in_thread=step.in_thread,
+            done=done,
         )
-        self.c.hooks.after_op(self.gid, name, op, cmd.attempt, kind, time.perf_counter() - started)
-        fault_point(f"after_op.{op}")
-        now = time.time()
-        event: machine.Event
-        if kind == "ok":
-            event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value)
-        elif kind == "failed":
-            event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value))
-        else:
-            event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value))
-        self.push(event)
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
 
 def _busy(state: machine.SagaState) -> bool:

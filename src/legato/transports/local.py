@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,13 +21,14 @@ from .._errors import Failure, PayloadError
 from .._model import Json
 
 Outcome = tuple[str, Json]  # ("ok", output) | ("failed", reason) | ("unknown", reason)
+Done = Callable[[Outcome], None]
 
 
 @dataclass(frozen=True, slots=True)
 class LocalTransport:
     pool: concurrent.futures.Executor
 
-    async def invoke(
+    def start(
         self,
         fn: Callable[[Any], Any],
         ctx: Any,
@@ -36,40 +36,88 @@ class LocalTransport:
         timeout: float | None,
         failures: tuple[type[BaseException], ...] = (),
         in_thread: bool = True,
-    ) -> Outcome:
+        done: Done,
+    ) -> asyncio.Task[None] | None:
+        """Start one attempt; ``done(outcome)`` is called on the event loop, once.
+
+        Returns the task of an async op (to cancel it on stop), else ``None``. A
+        sync op past its timeout is reported unknown at once; its thread runs on to
+        its end regardless, and what it returns then is not reported.
+        """
         definite: tuple[type[BaseException], ...] = (Failure, *failures)
-        try:
-            if _is_async(fn):
-                awaitable = cast(Awaitable[Any], fn(ctx))
-            elif not in_thread:
-                awaitable = _done(fn(ctx))
-            else:
-                loop = asyncio.get_running_loop()
-                awaitable = loop.run_in_executor(self.pool, functools.partial(fn, ctx))
-            if timeout is not None:
-                out = await asyncio.wait_for(awaitable, timeout)
-            else:
-                out = await awaitable
-        except definite as exc:
-            return (
-                "failed",
-                f"{type(exc).__name__}: {exc}" if type(exc) is not Failure else str(exc),
-            )
-        except TimeoutError:
-            return ("unknown", f"attempt timed out after {timeout}s")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return ("unknown", f"{type(exc).__name__}: {exc}")
-        try:
-            return ("ok", _json.check(out, what="output"))
-        except PayloadError as exc:
-            # it would fail the same way every time: not worth retrying
-            return ("failed", f"the step returned a value that is not JSON: {exc}")
+        loop = asyncio.get_running_loop()
+        if _is_async(fn):
+            return loop.create_task(_run_async(fn, ctx, timeout, definite, done))
+        if not in_thread:
+            done(_call(fn, ctx, definite))
+            return None
+        future = loop.run_in_executor(self.pool, _call, fn, ctx, definite)
+        reported = False
+        timer: asyncio.TimerHandle | None = None
+
+        def expire() -> None:
+            nonlocal reported
+            if not future.done():
+                reported = True
+                done(("unknown", f"attempt timed out after {timeout}s"))
+
+        def finished(f: asyncio.Future[Outcome]) -> None:
+            if timer is not None:
+                timer.cancel()
+            if not reported and not f.cancelled():
+                done(f.result())
+
+        if timeout is not None:
+            timer = loop.call_later(timeout, expire)
+        future.add_done_callback(finished)
+        return None
 
 
-async def _done(value: Any) -> Any:
-    return value
+def _call(fn: Callable[[Any], Any], ctx: Any, definite: tuple[type[BaseException], ...]) -> Outcome:
+    """Run a sync op and classify what happened (in a step thread, or on the loop)."""
+    try:
+        out = fn(ctx)
+    except definite as exc:
+        return _failed(exc)
+    except Exception as exc:
+        return ("unknown", f"{type(exc).__name__}: {exc}")
+    return _ok(out)
+
+
+async def _run_async(
+    fn: Callable[[Any], Any],
+    ctx: Any,
+    timeout: float | None,
+    definite: tuple[type[BaseException], ...],
+    done: Done,
+) -> None:
+    outcome: Outcome
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            out = await cast(Awaitable[Any], fn(ctx))
+    except definite as exc:
+        outcome = _failed(exc)
+    except TimeoutError as exc:
+        expired = deadline.expired()
+        why = f"attempt timed out after {timeout}s" if expired else f"TimeoutError: {exc}"
+        outcome = ("unknown", why)
+    except Exception as exc:
+        outcome = ("unknown", f"{type(exc).__name__}: {exc}")
+    else:
+        outcome = _ok(out)
+    done(outcome)
+
+
+def _failed(exc: BaseException) -> Outcome:
+    return ("failed", str(exc) if type(exc) is Failure else f"{type(exc).__name__}: {exc}")
+
+
+def _ok(out: Any) -> Outcome:
+    try:
+        return ("ok", _json.check(out, what="output"))
+    except PayloadError as exc:
+        # it would fail the same way every time: not worth retrying
+        return ("failed", f"the step returned a value that is not JSON: {exc}")
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
