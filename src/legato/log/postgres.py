@@ -91,26 +91,31 @@ class PostgresLog(SqlLog):
         op_params: list[Params],
         event_params: list[Params],
     ) -> Job[Conn]:
-        params = {**tx_params, "ops": _json.dumps(op_params), "events": _json.dumps(event_params)}
-
-        def finish(conn: Conn, row: Any) -> None:
-            if row["n"] == 0:
-                raise LeaseLost(f"{change.gid}: the lease of {change.owner} is lost")
-
-        return _Pipelined(self.q["write_all"], params, finish)
+        return _Write(self.q["write_all"], {**tx_params, "ops": op_params, "events": event_params})
 
     def _batch_sync(
         self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
     ) -> list[Outcome]:
-        if not all(isinstance(j, _Pipelined) for j in jobs):
+        if not all(isinstance(j, _Pipelined | _Write) for j in jobs):
             return super()._batch_sync(jobs, begin)
         if len(jobs) == 1:
             return [self._autocommit(jobs[0])]
+        writes = [j for j in jobs if isinstance(j, _Write)]
+        gids = [w.record["gid"] for w in writes]
+        together = len(writes) > 1 and len(set(gids)) == len(gids)
+        rest = [j for j in jobs if not (together and isinstance(j, _Write))]
         conn = self._conn("writer")
         try:
             with conn.pipeline():
                 conn.execute("BEGIN")
-                cursors = [conn.cursor().execute(j.sql, j.params) for j in jobs]  # type: ignore[attr-defined]
+                landed_cursor = (
+                    conn.cursor().execute(
+                        self.q["write_batch"], {"writes": _json.dumps([w.record for w in writes])}
+                    )
+                    if together
+                    else None
+                )
+                cursors = {id(j): conn.cursor().execute(j.sql, j.params) for j in rest}  # type: ignore[attr-defined]
                 conn.execute("COMMIT")
         except Exception as exc:
             # as in the one-by-one path: a refused statement fails the whole pipeline, so
@@ -122,10 +127,16 @@ class PostgresLog(SqlLog):
             if isinstance(error, LogUnavailable):
                 raise error from exc
             return [self._alone(job) for job in jobs]
+        landed = {r["gid"] for r in landed_cursor.fetchall()} if landed_cursor else set()
         outcomes: list[Outcome] = []
-        for job, cur in zip(jobs, cursors, strict=True):
+        for job in jobs:
             try:
-                outcomes.append((True, job.finish(conn, cur.fetchone())))  # type: ignore[attr-defined]
+                if together and isinstance(job, _Write):
+                    job.check(job.record["gid"] in landed)
+                    outcomes.append((True, None))
+                else:
+                    row = cursors[id(job)].fetchone()
+                    outcomes.append((True, job.finish(conn, row)))  # type: ignore[attr-defined]
             except LegatoError as exc:
                 outcomes.append((False, exc))
         return outcomes
@@ -175,3 +186,30 @@ class _Pipelined:
 
     def __call__(self, conn: Conn) -> Any:
         return self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone())
+
+
+class _Write:
+    """One fenced write; alone it is one ``write_all`` statement, and the writes of a
+    group commit are sent together as one ``write_batch`` statement."""
+
+    __slots__ = ("record", "sql")
+
+    def __init__(self, sql: str, record: Params) -> None:
+        self.sql, self.record = sql, record
+
+    @property
+    def params(self) -> Params:
+        # only when sent alone: a batch encodes all its writes at once
+        r = self.record
+        return {**r, "ops": _json.dumps(r["ops"]), "events": _json.dumps(r["events"])}
+
+    def finish(self, conn: Conn, row: Any) -> None:
+        self.check(row["n"] == 1)
+
+    def check(self, landed: bool) -> None:
+        if not landed:
+            r = self.record
+            raise LeaseLost(f"{r['gid']}: the lease of {r['owner']} is lost")
+
+    def __call__(self, conn: Conn) -> None:
+        self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone())

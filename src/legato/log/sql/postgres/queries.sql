@@ -169,3 +169,49 @@ WITH fenced AS (
     ORDER BY e.n
 )
 SELECT count(*) AS n FROM fenced
+
+-- name: write_batch
+-- A group commit's fenced writes (each of a different transaction) as one set-based
+-- statement. A write whose lease is lost finds no row to update in "fenced", so its
+-- ops and events are not written either; the gids returned are the writes that landed.
+WITH w AS (
+    SELECT a.ord, a.doc ->> 'gid' AS gid, a.doc ->> 'owner' AS owner,
+        CAST(a.doc ->> 'at' AS double precision) AS at, a.doc ->> 'status' AS status,
+        a.doc ->> 'reason' AS reason, a.doc ->> 'stuck' AS stuck,
+        CAST(a.doc ->> 'next_attempt_at' AS double precision) AS next_attempt_at,
+        CAST(a.doc ->> 'ended_at' AS double precision) AS ended_at,
+        CAST(a.doc ->> 'release' AS boolean) AS release, a.doc ->> 'handled' AS handled,
+        a.doc -> 'ops' AS ops, a.doc -> 'events' AS events
+    FROM jsonb_array_elements(CAST(:writes AS jsonb)) WITH ORDINALITY AS a(doc, ord)
+), fenced AS (
+    UPDATE legato_tx AS t SET status = w.status, reason = w.reason, stuck = w.stuck,
+        next_attempt_at = w.next_attempt_at, updated_at = w.at, ended_at = w.ended_at,
+        version = t.version + 1,
+        lease_owner = CASE WHEN w.release THEN NULL ELSE t.lease_owner END,
+        lease_expires_at = CASE WHEN w.release THEN NULL ELSE t.lease_expires_at END,
+        requested = CASE WHEN t.requested = w.handled THEN NULL ELSE t.requested END
+    FROM w
+    WHERE t.gid = w.gid AND t.lease_owner = w.owner
+    RETURNING t.gid
+), ops AS (
+    UPDATE legato_op AS o SET status = x.status, attempts = x.attempts, budget = x.budget,
+        next_at = x.next_at, output = x.output, error = x.error, completed = x.completed,
+        updated_at = x.updated_at
+    FROM (
+        SELECT w.gid, r.*
+        FROM w JOIN fenced ON fenced.gid = w.gid,
+            jsonb_to_recordset(w.ops) AS r(branch text, op text, status text,
+                attempts integer, budget integer, next_at double precision, output text,
+                error text, completed integer, updated_at double precision)
+    ) AS x
+    WHERE o.gid = x.gid AND o.branch = x.branch AND o.op = x.op
+), events AS (
+    INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
+    SELECT w.gid, CAST(e.doc ->> 'at' AS double precision), e.doc ->> 'kind',
+        e.doc ->> 'branch', e.doc ->> 'op', CAST(e.doc ->> 'attempt' AS integer),
+        e.doc ->> 'detail'
+    FROM w JOIN fenced ON fenced.gid = w.gid,
+        jsonb_array_elements(w.events) WITH ORDINALITY AS e(doc, n)
+    ORDER BY w.ord, e.n
+)
+SELECT gid FROM fenced
