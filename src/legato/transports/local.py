@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,25 +52,37 @@ class LocalTransport:
         if not in_thread:
             done(_call(fn, ctx, definite))
             return None
-        future = loop.run_in_executor(self.pool, _call, fn, ctx, definite)
+        # The thread hands its outcome straight back to the loop: lighter than an
+        # asyncio future chained to the executor's, and this runs for every op.
         reported = False
         timer: asyncio.TimerHandle | None = None
 
         def expire() -> None:
             nonlocal reported
-            if not future.done():
+            if not reported:
                 reported = True
                 done(("unknown", f"attempt timed out after {timeout}s"))
 
-        def finished(f: asyncio.Future[Outcome]) -> None:
+        def finished(outcome: Outcome) -> None:
+            nonlocal reported
             if timer is not None:
                 timer.cancel()
-            if not reported and not f.cancelled():
-                done(f.result())
+            if not reported:
+                reported = True
+                done(outcome)
 
+        def work() -> None:
+            outcome = _call(fn, ctx, definite)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody to tell
+                loop.call_soon_threadsafe(finished, outcome)
+
+        try:
+            self.pool.submit(work)
+        except RuntimeError:  # the pool is shut down: the coordinator is stopping
+            finished(("unknown", "the coordinator is stopping"))
+            return None
         if timeout is not None:
             timer = loop.call_later(timeout, expire)
-        future.add_done_callback(finished)
         return None
 
 
