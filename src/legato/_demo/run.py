@@ -294,11 +294,12 @@ def _show(
     say = functools.partial(console.print, soft_wrap=True)
     say(f"services: {directory}/{{{','.join(DATABASES.values())}}}")
     say(f"log:      {log_url}")
-    say(f"inspect:  legato tx list --log {log_url}")
+    cli = _cli_name()
+    say(f"inspect:  {cli} tx list --log {log_url}")
     for status in (STUCK, ROLLED_BACK, BOOKED):
         example = next((g for g, s in report.trips.items() if s == status), None)
         if example is not None:
-            say(f"          legato tx show {example} --log {log_url}   # {status}")
+            say(f"          {cli} tx show {example} --log {log_url}   # {status}")
     _verdict(console, report)
 
 
@@ -318,3 +319,11 @@ def _verdict(console: Console, report: Report) -> None:
     else:
         failed = ", ".join(c.name for c in report.checks if not c.ok)
         console.print(f"[bold red]consistency check failed:[/] {failed}")
+
+
+def _cli_name() -> str:
+    """How this process was started (``.venv/bin/legato``), so the hint can be pasted."""
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if argv0.endswith("legato") and "/" in argv0 else "legato"
