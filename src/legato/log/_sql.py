@@ -31,6 +31,7 @@ Params = dict[str, Any]
 
 class SqlLog(ABC):
     backend: str
+    flushers = 1  # group-commit batches in flight at once (see GroupCommit)
 
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
@@ -105,6 +106,10 @@ class SqlLog(ABC):
 
         return await self._in(self._reader_pool, run)
 
+    def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
+        """May this batch commit alongside another (see GroupCommit)?"""
+        return False
+
     def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
         """Run a batch on the loop's thread, where the adapter allows it (see GroupCommit)."""
         raise WouldBlock
@@ -167,7 +172,12 @@ class SqlLog(ABC):
     async def open(self) -> None:
         self._ensure_threads()
         await self._in(self._writer_pool, self._check_schema)
-        self._group = GroupCommit(self._run_batch, run_inline=self._inline_batch)
+        self._group = GroupCommit(
+            self._run_batch,
+            run_inline=self._inline_batch,
+            flushers=self.flushers,
+            shared=self._shared_batch,
+        )
         self._group.start()
 
     async def close(self) -> None:

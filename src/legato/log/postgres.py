@@ -31,10 +31,14 @@ _MIGRATION_LOCK = 0x1E6A70  # pg_advisory_xact_lock key: one migrating process a
 
 class PostgresLog(SqlLog):
     backend = "postgres"
+    # Two batches of writes commit at once, each on its own connection: the server
+    # overlaps their WAL flushes. Writes of different transactions touch disjoint rows
+    # (a runner has one write in flight at a time), so the two never wait on each other.
+    flushers = 2
 
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         super().__init__(url, auto_migrate=auto_migrate)
-        self._async_conn: psycopg.AsyncConnection[Any] | None = None
+        self._async_conns: list[psycopg.AsyncConnection[Any]] = []  # idle ones
         self.q = {name: _PARAM.sub(r"%(\1)s", sql) for name, sql in self.q.items()}
 
     def _connect(self, role: str) -> Conn:
@@ -149,17 +153,27 @@ class PostgresLog(SqlLog):
     # an asyncio connection on the event loop, so that the loop never waits for a
     # writer thread to win the GIL back between its network waits (measured: that
     # wait tripled a batch's time under load). Claims, renewals and other jobs, which
-    # are rare, take the writer thread. Batches are still one at a time (one flusher),
-    # so the two connections never hold row locks at once.
+    # are rare, take the writer thread, in a batch that runs alone (GroupCommit's gate),
+    # so its connection and the loop's never hold row locks at the same time.
+
+    def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
+        return all(isinstance(j, _Pipelined | _Write) for j in jobs)
 
     async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
-        if not all(isinstance(j, _Pipelined | _Write) for j in jobs):
+        if not self._shared_batch(jobs):
             return await super()._run_batch(jobs)
         try:
             conn = await self._aconn()
         except LogUnavailable:
             return await super()._run_batch(jobs)
-        outcomes = await self._async_batch(conn, jobs)
+        try:
+            outcomes = await self._async_batch(conn, jobs)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        if not conn.closed and not conn.broken:
+            self._async_conns.append(conn)
         for i, outcome in enumerate(outcomes):
             if not outcome[0] and isinstance(outcome[1], _Redo):
                 job = jobs[i]
@@ -167,30 +181,27 @@ class PostgresLog(SqlLog):
         return outcomes
 
     async def _aconn(self) -> psycopg.AsyncConnection[Any]:
-        conn = self._async_conn
-        if conn is None or conn.closed or conn.broken:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.url,
-                    autocommit=True,
-                    row_factory=dict_row,
-                    connect_timeout=10,
-                    application_name="legato-writer",
-                )
-            except psycopg.OperationalError as exc:
-                raise LogUnavailable(f"PostgreSQL log unreachable: {exc}") from exc
-            self._async_conn = conn
-        return conn
-
-    async def _drop_aconn(self) -> None:
-        conn, self._async_conn = self._async_conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+        while self._async_conns:
+            conn = self._async_conns.pop()
+            if not conn.closed and not conn.broken:
+                return conn
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=10,
+                application_name="legato-writer",
+            )
+        except psycopg.OperationalError as exc:
+            raise LogUnavailable(f"PostgreSQL log unreachable: {exc}") from exc
 
     async def close(self) -> None:
         await super().close()
-        await self._drop_aconn()
+        conns, self._async_conns = self._async_conns, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _async_batch(
         self, conn: psycopg.AsyncConnection[Any], jobs: list[Job[Conn]]
@@ -222,7 +233,8 @@ class PostgresLog(SqlLog):
                 rows = {key: await c.fetchone() for key, c in cursors.items()}
         except Exception as exc:
             error = self._translate(exc)
-            await self._drop_aconn()
+            with contextlib.suppress(Exception):
+                await conn.close()  # not returned to the idle ones: it is closed
             if isinstance(error, LogUnavailable):
                 raise error from exc
             # a refused statement failed the whole batch: each job runs again on its own
