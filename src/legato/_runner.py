@@ -207,16 +207,17 @@ class SagaRunner:
 
         def done(outcome: tuple[str, Json]) -> None:
             kind, value = outcome
-            hooks.after_op(self.gid, name, op, cmd.attempt, kind, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            hooks.after_op(self.gid, name, op, cmd.attempt, kind, took)
             fault_point(f"after_op.{op}")
             now = time.time()
             event: machine.Event
             if kind == "ok":
-                event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value)
+                event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value, took)
             elif kind == "failed":
-                event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value))
+                event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value), took)
             else:
-                event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value))
+                event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value), took)
             self.push(event)
 
         task = self.c.transport.start(
@@ -261,6 +262,11 @@ def _event_record(gid: str, event: machine.Event, t: machine.Transition) -> Even
         detail["error"] = error
     fresh = isinstance(event, machine.Resume) and event.fresh
     kind = "submitted" if fresh else _KINDS[type(event)]
+    took = getattr(event, "took", None)
+    if took is not None:
+        # an attempt's start is in the op's row while it runs; once it has ended, its
+        # event says how long it took, so the timeline needs no separate start event
+        detail["took_ms"] = round(took * 1000, 3)
     if not t.changed:
         detail["ignored"] = t.note or "no change"
     return EventRecord(
@@ -296,11 +302,7 @@ def _transition_records(
     if after.stuck and after.stuck != before.stuck:
         out.append(EventRecord(gid, now, "stuck", detail={"reason": after.stuck}))
     for cmd in t.commands:
-        if isinstance(cmd, machine.RunOp):
-            out.append(
-                EventRecord(gid, now, "op.started", cmd.key[0], str(cmd.key[1]), cmd.attempt)
-            )
-        else:
+        if isinstance(cmd, machine.Wake):
             out.append(
                 EventRecord(
                     gid,

@@ -49,8 +49,11 @@ async def test_an_unknown_error_is_retried_with_backoff_until_the_step_succeeds(
     _, ops = await coordinator.get("retry-1")
     action = next(o for o in ops if o.op == "action")
     assert action.attempts == 3
-    kinds = [e.kind for e in await coordinator.events("retry-1")]
+    events = await coordinator.events("retry-1")
+    kinds = [e.kind for e in events]
     assert kinds.count("op.unknown") == 2 and kinds.count("op.retry_scheduled") == 2
+    results = [e for e in events if e.kind in ("op.unknown", "op.succeeded")]
+    assert len(results) == 3 and all(e.detail["took_ms"] >= 0 for e in results)
 
 
 async def test_an_attempt_past_its_timeout_is_abandoned_and_retried(

@@ -144,6 +144,7 @@ class OpSucceeded:
     attempt: int
     now: float
     output: Json = None
+    took: float | None = None  # seconds the attempt ran (for the timeline only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ class OpFailed:
     attempt: int
     now: float
     error: str = "failed"
+    took: float | None = None  # seconds the attempt ran (for the timeline only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ class OpUnknown:
     attempt: int
     now: float
     error: str = "unknown outcome"
+    took: float | None = None  # seconds the attempt ran (for the timeline only)
 
 
 @dataclass(frozen=True, slots=True)
