@@ -98,7 +98,9 @@ class PostgresLog(SqlLog):
         op_params: list[Params],
         event_params: list[Params],
     ) -> Job[Conn]:
-        return _Write(self.q["write_all"], {**tx_params, "ops": op_params, "events": event_params})
+        return _Write(
+            self.q["write_batch"], {**tx_params, "ops": op_params, "events": event_params}
+        )
 
     def _batch_sync(
         self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
@@ -304,8 +306,8 @@ class _Pipelined:
 
 
 class _Write:
-    """One fenced write; alone it is one ``write_all`` statement, and the writes of a
-    group commit are sent together as one ``write_batch`` statement."""
+    """One fenced write, sent as ``write_batch`` of one, or with the other writes of
+    its group commit in one ``write_batch``."""
 
     __slots__ = ("record", "sql")
 
@@ -314,12 +316,10 @@ class _Write:
 
     @property
     def params(self) -> Params:
-        # only when sent alone: a batch encodes all its writes at once
-        r = self.record
-        return {**r, "ops": _json.dumps(r["ops"]), "events": _json.dumps(r["events"])}
+        return {"writes": _json.dumps([self.record])}
 
     def finish(self, conn: Conn | None, row: Any) -> None:
-        self.check(row["n"] == 1)
+        self.check(row is not None)  # the statement returns the gids that landed
 
     def check(self, landed: bool) -> None:
         if not landed:

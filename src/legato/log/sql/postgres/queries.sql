@@ -140,39 +140,9 @@ WITH tx AS (
 )
 SELECT count(*) AS n FROM tx
 
--- name: write_all
--- One fenced write in one statement (one round trip): the ops and events change only
--- if the transaction's row was updated, i.e. only while :owner holds the lease.
-WITH fenced AS (
-    UPDATE legato_tx SET status = :status, reason = :reason, stuck = :stuck,
-        next_attempt_at = :next_attempt_at, updated_at = :at, ended_at = :ended_at,
-        version = version + 1,
-        lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
-        lease_expires_at = CASE WHEN :release THEN NULL ELSE lease_expires_at END,
-        requested = CASE WHEN requested = CAST(:handled AS text) THEN NULL ELSE requested END
-    WHERE gid = :gid AND lease_owner = :owner
-    RETURNING gid
-), ops AS (
-    UPDATE legato_op AS o SET status = x.status, attempts = x.attempts, budget = x.budget,
-        next_at = x.next_at, output = x.output, error = x.error, completed = x.completed,
-        updated_at = x.updated_at
-    FROM fenced, jsonb_to_recordset(CAST(:ops AS jsonb)) AS x(branch text, op text,
-        status text, attempts integer, budget integer, next_at double precision, output text,
-        error text, completed integer, updated_at double precision)
-    WHERE o.gid = fenced.gid AND o.branch = x.branch AND o.op = x.op
-), events AS (
-    INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
-    SELECT fenced.gid, CAST(e.doc ->> 'at' AS double precision), e.doc ->> 'kind',
-        e.doc ->> 'branch', e.doc ->> 'op', CAST(e.doc ->> 'attempt' AS integer),
-        e.doc ->> 'detail'
-    FROM fenced, jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(doc, n)
-    ORDER BY e.n
-)
-SELECT count(*) AS n FROM fenced
-
 -- name: write_batch
--- A group commit's fenced writes (each of a different transaction) as one set-based
--- statement. A write whose lease is lost finds no row to update in "fenced", so its
+-- Fenced writes (each of a different transaction: one alone, or a group commit's) as
+-- one set-based statement. A write whose lease is lost finds no row to update in "fenced", so its
 -- ops and events are not written either; the gids returned are the writes that landed.
 WITH w AS (
     SELECT a.ord, a.doc ->> 'gid' AS gid, a.doc ->> 'owner' AS owner,
