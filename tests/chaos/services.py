@@ -392,9 +392,6 @@ async def check_outcomes(
             ops[gid] = {(o.branch, o.op): o for o in loaded[1]}
     finally:
         await log.close()
-        shutdown = getattr(log, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
 
     expected = {gid_of(i) for i in range(n)}
     missing = sorted(expected - set(txs)) if complete else []

@@ -148,9 +148,6 @@ async def _resumed_ops(log_url: str) -> set[str]:
         return found
     finally:
         await log.close()
-        shutdown = getattr(log, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
 
 
 def _assert_no_problems(problems: list[str], tmp_path: Path) -> None:

@@ -97,7 +97,6 @@ async def _explain(db: Database, log_url: str, gid: str, left: float) -> str:
         events = await log.events(gid)
     finally:
         await log.close()
-        getattr(log, "shutdown", lambda: None)()
     lines = [f"runs of {gid} (seconds after the victim left):", *(f"  {r}" for r in runs)]
     lines.append(f"events of {gid}:")
     lines += [

@@ -24,9 +24,6 @@ LEASE = 30.0
 
 async def close(log: Log) -> None:
     await log.close()
-    shutdown = getattr(log, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
 
 
 @pytest.fixture

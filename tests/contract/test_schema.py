@@ -35,9 +35,6 @@ def reference_sql(backend: str) -> str:
 
 async def close(log: Log) -> None:
     await log.close()
-    shutdown = getattr(log, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
 
 
 async def open_and_close(url: str, *, auto_migrate: bool = True) -> None:

@@ -119,9 +119,6 @@ async def _read_log(url: str, gids: list[str], report: Report) -> None:
                 report.trips[gid] = UNSETTLED
     finally:
         await log.close()
-        shutdown = getattr(log, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
 
 
 def _check_settled(report: Report) -> None:

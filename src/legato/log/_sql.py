@@ -185,12 +185,10 @@ class SqlLog(ABC):
             await self._group.stop()
             self._group = None
         for pool in (self._writer_pool, self._reader_pool):
-            await self._in(pool, self._drop_conn)
+            with contextlib.suppress(RuntimeError):  # never opened: nothing to drop
+                await self._in(pool, self._drop_conn)
+            pool.shutdown(wait=False)  # open() starts new threads
         self._drop_conn()  # the inline path's connection, on the loop's thread
-
-    def shutdown(self) -> None:
-        self._writer_pool.shutdown(wait=False)
-        self._reader_pool.shutdown(wait=False)
 
     @property
     def group_stats(self) -> tuple[int, int]:
