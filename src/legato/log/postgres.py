@@ -73,8 +73,9 @@ class PostgresLog(SqlLog):
         return LogError(f"PostgreSQL log: {type(exc).__name__}: {exc}")
 
     # PostgreSQL runs each write as one statement, and a group commit sends all of its
-    # statements in one pipeline (psycopg's pipeline mode): round trips, not SQL, are
-    # what a write costs here. SQLite's statements are local calls and stay as they are.
+    # statements in one pipeline (psycopg's pipeline mode, see _async_batch): round
+    # trips, not SQL, are what a write costs here. SQLite's statements are local calls
+    # and stay as they are.
 
     def _create_job(
         self, gid: str, tx_params: Params, op_params: list[Params], event_params: list[Params]
@@ -102,61 +103,14 @@ class PostgresLog(SqlLog):
             self.q["write_batch"], {**tx_params, "ops": op_params, "events": event_params}
         )
 
-    def _batch_sync(
-        self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
-    ) -> list[Outcome]:
-        if not all(isinstance(j, _Pipelined | _Write) for j in jobs):
-            return super()._batch_sync(jobs, begin)
-        if len(jobs) == 1:
-            return [self._autocommit(jobs[0])]
-        writes = [j for j in jobs if isinstance(j, _Write)]
-        gids = [w.record["gid"] for w in writes]
-        together = len(writes) > 1 and len(set(gids)) == len(gids)
-        rest = [j for j in jobs if not (together and isinstance(j, _Write))]
-        conn = self._conn("writer")
-        try:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                landed_cursor = (
-                    conn.cursor().execute(
-                        self.q["write_batch"], {"writes": _json.dumps([w.record for w in writes])}
-                    )
-                    if together
-                    else None
-                )
-                cursors = {id(j): conn.cursor().execute(j.sql, j.params) for j in rest}  # type: ignore[attr-defined]
-                conn.execute("COMMIT")
-        except Exception as exc:
-            # as in the one-by-one path: a refused statement fails the whole pipeline, so
-            # each job runs again on its own and only the bad one fails
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            error = self._translate(exc)
-            self._drop_conn()
-            if isinstance(error, LogUnavailable):
-                raise error from exc
-            return [self._alone(job) for job in jobs]
-        landed = {r["gid"] for r in landed_cursor.fetchall()} if landed_cursor else set()
-        outcomes: list[Outcome] = []
-        for job in jobs:
-            try:
-                if together and isinstance(job, _Write):
-                    job.check(job.record["gid"] in landed)
-                    outcomes.append((True, None))
-                else:
-                    row = cursors[id(job)].fetchone()
-                    outcomes.append((True, job.finish(conn, row)))  # type: ignore[attr-defined]
-            except LegatoError as exc:
-                outcomes.append((False, exc))
-        return outcomes
-
     # -- the event loop's own connection ------------------------------------------------
     # Writes (the hot path: creates and fenced writes, all one statement each) go over
     # an asyncio connection on the event loop, so that the loop never waits for a
     # writer thread to win the GIL back between its network waits (measured: that
     # wait tripled a batch's time under load). Claims, renewals and other jobs, which
-    # are rare, take the writer thread, in a batch that runs alone (GroupCommit's gate),
-    # so its connection and the loop's never hold row locks at the same time.
+    # are rare, take the writer thread and SqlLog's one-job-at-a-time batch, in a batch
+    # that runs alone (GroupCommit's gate), so its connection and the loop's never hold
+    # row locks at the same time.
 
     def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
         return all(isinstance(j, _Pipelined | _Write) for j in jobs)
@@ -253,19 +207,6 @@ class PostgresLog(SqlLog):
             except (LegatoError, _Redo) as exc:
                 outcomes.append((False, exc))
         return outcomes
-
-    def _autocommit(self, job: Job[Conn]) -> Outcome:
-        """A lone write: one statement is atomic on its own, so in autocommit it needs
-        neither a BEGIN nor a COMMIT round trip."""
-        conn = self._conn("writer")
-        try:
-            return (True, job(conn))
-        except LegatoError as exc:
-            return (False, exc)
-        except Exception as exc:
-            error = self._translate(exc)
-            self._drop_conn()
-            return (False, error)
 
     def _array(self, values: Sequence[str]) -> Any:
         return list(values)
