@@ -119,7 +119,7 @@ class SagaRunner:
         if state is before and handled is None:
             return  # late or duplicate: nothing to write
         now = max((getattr(e, "now", 0.0) for e in events), default=time.time())
-        done = state.status.ended or (state.stuck is not None and not _busy(state))
+        done = _settled(state)
         change = TxWrite(
             gid=self.gid,
             owner=self.c.owner,
@@ -147,7 +147,7 @@ class SagaRunner:
 
     def _check_done(self) -> None:
         s = self.state
-        if s.status.ended or (s.stuck is not None and not _busy(s)):
+        if _settled(s):
             self._done = True
             if not self.settled.done():
                 self.settled.set_result(Outcome(self.gid, s.status, s.reason, s.stuck, s.outputs()))
@@ -231,6 +231,11 @@ class SagaRunner:
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+
+def _settled(state: machine.SagaState) -> bool:
+    """Ended, or stuck with nothing left to report back: this runner is done with it."""
+    return state.status.ended or (state.stuck is not None and not _busy(state))
 
 
 def _busy(state: machine.SagaState) -> bool:
