@@ -55,6 +55,8 @@ class RetryPolicy:
     ``max_attempts`` counts every attempt, the first included. The delay before
     attempt n+1 is ``min(max_backoff, backoff * multiplier**(n-1))``, spread by
     +/- ``jitter`` (a fraction). ``timeout`` bounds each attempt (seconds).
+    A participant that answers "not yet" (HTTP 425, ``ONGOING``) is asked again
+    every ``ongoing_interval`` seconds; such an answer uses up no attempt.
     """
 
     max_attempts: int = 5
@@ -63,6 +65,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.2
     timeout: float | None = None
+    ongoing_interval: float = 1.0
 
     def __post_init__(self) -> None:
         from ._errors import DefinitionError
@@ -75,6 +78,8 @@ class RetryPolicy:
             raise DefinitionError(f"jitter is a fraction between 0 and 1, not {self.jitter}")
         if self.timeout is not None and self.timeout <= 0:
             raise DefinitionError(f"timeout must be positive, not {self.timeout}")
+        if not self.ongoing_interval > 0:
+            raise DefinitionError(f"ongoing_interval must be positive, not {self.ongoing_interval}")
 
     def delay(self, attempt: int, seed: str) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).

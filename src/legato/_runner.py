@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ._errors import LeaseLost, LogError
@@ -21,6 +21,7 @@ from ._model import EventRecord, Json, OpKey, OpName, OpRecord, OpStatus, TxReco
 from .log.base import TxWrite
 from .modes import saga as machine
 from .saga import Saga, StepContext
+from .transports.http import CallInfo, HttpCall
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -191,16 +192,44 @@ class SagaRunner:
         step = self.saga.by_name(name)
         fn = step.action if op is OpName.ACTION else step.compensate
         assert fn is not None, "the plan only has compensate ops for compensable steps"
-        ctx = StepContext(
-            gid=self.gid,
-            step=name,
-            op=op,
-            attempt=cmd.attempt,
-            payload=self.tx.payload,
-            outputs=self.state.outputs(),
-            output=self.state.op((name, OpName.ACTION)).output,
-        )
         fault_point(f"before_op.{op}")
+        done = self._reporter(cmd)
+        task: asyncio.Task[None] | None
+        if isinstance(fn, HttpCall):
+            info = CallInfo(
+                gid=self.gid,
+                trans_type=str(self.tx.mode),
+                branch_id=name,
+                op=str(op),
+                attempt=cmd.attempt,
+                headers=self.tx.options.get("headers") or {},
+            )
+            task = self.c.http.start(fn, info, timeout=cmd.timeout, done=done)
+        else:
+            ctx = StepContext(
+                gid=self.gid,
+                step=name,
+                op=op,
+                attempt=cmd.attempt,
+                payload=self.tx.payload,
+                outputs=self.state.outputs(),
+                output=self.state.op((name, OpName.ACTION)).output,
+            )
+            task = self.c.transport.start(
+                fn,
+                ctx,
+                timeout=cmd.timeout,
+                failures=self.saga.failures + step.failures,
+                in_thread=step.in_thread,
+                done=done,
+            )
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _reporter(self, cmd: machine.RunOp) -> Callable[[tuple[str, Json]], None]:
+        """What turns an attempt's outcome into the machine's event, on the loop."""
+        name, op = cmd.key
         hooks = self.c.hooks
         hooks.before_op(self.gid, name, op, cmd.attempt)
         started = time.perf_counter()
@@ -216,21 +245,13 @@ class SagaRunner:
                 event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value, took)
             elif kind == "failed":
                 event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value), took)
+            elif kind == "ongoing":
+                event = machine.OpOngoing(cmd.key, cmd.attempt, now, str(value), took)
             else:
                 event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value), took)
             self.push(event)
 
-        task = self.c.transport.start(
-            fn,
-            ctx,
-            timeout=cmd.timeout,
-            failures=self.saga.failures + step.failures,
-            in_thread=step.in_thread,
-            done=done,
-        )
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        return done
 
 
 def _settled(state: machine.SagaState) -> bool:
@@ -251,6 +272,7 @@ _KINDS = {
     machine.OpSucceeded: "op.succeeded",
     machine.OpFailed: "op.failed",
     machine.OpUnknown: "op.unknown",
+    machine.OpOngoing: "op.ongoing",
     machine.RetryDue: "op.retry_due",
     machine.Timeout: "timeout",
     machine.AbortRequested: "abort_requested",

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
-from . import _json
+from . import _json, _spec
 from ._errors import (
     DefinitionError,
     GidConflict,
@@ -43,11 +43,15 @@ from ._runner import SagaRunner, _event_record, _transition_records
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .saga import Saga
+from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpTransport
 from .transports.local import LocalTransport
 
 logger = logging.getLogger("legato.coordinator")
 
 _REQUESTS = ("retry", "abort", "succeeded", "failed")
+WIRE_SAGA = "wire:saga"
+"""The name of the sagas submitted over the coordinator service's API: they carry their
+definition in the log, and every coordinator claims them."""
 
 
 def _default_owner() -> str:
@@ -69,6 +73,9 @@ class Coordinator:
     past what the work needs they only contend for the GIL (measured: 64 threads
     gave a quarter fewer sagas/s than 8 on two cores). Ops that wait on the network
     are better written async.
+
+    HTTP ops (``HttpCall``) go through one pooled client; ``request_timeout`` bounds
+    each request whose op and step set no timeout of their own.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class Coordinator:
         recover: bool = True,
         retention: float | None = None,
         hooks: Sequence[Hooks] = (),
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.log: Log = open_log(log) if isinstance(log, str) else log
         self.owner = owner or _default_owner()
@@ -94,6 +102,8 @@ class Coordinator:
         self.hooks = HookChain(hooks)
         self._pool = concurrent.futures.ThreadPoolExecutor(step_threads, "legato-step")
         self.transport = LocalTransport(self._pool)
+        self.request_timeout = request_timeout
+        self.http = HttpTransport(request_timeout=request_timeout)
         self._sagas: dict[str, Saga] = {}
         self._runners: dict[str, SagaRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +126,8 @@ class Coordinator:
         if self._started:
             return
         await self.log.open()
+        if self.http.closed:
+            self.http = HttpTransport(request_timeout=self.request_timeout)
         # a coordinator restarted under the same owner name takes its own work back
         # at once: whatever its previous incarnation held is orphaned
         await self.log.release_owner(self.owner)
@@ -148,6 +160,7 @@ class Coordinator:
         for r in runners if idle else ():
             with contextlib.suppress(LogError):
                 await self.log.release(self.owner, r.gid, time.time())
+        await self.http.close()
         await self.log.close()
         self._started = False
 
@@ -156,6 +169,10 @@ class Coordinator:
     def register(self, *sagas: Saga) -> None:
         """Make sagas known here, so that this coordinator can resume them after a crash."""
         for saga in sagas:
+            if saga.name.startswith("wire:"):
+                raise DefinitionError(
+                    f"saga names starting with 'wire:' are Legato's: {saga.name!r}"
+                )
             known = self._sagas.get(saga.name)
             if known is saga:
                 continue
@@ -177,16 +194,26 @@ class Coordinator:
         *,
         gid: str | None = None,
         timeout_to_fail: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Handle:
         """Write the saga to the log and start it; idempotent by ``gid``.
 
         Everything is checked before anything is written: the definition
         (``DefinitionError``), the payload (``PayloadError``), and a gid already
-        used for another saga or payload (``GidConflict``).
+        used for another saga or payload (``GidConflict``). ``headers`` are sent
+        with every call to this transaction's HTTP participants.
         """
         self._require_started()
         plan = saga.plan()
-        self.register(saga)
+        if saga.name != WIRE_SAGA:  # a wire saga carries its own definition in the log
+            self.register(saga)
+        options: dict[str, Json] = {}
+        if headers:
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+                raise DefinitionError("headers: names and values must be strings")
+            options["headers"] = dict(headers)
+        if saga.portable:
+            options["spec"] = _spec.to_spec(saga)
         payload_text = _json.dumps(payload, checked=True)
         if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
             raise DefinitionError(
@@ -212,7 +239,7 @@ class Coordinator:
             fingerprint=saga.fingerprint(),
             status=t.state.status,
             payload=_json.loads(payload_text),
-            options={"timeout_to_fail": timeout} if timeout is not None else {},
+            options={**options, "timeout_to_fail": timeout} if timeout is not None else options,
             created_at=now,
             updated_at=now,
             timeout_at=now + timeout if timeout is not None else None,
@@ -347,6 +374,9 @@ class Coordinator:
         if tx.lease_owner != self.owner or tx.status.ended:
             return
         saga = self._sagas.get(tx.name)
+        spec = tx.options.get("spec")
+        if tx.name == WIRE_SAGA and spec is not None:
+            saga = _spec.from_spec(spec)
         if saga is None:
             await self.log.release(self.owner, gid, time.time() + self.lease)
             return
@@ -387,11 +417,9 @@ class Coordinator:
         while True:
             try:
                 now = time.time()
-                names = list(self._sagas) if self._sagas else []
-                claimed = (
-                    await self.log.claim(self.owner, now, now + self.lease, self.claim_batch, names)
-                    if names
-                    else []
+                names = [*self._sagas, WIRE_SAGA]
+                claimed = await self.log.claim(
+                    self.owner, now, now + self.lease, self.claim_batch, names
                 )
                 for c in claimed:
                     if c.gid not in self._runners:

@@ -20,6 +20,7 @@ from typing import Any
 from ._errors import DefinitionError
 from ._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Json, OpName, RetryPolicy
 from .modes.saga import SagaPlan, StepPlan
+from .transports.http import HttpCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +46,15 @@ class StepContext:
 
 
 StepFn = Callable[[StepContext], Json] | Callable[[StepContext], Awaitable[Json]]
+StepOp = StepFn | HttpCall
+"""What an op runs: a Python callable (sync or async), or a call to an HTTP participant."""
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
-    action: StepFn
-    compensate: StepFn | None
+    action: StepOp
+    compensate: StepOp | None
     depends_on: tuple[str, ...] | None
     pivot: bool
     retry: RetryPolicy
@@ -119,8 +122,8 @@ class Saga:
         self,
         name: str,
         *,
-        action: StepFn,
-        compensate: StepFn | None = None,
+        action: StepOp,
+        compensate: StepOp | None = None,
         depends_on: Iterable[str] | None = None,
         pivot: bool = False,
         retry: RetryPolicy = DEFAULT_ACTION_RETRY,
@@ -139,10 +142,16 @@ class Saga:
             raise DefinitionError(f"saga {self.name!r}: a step needs a non-empty name")
         if any(s.name == name for s in self._steps):
             raise DefinitionError(f"saga {self.name!r}: duplicate step name {name!r}")
-        if not callable(action):
-            raise DefinitionError(f"saga {self.name!r}, step {name!r}: action is not callable")
-        if compensate is not None and not callable(compensate):
-            raise DefinitionError(f"saga {self.name!r}, step {name!r}: compensate is not callable")
+        if not (callable(action) or isinstance(action, HttpCall)):
+            raise DefinitionError(
+                f"saga {self.name!r}, step {name!r}: action is neither callable nor an HttpCall"
+            )
+        if compensate is not None and not (
+            callable(compensate) or isinstance(compensate, HttpCall)
+        ):
+            raise DefinitionError(
+                f"saga {self.name!r}, step {name!r}: compensate is neither callable nor an HttpCall"
+            )
         where = f"saga {self.name!r}, step {name!r}"
         if isinstance(depends_on, str):
             # a string is iterable: depends_on="ab" would silently mean ["a", "b"]
@@ -224,8 +233,15 @@ class Saga:
 
     def _hash(self) -> str:
         plan = self.plan()
+        # an HTTP op's URL is part of what the saga does; a callable's name is not (code
+        # may be moved or renamed between deployments without changing the saga)
         text = "|".join(
             f"{s.name}<{','.join(s.deps)}>{'c' if s.compensable else ''}{'p' if s.pivot else ''}"
+            + "".join(
+                f"[{op.target} {op.content()!r}]"
+                for op in (self.by_name(s.name).action, self.by_name(s.name).compensate)
+                if isinstance(op, HttpCall)
+            )
             for s in plan.steps
         )
         return hashlib.sha256(f"{self.name}|{text}".encode()).hexdigest()[:32]
@@ -240,7 +256,19 @@ class Saga:
         """The name of the callable an op runs, as shown in the log."""
         s = self.by_name(step)
         fn = s.action if op is OpName.ACTION else s.compensate
-        return _callable_name(fn) if fn is not None else ""
+        if fn is None:
+            return ""
+        return fn.target if isinstance(fn, HttpCall) else _callable_name(fn)
+
+    @property
+    def portable(self) -> bool:
+        """Every op is an HTTP call: the saga can be stored in the log whole, and any
+        coordinator can drive it without its Python definition."""
+        return all(
+            isinstance(s.action, HttpCall)
+            and (s.compensate is None or isinstance(s.compensate, HttpCall))
+            for s in self._steps
+        )
 
 
 def _topological(where: str, names: list[str], deps: Mapping[str, tuple[str, ...]]) -> list[str]:

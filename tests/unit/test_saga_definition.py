@@ -60,12 +60,12 @@ def test_a_step_needs_a_non_empty_string_name(name: object) -> None:
 
 @pytest.mark.parametrize("action", [None, "book_flight", 42])
 def test_an_action_that_is_not_callable_is_refused(action: object) -> None:
-    with pytest.raises(DefinitionError, match="step 'flight': action is not callable"):
+    with pytest.raises(DefinitionError, match="action is neither callable nor an HttpCall"):
         Saga("trip").step("flight", action=action)  # type: ignore[arg-type]
 
 
 def test_a_compensate_that_is_not_callable_is_refused() -> None:
-    with pytest.raises(DefinitionError, match="step 'flight': compensate is not callable"):
+    with pytest.raises(DefinitionError, match="compensate is neither callable nor an HttpCall"):
         Saga("trip").step("flight", action=noop, compensate="cancel")  # type: ignore[arg-type]
 
 

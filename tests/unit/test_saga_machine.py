@@ -19,6 +19,7 @@ from legato.modes.saga import (
     ForceEnd,
     OperatorRetry,
     OpFailed,
+    OpOngoing,
     OpSucceeded,
     OpUnknown,
     Resume,
@@ -88,6 +89,9 @@ class Run:
 
     def unknown(self, step: str, op: OpName = A, error: str = "timeout") -> Transition:
         return self.feed(OpUnknown((step, op), self.attempt(step, op), self.tick(), error))
+
+    def ongoing(self, step: str, op: OpName = A) -> Transition:
+        return self.feed(OpOngoing((step, op), self.attempt(step, op), self.tick(), "not yet"))
 
     def due(self, step: str, op: OpName = A) -> Transition:
         return self.feed(RetryDue((step, op), self.attempt(step, op), self.tick()))
@@ -994,3 +998,56 @@ def test_a_compensation_retried_a_thousand_times_still_waits_to_retry() -> None:
         run.state.reason,
     )
     assert wakes(run.unknown("flight", C))
+
+
+# -- "not yet" answers (HTTP 425, ONGOING) -------------------------------------------------
+
+
+def test_an_ongoing_answer_asks_again_at_the_fixed_interval_without_using_an_attempt() -> None:
+    policy = RetryPolicy(max_attempts=2, backoff=5.0, jitter=0.0, ongoing_interval=0.5)
+    run = Run(saga(("flight", {"retry": policy}), "hotel"))
+    run.start()
+    for _ in range(5):  # far more "not yet"s than attempts: none of them counts
+        t = run.ongoing("flight")
+        assert wakes(t) == [Wake(("flight", A), run.attempt("flight", A), run.now + 0.5)]
+        assert run.op("flight") is OpStatus.RETRY_WAIT
+        assert started(run.due("flight")) == [("flight", A)]
+    run.ok("flight")
+    assert run.running() == [("hotel", A)]
+
+
+def test_an_ongoing_answer_still_leaves_the_op_its_attempts_for_real_errors() -> None:
+    policy = RetryPolicy(max_attempts=2, backoff=1.0, jitter=0.0)
+    run = Run(saga(("flight", {"retry": policy}), "hotel"))
+    run.start()
+    run.ongoing("flight")
+    run.due("flight")
+    run.unknown("flight")  # the first real error: one attempt left
+    assert run.op("flight") is OpStatus.RETRY_WAIT
+    run.due("flight")
+    run.unknown("flight")  # the second: given up, rolled back
+    assert run.status is TxStatus.ABORTING
+
+
+def test_an_action_still_ongoing_while_aborting_is_compensated_not_waited_for() -> None:
+    run = Run(saga(("flight", {"depends_on": []}), ("hotel", {"depends_on": []})))
+    run.start()
+    run.fail("flight")
+    assert run.status is TxStatus.ABORTING
+    run.ongoing("hotel")
+    assert run.op("hotel") is OpStatus.FAILED
+    assert run.running() == [("hotel", C)]
+
+
+def test_a_compensation_answering_ongoing_is_asked_again() -> None:
+    run = Run(saga("flight", "hotel"))
+    run.start()
+    run.ok("flight")
+    run.fail("hotel")
+    run.ok("hotel", C)
+    t = run.ongoing("flight", C)
+    assert run.op("flight", C) is OpStatus.RETRY_WAIT
+    assert len(wakes(t)) == 1
+    run.due("flight", C)
+    run.ok("flight", C)
+    assert run.status is TxStatus.FAILED

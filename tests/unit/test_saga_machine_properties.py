@@ -24,6 +24,7 @@ from legato.modes.saga import (
     ForceEnd,
     OperatorRetry,
     OpFailed,
+    OpOngoing,
     OpState,
     OpSucceeded,
     OpUnknown,
@@ -287,7 +288,9 @@ class World:
         check_transition(self.plan, before, event, t, self.forced)
         if pivot_was_passed and not self.forced:
             assert t.state.status is not TxStatus.ABORTING
-        if t.changed and isinstance(event, OpSucceeded | OpFailed | OpUnknown | RetryDue):
+        if t.changed and isinstance(
+            event, OpSucceeded | OpFailed | OpUnknown | OpOngoing | RetryDue
+        ):
             self.applied.append(event)
         for cmd in t.commands:
             if isinstance(cmd, RunOp) and cmd.key[1] is C and cmd.attempt == 1:
@@ -312,6 +315,8 @@ class World:
             return self.feed(OpSucceeded(cmd.key, cmd.attempt, now, output=f"{cmd.key[0]}!"))
         if outcome == "failed":
             return self.feed(OpFailed(cmd.key, cmd.attempt, now, "no"))
+        if outcome == "ongoing":
+            return self.feed(OpOngoing(cmd.key, cmd.attempt, now, "not yet"))
         return self.feed(OpUnknown(cmd.key, cmd.attempt, now, "timeout"))
 
     def crash(self) -> Transition:
@@ -320,7 +325,7 @@ class World:
         return self.feed(Resume(self.tick()))
 
 
-OUTCOMES = st.sampled_from(["succeeded", "succeeded", "failed", "unknown"])
+OUTCOMES = st.sampled_from(["succeeded", "succeeded", "failed", "unknown", "ongoing"])
 MOVES = st.sampled_from(
     ["answer"] * 8
     + ["replay", "late", "late", "timeout", "abort", "crash", "operator_retry", "force_end"]
@@ -461,6 +466,7 @@ def events_for(key: OpKey) -> list[Event]:
             OpSucceeded(key, attempt, now, "ok"),
             OpFailed(key, attempt, now),
             OpUnknown(key, attempt, now),
+            OpOngoing(key, attempt, now),
             RetryDue(key, attempt, now),
         ]
     out += [Timeout(now), AbortRequested(now), OperatorRetry(now)]
@@ -469,7 +475,7 @@ def events_for(key: OpKey) -> list[Event]:
 
 
 EVENT_TYPES = [
-    Resume, OpSucceeded, OpFailed, OpUnknown, RetryDue,
+    Resume, OpSucceeded, OpFailed, OpUnknown, OpOngoing, RetryDue,
     Timeout, AbortRequested, OperatorRetry, ForceEnd,
 ]  # fmt: skip
 
@@ -500,7 +506,7 @@ def test_every_status_and_event_pair_gives_a_consistent_transition(
                     assert t.state.stuck is None
             op = state.ops[key]
             current = op.attempts == getattr(event, "attempt", None)
-            is_result = isinstance(event, OpSucceeded | OpFailed | OpUnknown)
+            is_result = isinstance(event, OpSucceeded | OpFailed | OpUnknown | OpOngoing)
             if is_result and (not (current and op.status is OpStatus.RUNNING) or status.ended):
                 assert not t.changed
             if isinstance(event, RetryDue) and not (current and op.next_at is not None):

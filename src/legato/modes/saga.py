@@ -170,6 +170,18 @@ class OpUnknown:
 
 
 @dataclass(frozen=True, slots=True)
+class OpOngoing:
+    """The participant answered "not yet" (HTTP 425, ``ONGOING``): ask again at the
+    step's fixed ``ongoing_interval``, without using up an attempt."""
+
+    key: OpKey
+    attempt: int
+    now: float
+    error: str = "ongoing"
+    took: float | None = None  # seconds the attempt ran (for the timeline only)
+
+
+@dataclass(frozen=True, slots=True)
 class RetryDue:
     key: OpKey
     attempt: int  # the attempt that failed; the next one is attempt + 1
@@ -208,6 +220,7 @@ Event = (
     | OpSucceeded
     | OpFailed
     | OpUnknown
+    | OpOngoing
     | RetryDue
     | Timeout
     | AbortRequested
@@ -416,6 +429,21 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
             if not _is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             _on_unknown(d, key, attempt, error, now)
+            d.advance(now)
+        case OpOngoing(key=key, attempt=attempt, now=now, error=error):
+            if not _is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            if key[1] is ACTION and state.status is TxStatus.ABORTING:
+                # going back: an action still in progress is not waited for; it is
+                # compensated like any action that started
+                d.end_action(key, OpStatus.FAILED, error)
+            else:
+                at = now + plan.policy(key).ongoing_interval
+                s0 = d.ops[key]
+                d.set(
+                    key, status=OpStatus.RETRY_WAIT, next_at=at, error=error, budget=s0.budget - 1
+                )
+                d.commands.append(Wake(key, attempt, at))
             d.advance(now)
         case RetryDue(key=key, attempt=attempt, now=now):
             s = state.ops.get(key)

@@ -1,0 +1,227 @@
+"""The HTTP transport: an op is a call to a participant's URL (DESIGN section 5).
+
+The coordinator calls ``POST url?gid=..&trans_type=..&branch_id=..&op=..`` with
+the branch's body, plus ``Idempotency-Key`` and ``traceparent`` headers and
+any extra headers the transaction carries. The status code decides; the
+``dtm_result`` field of a JSON body comes second; a body is never searched
+for a substring:
+
+======================================  =========
+2xx                                     ok
+409, or ``{"dtm_result": "FAILURE"}``   failed (definite)
+425, or ``{"dtm_result": "ONGOING"}``   ongoing (ask again at the fixed interval)
+anything else, a timeout, no connection unknown (retried with backoff)
+======================================  =========
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._errors import DefinitionError
+from .._model import Json
+
+Outcome = tuple[str, Json]  # ("ok"|"failed"|"ongoing"|"unknown", output or reason)
+Done = Callable[[Outcome], None]
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+_MAX_OUTPUT = 64 * 1024  # a larger answer is not kept as the op's output
+_MAX_REASON = 300
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """An op carried out by an HTTP participant.
+
+    ``body`` is sent as the request body: a ``str`` as it is (DTM sends each
+    step's payload as JSON text), anything else encoded as JSON; ``None`` sends
+    no body. ``timeout`` bounds each request (seconds; the coordinator's
+    default when ``None``); ``headers`` are added to every call of this op.
+
+    >>> HttpCall("http://flights:8000/reserve", body={"seats": 2})  # doctest: +SKIP
+    """
+
+    url: str
+    body: Json = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    method: str = "POST"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url) if isinstance(self.url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise DefinitionError(f"an HTTP op needs an http(s) URL, not {self.url!r}")
+        if self.method not in ("POST", "GET", "PUT"):
+            raise DefinitionError(f"an HTTP op's method is POST, PUT or GET, not {self.method!r}")
+        if self.timeout is not None and not (
+            isinstance(self.timeout, int | float) and 0 < self.timeout < 3600
+        ):
+            raise DefinitionError(f"a request timeout is 0-3600 s, not {self.timeout!r}")
+        for k, v in self.headers.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise DefinitionError(f"header {k!r}: names and values must be strings")
+
+    @property
+    def target(self) -> str:
+        """How the op is shown in the log."""
+        return f"{self.method} {self.url}"
+
+    def content(self) -> bytes | None:
+        if self.body is None:
+            return None
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def to_json(self) -> dict[str, Json]:
+        out: dict[str, Json] = {"url": self.url}
+        if self.body is not None:
+            out["body"] = self.body
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        if self.method != "POST":
+            out["method"] = self.method
+        return out
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> HttpCall:
+        return HttpCall(
+            url=data["url"],
+            body=data.get("body"),
+            headers=dict(data.get("headers") or {}),
+            timeout=data.get("timeout"),
+            method=data.get("method", "POST"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Who is calling: the query parameters and the keys sent with the call."""
+
+    gid: str
+    trans_type: str
+    branch_id: str
+    op: str
+    attempt: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def traceparent(gid: str) -> str:
+    """A W3C ``traceparent`` whose trace id is derived from the gid, so that every
+    call of one transaction, before and after a coordinator restart, is one trace."""
+    trace_id = hashlib.blake2b(gid.encode(), digest_size=16).hexdigest()
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+
+class HttpTransport:
+    """Calls HTTP participants through one pooled ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        *,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_connections: int = 256,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.request_timeout = request_timeout
+        self._own = client is None
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
+    async def close(self) -> None:
+        if self._own:
+            await self._client.aclose()
+
+    def start(
+        self, call: HttpCall, info: CallInfo, *, timeout: float | None, done: Done
+    ) -> asyncio.Task[None]:
+        """Start one attempt; ``done(outcome)`` is called on the event loop, once."""
+        return asyncio.get_running_loop().create_task(self._run(call, info, timeout, done))
+
+    async def _run(self, call: HttpCall, info: CallInfo, timeout: float | None, done: Done) -> None:
+        limit = call.timeout or timeout or self.request_timeout
+        headers = {
+            **info.headers,
+            **call.headers,
+            "Idempotency-Key": f"{info.gid}/{info.branch_id}/{info.op}",
+            "traceparent": traceparent(info.gid),
+            "Legato-Attempt": str(info.attempt),
+        }
+        content = call.content()
+        if content is not None:
+            headers.setdefault("Content-Type", "application/json")
+        params = {
+            "gid": info.gid,
+            "trans_type": info.trans_type,
+            "branch_id": info.branch_id,
+            "op": info.op,
+        }
+        try:
+            response = await self._client.request(
+                call.method,
+                call.url,
+                params=params,
+                content=content,
+                headers=headers,
+                timeout=limit,
+            )
+        except httpx.TimeoutException:
+            done(("unknown", f"no answer within {limit}s from {call.url}"))
+            return
+        except httpx.HTTPError as exc:
+            done(("unknown", f"{type(exc).__name__} calling {call.url}: {exc}"))
+            return
+        done(classify(response.status_code, response.content, response.headers))
+
+
+def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Outcome:
+    """Turn a participant's answer into an outcome (see the module docstring)."""
+    parsed = _parse(body, headers)
+    result = parsed.get("dtm_result") if isinstance(parsed, dict) else None
+    if status == 409 or (200 <= status < 300 and result == "FAILURE"):
+        return ("failed", _reason(status, parsed, body))
+    if status == 425 or (200 <= status < 300 and result == "ONGOING"):
+        return ("ongoing", _reason(status, parsed, body))
+    if 200 <= status < 300:
+        return ("ok", parsed if len(body) <= _MAX_OUTPUT else None)
+    return ("unknown", _reason(status, parsed, body))
+
+
+def _parse(body: bytes, headers: Mapping[str, str] | None) -> Json:
+    if not body:
+        return None
+    kind = (headers or {}).get("content-type", "application/json")
+    if "json" not in kind:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _reason(status: int, parsed: Json, body: bytes) -> str:
+    if isinstance(parsed, dict):
+        message = parsed.get("message") or parsed.get("detail") or parsed.get("error")
+        if isinstance(message, str) and message:
+            return f"HTTP {status}: {message[:_MAX_REASON]}"
+    text = body[:_MAX_REASON].decode(errors="replace").strip()
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
