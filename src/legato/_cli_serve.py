@@ -1,0 +1,59 @@
+"""``legato serve``: run the coordinator service (native API, DTM's API, /health)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ._cli_tx import add_log_argument
+
+
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the coordinator as an HTTP service",
+        description=(
+            "Serve the native API (/v1, OpenAPI at /openapi.json), DTM's API "
+            "(/api/dtmsvr) and /health. Any number of processes may share one "
+            "PostgreSQL log."
+        ),
+    )
+    add_log_argument(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=36789, help="default: DTM's, %(default)s")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes, each with its own coordinator"
+    )
+    serve.add_argument(
+        "--owner", default=None, help="this coordinator's lease owner name (default: host:pid)"
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a participant may take to answer, where a step sets none (%(default)s)",
+    )
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # the app is built in each worker process from these (uvicorn's factory mode)
+    os.environ["LEGATO_LOG"] = args.log
+    os.environ["LEGATO_REQUEST_TIMEOUT"] = str(args.request_timeout)
+    if args.owner:
+        if args.workers > 1:
+            raise SystemExit("legato serve: --owner names one process; drop it with --workers")
+        os.environ["LEGATO_OWNER"] = args.owner
+    uvicorn.run(
+        "legato.server:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0

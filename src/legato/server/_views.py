@@ -1,0 +1,64 @@
+"""Log records as the JSON the native API answers with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._handle import Outcome
+from .._model import EventRecord, OpRecord, TxRecord
+
+
+def tx_view(tx: TxRecord) -> dict[str, Any]:
+    options = {k: v for k, v in tx.options.items() if k != "spec"}
+    return {
+        "gid": tx.gid,
+        "mode": str(tx.mode),
+        "name": tx.name,
+        "status": str(tx.status),
+        "reason": tx.reason,
+        "stuck": tx.stuck,
+        "requested": tx.requested,
+        "created_at": tx.created_at,
+        "updated_at": tx.updated_at,
+        "ended_at": tx.ended_at,
+        "timeout_at": tx.timeout_at,
+        "lease_owner": tx.lease_owner,
+        "options": options,
+    }
+
+
+def op_view(op: OpRecord) -> dict[str, Any]:
+    return {
+        "branch": op.branch,
+        "op": str(op.op),
+        "target": op.target,
+        "status": str(op.status),
+        "attempts": op.attempts,
+        "next_at": op.next_at,
+        "output": op.output,
+        "error": op.error,
+        "updated_at": op.updated_at,
+    }
+
+
+def event_view(e: EventRecord) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "kind": e.kind,
+        "branch": e.branch,
+        "op": e.op,
+        "attempt": e.attempt,
+        "detail": e.detail,
+    }
+
+
+def outcome_view(o: Outcome) -> dict[str, Any]:
+    return {
+        "gid": o.gid,
+        "status": str(o.status),
+        "reason": o.reason,
+        "stuck": o.stuck,
+        "outputs": dict(o.outputs),
+        "settled": o.settled,
+    }

@@ -1,0 +1,151 @@
+"""The native HTTP API of ``legato serve`` (JSON; OpenAPI at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Mode, RetryPolicy, TxStatus
+from ..coordinator import WIRE_SAGA, Coordinator
+from ..log import TxQuery
+from ..saga import Saga
+from ..transports.http import HttpCall
+from ._auth import require_token
+from ._schemas import ForceEndIn, RetryIn, SagaIn
+from ._views import event_view, op_view, outcome_view, tx_view
+
+router = APIRouter(prefix="/v1", tags=["transactions"])
+guarded = [Depends(require_token)]
+
+
+def coordinator(request: Request) -> Coordinator:
+    c: Coordinator = request.app.state.coordinator
+    return c
+
+
+Coord = Annotated[Coordinator, Depends(coordinator)]
+
+
+def _policy(r: RetryIn | None, default: RetryPolicy) -> RetryPolicy:
+    return default if r is None else RetryPolicy(**r.model_dump())
+
+
+def build_saga(body: SagaIn) -> Saga:
+    """A portable saga from the request (``DefinitionError`` names what is wrong)."""
+    saga = Saga(WIRE_SAGA)
+    for i, s in enumerate(body.steps):
+        name = s.name or f"{i + 1:02d}"
+        saga.step(
+            name,
+            action=HttpCall(s.action, s.payload, s.headers, s.timeout),
+            compensate=HttpCall(s.compensate, s.payload, s.headers, s.timeout)
+            if s.compensate
+            else None,
+            depends_on=s.depends_on,
+            pivot=s.pivot,
+            retry=_policy(s.retry, DEFAULT_ACTION_RETRY),
+            compensate_retry=_policy(s.compensate_retry, DEFAULT_COMPENSATE_RETRY),
+        )
+    saga.plan()
+    return saga
+
+
+@router.post("/sagas", dependencies=guarded, summary="Submit a saga of HTTP steps")
+async def submit_saga(body: SagaIn, c: Coord) -> dict[str, Any]:
+    saga = build_saga(body)
+    handle = await c.submit(
+        saga, None, gid=body.gid, timeout_to_fail=body.timeout_to_fail, headers=body.headers
+    )
+    if body.wait:
+        try:
+            return outcome_view(await handle.result(timeout=body.wait_timeout))
+        except TimeoutError:
+            pass
+    return outcome_view(await handle.status())
+
+
+@router.get("/transactions/{gid}", summary="One transaction, its ops and its timeline")
+async def get_transaction(gid: str, c: Coord, events: bool = True) -> dict[str, Any]:
+    tx, ops = await c.get(gid)
+    out = tx_view(tx)
+    out["ops"] = [op_view(o) for o in ops]
+    if events:
+        out["events"] = [event_view(e) for e in await c.events(gid)]
+    return out
+
+
+@router.get("/transactions", summary="Transactions, newest first, with filters")
+async def list_transactions(
+    c: Coord,
+    status: Annotated[list[TxStatus] | None, Query()] = None,
+    mode: Mode | None = None,
+    stuck: bool | None = None,
+    since: Annotated[float | None, Query(description="created at or after (unix s)")] = None,
+    until: Annotated[float | None, Query(description="created before (unix s)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    rows = await c.list(
+        TxQuery(
+            status=tuple(status or ()),
+            mode=str(mode) if mode else None,
+            stuck=stuck,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    return {
+        "transactions": [tx_view(t) for t in rows],
+        "next_offset": offset + len(rows) if len(rows) == limit else None,
+    }
+
+
+async def _known(c: Coordinator, gid: str) -> None:
+    await c.get(gid)  # TransactionNotFound -> 404
+
+
+@router.post("/transactions/{gid}/retry", dependencies=guarded, summary="Retry a stuck one")
+async def retry(gid: str, c: Coord) -> dict[str, Any]:
+    await _known(c, gid)
+    await c.retry(gid)
+    return {"gid": gid, "requested": "retry"}
+
+
+@router.post("/transactions/{gid}/abort", dependencies=guarded, summary="Roll one back")
+async def abort(gid: str, c: Coord) -> dict[str, Any]:
+    await _known(c, gid)
+    await c.abort(gid)
+    return {"gid": gid, "requested": "abort"}
+
+
+@router.post("/transactions/{gid}/force-end", dependencies=guarded, summary="End one by decree")
+async def force_end(gid: str, body: ForceEndIn, c: Coord) -> dict[str, Any]:
+    await _known(c, gid)
+    await c.force_end(gid, body.status)
+    return {"gid": gid, "requested": body.status}
+
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/health", summary="Is the coordinator up, and can it read its log?")
+async def get_health(c: Coord) -> JSONResponse:
+    started = time.perf_counter()
+    try:
+        counts = await asyncio.wait_for(c.log.counts(), 5)
+    except Exception as exc:  # any failure, a timeout included, means unhealthy
+        return JSONResponse({"status": "unhealthy", "log": str(exc)}, status_code=503)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "owner": c.owner,
+            "log_ms": round((time.perf_counter() - started) * 1000, 2),
+            "transactions": counts,
+        }
+    )
