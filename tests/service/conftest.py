@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -57,7 +61,9 @@ class Participant:
     def ops(self) -> list[tuple[str, str, str]]:
         """(branch_id, op, path) of every call, in the order received."""
         with self.lock:
-            return [(c.params.get("branch_id", ""), c.params.get("op", ""), c.path) for c in self.calls]
+            return [
+                (c.params.get("branch_id", ""), c.params.get("op", ""), c.path) for c in self.calls
+            ]
 
     async def answer(self, request: Request) -> Response:
         body = await request.body()
@@ -116,3 +122,61 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@dataclass
+class Served:
+    """A ``legato serve`` process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: str
+
+    @property
+    def dtm(self) -> str:
+        return self.url + "/api/dtmsvr"
+
+
+def start_serve(log: str, *, env: dict[str, str] | None = None, owner: str | None = None) -> Served:
+    port = free_port()
+    args = [sys.executable, "-m", "legato.cli", "serve", "--log", log, "--port", str(port)]
+    if owner:
+        args += ["--owner", owner]
+    process = subprocess.Popen(
+        args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return Served(url, process, log)
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            err = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"legato serve did not start: {err[-2000:]}")
+        time.sleep(0.05)
+
+
+def stop_serve(served: Served) -> None:
+    if served.process.poll() is None:
+        served.process.terminate()
+        try:
+            served.process.wait(15)
+        except subprocess.TimeoutExpired:
+            served.process.kill()
+            served.process.wait()
+    if served.process.stderr:
+        served.process.stderr.close()
+
+
+@pytest.fixture
+def server(log_url: str) -> Iterator[Served]:
+    """``legato serve`` on the test's log, as a real process."""
+    served = start_serve(log_url)
+    try:
+        yield served
+    finally:
+        stop_serve(served)

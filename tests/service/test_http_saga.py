@@ -7,6 +7,7 @@ coordinator runs in the test with the log LEGATO_TEST_LOG picks.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 
@@ -111,7 +112,7 @@ async def test_ongoing_is_asked_again_at_the_interval_without_using_attempts(
     assert outcome.status is TxStatus.SUCCEEDED
     calls = participant.calls_to("/flight")
     assert len(calls) == 7
-    gaps = [b.at - a.at for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
     assert min(gaps) >= 0.04
 
 
