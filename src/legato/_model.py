@@ -13,6 +13,7 @@ Json = Any
 
 class Mode(StrEnum):
     SAGA = "saga"
+    TCC = "tcc"
 
 
 class TxStatus(StrEnum):
@@ -32,6 +33,9 @@ class TxStatus(StrEnum):
 class OpName(StrEnum):
     ACTION = "action"
     COMPENSATE = "compensate"
+    TRY = "try"
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
 
 
 class OpStatus(StrEnum):
@@ -141,6 +145,7 @@ class OpRecord:
     error: str | None = None
     completed: int | None = None
     updated_at: float = 0.0
+    payload: Json = None  # the call, for an op registered at run time (a TCC branch's)
 
     @property
     def key(self) -> OpKey:

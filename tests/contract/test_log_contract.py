@@ -716,3 +716,70 @@ async def test_a_payload_json_cannot_carry_is_refused_and_nothing_is_written(log
     with pytest.raises(legato.PayloadError):
         await log.write(change("g3", ops=[op]))
     assert await log.load("g3") == before
+
+
+# -- branches registered while prepared (TCC) ---------------------------------------------
+
+
+def prepared(gid: str, **tx: Any) -> NewTransaction:
+    """A TCC transaction as begun: prepared, no branches, held by no coordinator."""
+    n = new(gid, mode=Mode.TCC, name="wire:tcc", status=TxStatus.PREPARED, **tx)
+    return NewTransaction(
+        dataclasses.replace(n.tx, lease_owner=None, lease_expires_at=None), [], n.events
+    )
+
+
+def branch(gid: str, b: str, at: float = T0 + 1) -> list[OpRecord]:
+    return [
+        OpRecord(
+            gid, b, op, 0, f"POST http://svc/{b}/{op}", updated_at=at, payload={"url": f"{b}/{op}"}
+        )
+        for op in (OpName.CONFIRM, OpName.CANCEL)
+    ]
+
+
+async def test_branches_registered_while_prepared_are_kept_in_registration_order(
+    log: Log,
+) -> None:
+    await log.create(prepared("t1"))
+    for b in ("02", "01", "03"):
+        await log.register("t1", branch("t1", b), T0 + 1)
+    await log.register("t1", branch("t1", "01"), T0 + 2)  # the same again: nothing changes
+    loaded = await log.load("t1")
+    assert loaded is not None
+    ops = loaded[1]
+    order = [o.branch for o in sorted(ops, key=lambda o: o.seq) if o.op is OpName.CONFIRM]
+    assert order == ["02", "01", "03"]
+    cancel = next(o for o in ops if o.key == ("01", OpName.CANCEL))
+    assert cancel.payload == {"url": "01/cancel"}
+    assert cancel.status is OpStatus.PENDING
+
+
+async def test_a_branch_registered_again_with_other_calls_is_refused(log: Log) -> None:
+    await log.create(prepared("t2"))
+    await log.register("t2", branch("t2", "01"), T0 + 1)
+    other = branch("t2", "01")
+    other[0].target = "POST http://elsewhere/confirm"
+    with pytest.raises(legato.GidConflict, match="registered already"):
+        await log.register("t2", other, T0 + 2)
+
+
+async def test_no_branch_joins_a_transaction_that_is_not_prepared_or_not_there(
+    log: Log,
+) -> None:
+    with pytest.raises(legato.TransactionNotFound):
+        await log.register("nobody", branch("nobody", "01"), T0)
+    await log.create(new("s1"))  # a saga: submitted
+    with pytest.raises(legato.IllegalStateChange, match="current status 'submitted'"):
+        await log.register("s1", branch("s1", "09"), T0 + 1)
+    loaded = await log.load("s1")
+    assert loaded is not None and all(o.branch != "09" for o in loaded[1])
+
+
+async def test_no_branch_joins_once_a_coordinator_has_claimed_the_transaction(log: Log) -> None:
+    await log.create(prepared("t3", next_attempt_at=T0))
+    assert [c.gid for c in await log.claim("alpha", T0, T0 + LEASE, 10, None)] == ["t3"]
+    with pytest.raises(legato.IllegalStateChange, match="too late"):
+        await log.register("t3", branch("t3", "01"), T0 + 1)
+    # once the claim's lease has expired, the transaction is free again
+    await log.register("t3", branch("t3", "01"), T0 + LEASE + 1)

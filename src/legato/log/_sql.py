@@ -21,7 +21,7 @@ from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable, SchemaMi
 from .._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 from ._group import GroupCommit, Job, Outcome, WouldBlock
 from ._queries import migrations, queries
-from .base import Claimed, NewTransaction, TxQuery, TxWrite
+from .base import Claimed, NewTransaction, TxQuery, TxWrite, registration_refused
 
 T = TypeVar("T")
 Conn = Any  # a DB-API connection: sqlite3.Connection or psycopg.Connection
@@ -324,6 +324,28 @@ class SqlLog(ABC):
 
         return job
 
+    async def register(self, gid: str, ops: Sequence[OpRecord], now: float) -> None:
+        params = [_op_params(o) for o in ops]
+        q = self.q
+
+        def job(conn: Conn) -> None:
+            cur = conn.cursor()
+            cur.execute(q["next_seq"], {"gid": gid})
+            seq = cur.fetchone()["n"]
+            inserted = 0
+            for p in params:
+                cur.execute(q["register_op"], {**p, "seq": seq, "now": now})
+                inserted += cur.rowcount
+            if inserted == len(params):
+                return
+            cur.execute(q["get_tx"], {"gid": gid})
+            row = cur.fetchone()
+            cur.execute(q["get_ops"], {"gid": gid})
+            existing = [_op_from_row(r) for r in cur.fetchall()]
+            registration_refused(gid, _tx_from_row(row) if row else None, existing, ops, now)
+
+        await self._write(job)
+
     async def claim(
         self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
     ) -> list[Claimed]:
@@ -521,6 +543,7 @@ def _op_params(o: OpRecord) -> dict[str, Any]:
         "error": o.error,
         "completed": o.completed,
         "updated_at": o.updated_at,
+        "payload": None if o.payload is None else _json.dumps(o.payload, what="op payload"),
     }
 
 
@@ -574,6 +597,7 @@ def _op_from_row(r: Row) -> OpRecord:
         error=r["error"],
         completed=r["completed"],
         updated_at=r["updated_at"],
+        payload=_json.loads(r["payload"]),
     )
 
 

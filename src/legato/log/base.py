@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from .._errors import GidConflict, IllegalStateChange, TransactionNotFound
 from .._model import EventRecord, OpRecord, TxRecord, TxStatus
 
 
@@ -80,6 +81,12 @@ class Log(Protocol):
     async def write(self, change: TxWrite) -> None:
         """Apply one fenced change; raise ``LeaseLost`` if ``change.owner`` lost the lease."""
 
+    async def register(self, gid: str, ops: Sequence[OpRecord], now: float) -> None:
+        """Add a branch's ops (a TCC branch's confirm and cancel) to a prepared transaction
+        that no coordinator holds; registering the same branch again changes nothing.
+        Raises ``TransactionNotFound``, ``IllegalStateChange`` (no longer prepared, or
+        claimed), or ``GidConflict`` (the branch is registered with other calls)."""
+
     async def claim(
         self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
     ) -> list[Claimed]:
@@ -114,3 +121,30 @@ class Log(Protocol):
 
     async def purge(self, ended_before: float, limit: int) -> int:
         """Delete up to ``limit`` transactions that ended before the time given."""
+
+
+def registration_refused(
+    gid: str,
+    tx: TxRecord | None,
+    existing: Sequence[OpRecord],
+    ops: Sequence[OpRecord],
+    now: float,
+) -> None:
+    """Why ``ops`` could not all be registered: raise the error, or return if every one
+    of them is registered already, the same (a repeated registration)."""
+    if tx is None:
+        raise TransactionNotFound(f"no transaction has gid {gid!r}")
+    if tx.status is not TxStatus.PREPARED:
+        raise IllegalStateChange(f"current status '{tx.status}', cannot register a branch")
+    have = {o.key: o for o in existing}
+    for o in ops:
+        old = have.get(o.key)
+        if old is None:
+            break
+        if (old.target, old.payload) != (o.target, o.payload):
+            raise GidConflict(f"{gid}: branch {o.branch!r} is registered already, with other calls")
+    else:
+        return
+    if tx.lease_owner is not None and (tx.lease_expires_at or 0) >= now:
+        raise IllegalStateChange(f"{gid} is being submitted or aborted: too late to register")
+    raise IllegalStateChange(f"{gid}: cannot register a branch now")

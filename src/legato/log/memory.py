@@ -12,8 +12,8 @@ from typing import Any
 
 from .. import _json
 from .._errors import IllegalStateChange, LeaseLost, TransactionNotFound
-from .._model import EventRecord, OpRecord, TxRecord
-from .base import Claimed, NewTransaction, TxQuery, TxWrite
+from .._model import EventRecord, OpRecord, TxRecord, TxStatus
+from .base import Claimed, NewTransaction, TxQuery, TxWrite, registration_refused
 
 
 def _stored(value: Any, what: str) -> Any:
@@ -87,6 +87,25 @@ class MemoryLog:
         for o in new_ops:
             ops[(o.branch, str(o.op))] = o
         self._append(events)
+
+    async def register(self, gid: str, ops: Sequence[OpRecord], now: float) -> None:
+        tx = self._tx.get(gid)
+        have = self._ops.get(gid, {})
+        free = tx is not None and (tx.lease_owner is None or (tx.lease_expires_at or 0) < now)
+        if (
+            tx is None
+            or tx.status is not TxStatus.PREPARED
+            or not free
+            or any(o.key in have for o in ops)
+        ):
+            registration_refused(gid, copy.deepcopy(tx), list(have.values()), ops, now)
+            return
+        seq = max((o.seq for o in have.values()), default=-1) + 1
+        for o in _stored_ops(list(ops)):
+            o.seq = seq
+            o.payload = _stored(o.payload, "op payload")
+            have[(o.branch, str(o.op))] = o
+        self._ops[gid] = have
 
     async def claim(
         self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None

@@ -12,9 +12,9 @@ ON CONFLICT (gid) DO NOTHING
 
 -- name: insert_op
 INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
-    error, completed, updated_at)
+    error, completed, updated_at, payload)
 VALUES (:gid, :branch, :op, :seq, :target, :status, :attempts, :budget, :next_at, :output,
-    :error, :completed, :updated_at)
+    :error, :completed, :updated_at, :payload)
 
 -- name: insert_event
 INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
@@ -124,12 +124,12 @@ WITH tx AS (
     RETURNING gid
 ), ops AS (
     INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at,
-        output, error, completed, updated_at)
+        output, error, completed, updated_at, payload)
     SELECT tx.gid, x.branch, x.op, x.seq, x.target, x.status, x.attempts, x.budget, x.next_at,
-        x.output, x.error, x.completed, x.updated_at
+        x.output, x.error, x.completed, x.updated_at, x.payload
     FROM tx, jsonb_to_recordset(CAST(:ops AS jsonb)) AS x(branch text, op text, seq integer,
         target text, status text, attempts integer, budget integer, next_at double precision,
-        output text, error text, completed integer, updated_at double precision)
+        output text, error text, completed integer, updated_at double precision, payload text)
 ), events AS (
     INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
     SELECT tx.gid, CAST(e.doc ->> 'at' AS double precision), e.doc ->> 'kind',
@@ -185,3 +185,19 @@ WITH w AS (
     ORDER BY w.ord, e.n
 )
 SELECT gid FROM fenced
+
+-- name: register_op
+-- A branch's op joins a transaction only while it is prepared and no coordinator holds
+-- it: once one has claimed it (to submit, abort or time it out) its set of branches is
+-- the one it loaded, and a branch registered later would never be confirmed or cancelled.
+INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
+    error, completed, updated_at, payload)
+SELECT gid, :branch, :op, :seq, :target, :status, 0, 0, NULL, NULL, NULL, NULL, :updated_at,
+    :payload
+FROM legato_tx
+WHERE gid = :gid AND status = 'prepared'
+    AND (lease_owner IS NULL OR lease_expires_at < CAST(:now AS double precision))
+ON CONFLICT (gid, branch, op) DO NOTHING
+
+-- name: next_seq
+SELECT COALESCE(MAX(seq), -1) + 1 AS n FROM legato_op WHERE gid = :gid

@@ -40,6 +40,7 @@ CREATE TABLE legato_op (
     error text,
     completed integer,
     updated_at double precision NOT NULL,
+    payload text,
     PRIMARY KEY (gid, branch, op)
 );
 

@@ -11,9 +11,9 @@ ON CONFLICT (gid) DO NOTHING
 
 -- name: insert_op
 INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
-    error, completed, updated_at)
+    error, completed, updated_at, payload)
 VALUES (:gid, :branch, :op, :seq, :target, :status, :attempts, :budget, :next_at, :output,
-    :error, :completed, :updated_at)
+    :error, :completed, :updated_at, :payload)
 
 -- name: insert_event
 INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
@@ -107,3 +107,19 @@ DELETE FROM legato_op WHERE gid IN (SELECT value FROM json_each(:gids))
 
 -- name: purge_tx
 DELETE FROM legato_tx WHERE gid IN (SELECT value FROM json_each(:gids))
+
+-- name: register_op
+-- A branch's op joins a transaction only while it is prepared and no coordinator holds
+-- it: once one has claimed it (to submit, abort or time it out) its set of branches is
+-- the one it loaded, and a branch registered later would never be confirmed or cancelled.
+INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
+    error, completed, updated_at, payload)
+SELECT gid, :branch, :op, :seq, :target, :status, 0, 0, NULL, NULL, NULL, NULL, :updated_at,
+    :payload
+FROM legato_tx
+WHERE gid = :gid AND status = 'prepared'
+    AND (lease_owner IS NULL OR lease_expires_at < :now)
+ON CONFLICT (gid, branch, op) DO NOTHING
+
+-- name: next_seq
+SELECT COALESCE(MAX(seq), -1) + 1 AS n FROM legato_op WHERE gid = :gid

@@ -40,6 +40,7 @@ CREATE TABLE legato_op (
     error TEXT,
     completed INTEGER,
     updated_at REAL NOT NULL,
+    payload TEXT,
     PRIMARY KEY (gid, branch, op)
 );
 
