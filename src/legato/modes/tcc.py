@@ -1,0 +1,220 @@
+"""The TCC mode as a pure state machine (try / confirm / cancel).
+
+The initiator begins the transaction (``prepared``), registers each branch
+(its confirm and cancel calls) and calls the branch's try itself. Then:
+
+* ``Submit`` (every try succeeded): ``submitted``; every branch's confirm
+  starts at once; when all have succeeded the transaction has ``succeeded``.
+* ``AbortRequested`` (a try failed) or ``Timeout`` (still prepared past
+  ``timeout_to_fail``): ``aborting``; the branches are cancelled one at a
+  time, in reverse order of registration (a cancel of a branch whose try
+  never ran is the participant's null compensation, which its barrier
+  absorbs); when all are, the transaction has ``failed``.
+* Confirm and cancel never give up silently: a failure answer is retried
+  like an unknown outcome, and past its attempts the op is parked and the
+  transaction marked stuck, until an operator retries it.
+* Once submitted it only goes forward: an abort or a timeout changes nothing.
+
+The state, events and commands are the saga machine's (``SagaState`` with
+``(branch, confirm|cancel)`` ops); only the rules differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._model import DEFAULT_COMPENSATE_RETRY, OpKey, OpName, OpStatus, RetryPolicy, TxStatus
+from .saga import (
+    AbortRequested,
+    Command,
+    ForceEnd,
+    OperatorRetry,
+    OpFailed,
+    OpOngoing,
+    OpState,
+    OpSucceeded,
+    OpUnknown,
+    Resume,
+    RetryDue,
+    RunOp,
+    SagaState,
+    Timeout,
+    Transition,
+    Wake,
+)
+from .saga import Event as SagaEvent
+
+CONFIRM = OpName.CONFIRM
+CANCEL = OpName.CANCEL
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """The initiator's tries all succeeded: confirm every branch."""
+
+    now: float
+
+
+Event = SagaEvent | Submit
+
+
+@dataclass(frozen=True, slots=True)
+class TccPlan:
+    branches: tuple[str, ...]  # in order of registration
+    confirm_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
+    cancel_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
+
+    def policy(self, key: OpKey) -> RetryPolicy:
+        return self.confirm_retry if key[1] is CONFIRM else self.cancel_retry
+
+    def op_keys(self) -> list[OpKey]:
+        return [(b, op) for b in self.branches for op in (CONFIRM, CANCEL)]
+
+
+def new_state(gid: str, plan: TccPlan) -> SagaState:
+    return SagaState(gid, TxStatus.PREPARED, {k: OpState() for k in plan.op_keys()})
+
+
+class _Draft:
+    def __init__(self, plan: TccPlan, state: SagaState) -> None:
+        self.plan = plan
+        self.gid = state.gid
+        self.status = state.status
+        self.ops = dict(state.ops)
+        self.reason = state.reason
+        self.stuck = state.stuck
+        self.commands: list[Command] = []
+
+    def freeze(self) -> SagaState:
+        return SagaState(self.gid, self.status, self.ops, self.reason, self.stuck)
+
+    def set(self, key: OpKey, **changes: object) -> None:
+        s = self.ops[key]
+        fields = {
+            "status": s.status,
+            "attempts": s.attempts,
+            "budget": s.budget,
+            "next_at": s.next_at,
+            "output": s.output,
+            "error": s.error,
+            "completed": s.completed,
+            **changes,
+        }
+        self.ops[key] = OpState(**fields)
+
+    def start(self, key: OpKey) -> None:
+        s = self.ops[key]
+        attempt = s.attempts + 1
+        self.set(key, status=OpStatus.RUNNING, attempts=attempt, budget=s.budget + 1, next_at=None)
+        self.commands.append(RunOp(key, attempt, self.plan.policy(key).timeout))
+
+    def retry_or_park(self, key: OpKey, attempt: int, error: str, now: float) -> None:
+        s = self.ops[key]
+        policy = self.plan.policy(key)
+        if s.budget < policy.max_attempts:
+            at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
+            self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
+            self.commands.append(Wake(key, attempt, at))
+            return
+        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
+        self.stuck = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
+
+    def advance(self) -> None:
+        if self.status is TxStatus.SUBMITTED:
+            confirms = [(b, CONFIRM) for b in self.plan.branches]
+            if all(self.ops[k].status is OpStatus.SUCCEEDED for k in confirms):
+                self.status, self.stuck = TxStatus.SUCCEEDED, None
+                return
+            for k in confirms:
+                if self.ops[k].status is OpStatus.PENDING:
+                    self.start(k)
+        elif self.status is TxStatus.ABORTING:
+            for b in reversed(self.plan.branches):
+                k = (b, CANCEL)
+                s = self.ops[k].status
+                if s is OpStatus.SUCCEEDED:
+                    continue
+                if s is OpStatus.PENDING:
+                    self.start(k)
+                return  # one cancel at a time, newest branch first
+            self.status, self.stuck = TxStatus.FAILED, None
+
+
+def _current(state: SagaState, key: OpKey, attempt: int, status: OpStatus) -> bool:
+    s = state.ops.get(key)
+    return s is not None and s.attempts == attempt and s.status is status
+
+
+def apply(plan: TccPlan, state: SagaState, event: Event) -> Transition:
+    """Feed one event to the TCC transaction; see the module docstring for the rules."""
+    if state.status.ended and not isinstance(event, ForceEnd):
+        return Transition(state, changed=False, note="transaction has ended")
+    d = _Draft(plan, state)
+    match event:
+        case Resume(now=now, fresh=fresh):
+            for key, op in state.ops.items():
+                if op.status is OpStatus.RUNNING and not fresh:
+                    d.retry_or_park(key, op.attempts, "outcome lost: coordinator restarted", now)
+                elif op.status is OpStatus.RETRY_WAIT and op.next_at is not None:
+                    d.commands.append(Wake(key, op.attempts, op.next_at))
+            d.advance()
+        case Submit():
+            if state.status is not TxStatus.PREPARED:
+                return Transition(state, changed=False, note=f"cannot submit: {state.status}")
+            d.status = TxStatus.SUBMITTED
+            d.advance()
+        case AbortRequested() | Timeout():
+            if state.status is not TxStatus.PREPARED:
+                return Transition(state, changed=False, note=f"cannot abort: {state.status}")
+            reason = (
+                event.reason if isinstance(event, AbortRequested) else "timed out (timeout_to_fail)"
+            )
+            d.status, d.reason = TxStatus.ABORTING, reason
+            d.advance()
+        case OpSucceeded(key=key, attempt=attempt, output=output):
+            if not _current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            d.set(key, status=OpStatus.SUCCEEDED, output=output, error=None, next_at=None)
+            d.advance()
+        case (
+            OpFailed(key=key, attempt=attempt, now=now, error=error)
+            | OpUnknown(key=key, attempt=attempt, now=now, error=error)
+        ):
+            if not _current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            # a confirm or cancel answering "failure" is not an end (DESIGN 3.4)
+            d.retry_or_park(key, attempt, f"{key[1]} failed: {error}", now)
+        case OpOngoing(key=key, attempt=attempt, now=now, error=error):
+            if not _current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            at = now + plan.policy(key).ongoing_interval
+            budget = d.ops[key].budget - 1
+            d.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error, budget=budget)
+            d.commands.append(Wake(key, attempt, at))
+        case RetryDue(key=key, attempt=attempt):
+            s = state.ops.get(key)
+            if (
+                not _current(state, key, attempt, OpStatus.RETRY_WAIT)
+                or s is None
+                or (s.next_at is None)
+            ):
+                return Transition(state, changed=False, note="stale wake-up")
+            d.start(key)
+        case OperatorRetry():
+            parked = [
+                k
+                for k, s in state.ops.items()
+                if s.status is OpStatus.RETRY_WAIT and s.next_at is None
+            ]
+            if not parked and state.stuck is None:
+                return Transition(state, changed=False, note="nothing is stuck")
+            d.stuck = None
+            for key in parked:
+                d.set(key, budget=0)
+                d.start(key)
+            d.advance()
+        case ForceEnd(status=status, reason=reason):
+            if not status.ended or state.status.ended:
+                return Transition(state, changed=False, note="not an end, or already ended")
+            d.status, d.reason, d.stuck = status, reason, None
+    return Transition(d.freeze(), tuple(d.commands))
