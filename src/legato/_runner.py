@@ -12,16 +12,74 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from ._errors import LeaseLost, LogError
 from ._faults import fault_point
 from ._handle import Outcome
-from ._model import EventRecord, Json, OpKey, OpName, OpRecord, OpStatus, TxRecord
+from ._model import EventRecord, Json, OpKey, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 from .log.base import TxWrite
 from .modes import saga as machine
-from .saga import Saga, StepContext
+from .modes import tcc
+from .saga import Saga, StepContext, StepOp
 from .transports.http import CallInfo, HttpCall
+
+Event = machine.Event | tcc.Submit
+
+
+@dataclass(frozen=True, slots=True)
+class OpCall:
+    """What one op runs, and how its errors are read."""
+
+    fn: StepOp
+    failures: tuple[type[BaseException], ...] = ()
+    in_thread: bool = True
+
+
+class Driver(Protocol):
+    """The mode's rules and the ops' calls, for a runner: a saga's, or a TCC's."""
+
+    def apply(self, state: machine.SagaState, event: Event) -> machine.Transition: ...
+
+    def call(self, key: OpKey) -> OpCall: ...
+
+
+class SagaDriver:
+    def __init__(self, saga: Saga) -> None:
+        self.saga = saga
+        self.plan = saga.plan()
+
+    def apply(self, state: machine.SagaState, event: Event) -> machine.Transition:
+        assert not isinstance(event, tcc.Submit), "a saga is submitted when it is created"
+        return machine.apply(self.plan, state, event)
+
+    def call(self, key: OpKey) -> OpCall:
+        step = self.saga.by_name(key[0])
+        fn = step.action if key[1] is OpName.ACTION else step.compensate
+        assert fn is not None, "the plan only has compensate ops for compensable steps"
+        return OpCall(fn, self.saga.failures + step.failures, step.in_thread)
+
+
+class TccDriver:
+    def __init__(self, plan: tcc.TccPlan, calls: dict[OpKey, HttpCall]) -> None:
+        self.plan = plan
+        self.calls = calls
+
+    @staticmethod
+    def from_ops(ops: Sequence[OpRecord]) -> TccDriver:
+        """The branches in registration order (ties, registered at once, by branch id)."""
+        ordered = sorted(ops, key=lambda o: (o.seq, o.branch))
+        branches = tuple(dict.fromkeys(o.branch for o in ordered))
+        calls = {o.key: HttpCall.from_json(o.payload) for o in ops}
+        return TccDriver(tcc.TccPlan(branches), calls)
+
+    def apply(self, state: machine.SagaState, event: Event) -> machine.Transition:
+        return tcc.apply(self.plan, state, event)
+
+    def call(self, key: OpKey) -> OpCall:
+        return OpCall(self.calls[key])
+
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -29,23 +87,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger("legato.coordinator")
 
 
-class SagaRunner:
+class Runner:
     def __init__(
         self,
         coordinator: Coordinator,
-        saga: Saga,
+        driver: Driver,
         tx: TxRecord,
         state: machine.SagaState,
         ops: Sequence[OpRecord],
     ) -> None:
         self.c = coordinator
-        self.saga = saga
-        self.plan = saga.plan()
+        self.driver = driver
         self.tx = tx
         self.gid = tx.gid
         self.state = state
         self.meta = {o.key: (o.seq, o.target) for o in ops}
-        self.queue: asyncio.Queue[tuple[list[machine.Event], str | None]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[list[Event], str | None]] = asyncio.Queue()
         self.settled: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
@@ -55,7 +112,7 @@ class SagaRunner:
 
     async def run(
         self,
-        first: list[machine.Event] | None,
+        first: list[Event] | None,
         commands: Sequence[machine.Command] = (),
         handled: str | None = None,
     ) -> None:
@@ -65,6 +122,11 @@ class SagaRunner:
             else:
                 self._execute(commands)
                 self._check_done()
+            if self.state.status is TxStatus.PREPARED and not self._done:
+                # a TCC still open for registrations: nothing to drive until its initiator
+                # submits or aborts, or it times out; meanwhile no one may hold it
+                await self.c.log.release(self.c.owner, self.gid, self.tx.timeout_at)
+                return
             if self.tx.timeout_at is not None and not self._done:
                 delay = max(0.0, self.tx.timeout_at - time.time())
                 self._timers.append(
@@ -93,7 +155,7 @@ class SagaRunner:
         if not self.settled.done():
             self.settled.set_result(None)  # handed over: the handle polls the log
 
-    def push(self, event: machine.Event, request: str | None = None) -> None:
+    def push(self, event: Event, request: str | None = None) -> None:
         if not self._done:
             self.queue.put_nowait(([event], request))
 
@@ -102,7 +164,7 @@ class SagaRunner:
 
     # -- one step of the machine ----------------------------------------------------
 
-    async def feed(self, events: list[machine.Event], handled: str | None = None) -> None:
+    async def feed(self, events: list[Event], handled: str | None = None) -> None:
         if handled == "__stop__":
             self._done = True
             return
@@ -111,7 +173,7 @@ class SagaRunner:
         commands: list[machine.Command] = []
         records: list[EventRecord] = []
         for event in events:
-            t = machine.apply(self.plan, state, event)
+            t = self.driver.apply(state, event)
             records.append(_event_record(self.gid, event, t))
             if t.changed:
                 records.extend(_transition_records(self.gid, state, t, event))
@@ -189,9 +251,8 @@ class SagaRunner:
 
     def _start_op(self, cmd: machine.RunOp) -> None:
         name, op = cmd.key
-        step = self.saga.by_name(name)
-        fn = step.action if op is OpName.ACTION else step.compensate
-        assert fn is not None, "the plan only has compensate ops for compensable steps"
+        call = self.driver.call(cmd.key)
+        fn = call.fn
         fault_point(f"before_op.{op}")
         done = self._reporter(cmd)
         task: asyncio.Task[None] | None
@@ -219,8 +280,8 @@ class SagaRunner:
                 fn,
                 ctx,
                 timeout=cmd.timeout,
-                failures=self.saga.failures + step.failures,
-                in_thread=step.in_thread,
+                failures=call.failures,
+                in_thread=call.in_thread,
                 done=done,
             )
         if task is not None:
@@ -240,7 +301,7 @@ class SagaRunner:
             hooks.after_op(self.gid, name, op, cmd.attempt, kind, took)
             fault_point(f"after_op.{op}")
             now = time.time()
-            event: machine.Event
+            event: Event
             if kind == "ok":
                 event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value, took)
             elif kind == "failed":
@@ -278,10 +339,11 @@ _KINDS = {
     machine.AbortRequested: "abort_requested",
     machine.OperatorRetry: "operator_retry",
     machine.ForceEnd: "force_end",
+    tcc.Submit: "submit_requested",
 }
 
 
-def _event_record(gid: str, event: machine.Event, t: machine.Transition) -> EventRecord:
+def _event_record(gid: str, event: Event, t: machine.Transition) -> EventRecord:
     key: OpKey | None = getattr(event, "key", None)
     detail: dict[str, Json] = {}
     error = getattr(event, "error", None) or getattr(event, "reason", None)
@@ -308,7 +370,7 @@ def _event_record(gid: str, event: machine.Event, t: machine.Transition) -> Even
 
 
 def _transition_records(
-    gid: str, before: machine.SagaState, t: machine.Transition, event: machine.Event
+    gid: str, before: machine.SagaState, t: machine.Transition, event: Event
 ) -> list[EventRecord]:
     now = getattr(event, "now", 0.0)
     out: list[EventRecord] = []

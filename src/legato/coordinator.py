@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import TypeGuard
 
 from . import _json, _spec
 from ._errors import (
@@ -38,20 +39,24 @@ from ._errors import (
 )
 from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
-from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
-from ._runner import SagaRunner, _event_record, _transition_records
+from ._model import EventRecord, Json, Mode, OpName, OpRecord, TxRecord, TxStatus
+from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
+from ._tcc import DEFAULT_TCC_TIMEOUT, TccTransaction
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
+from .modes import tcc
 from .saga import Saga
-from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpTransport
+from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpCall, HttpTransport
 from .transports.local import LocalTransport
 
 logger = logging.getLogger("legato.coordinator")
 
-_REQUESTS = ("retry", "abort", "succeeded", "failed")
+_REQUESTS = ("retry", "abort", "succeeded", "failed", "submit")
 WIRE_SAGA = "wire:saga"
 """The name of the sagas submitted over the coordinator service's API: they carry their
 definition in the log, and every coordinator claims them."""
+WIRE_TCC = "wire:tcc"
+"""The name of every TCC transaction: its branches' calls are in the log."""
 
 
 def _default_owner() -> str:
@@ -105,7 +110,7 @@ class Coordinator:
         self.request_timeout = request_timeout
         self.http = HttpTransport(request_timeout=request_timeout)
         self._sagas: dict[str, Saga] = {}
-        self._runners: dict[str, SagaRunner] = {}
+        self._runners: dict[str, Runner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
@@ -215,10 +220,7 @@ class Coordinator:
         if saga.portable:
             options["spec"] = _spec.to_spec(saga)
         payload_text = _json.dumps(payload, checked=True)
-        if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
-            raise DefinitionError(
-                f"gid must be a non-empty string of at most 128 characters: {gid!r}"
-            )
+        _check_gid(gid)
         if timeout_to_fail is not None and not _positive(timeout_to_fail):
             raise DefinitionError(
                 f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
@@ -270,7 +272,7 @@ class Coordinator:
         if existing is not None:
             self._check_existing(existing, saga, payload_text)
             return Handle(self, gid)
-        runner = SagaRunner(self, saga, tx, t.state, ops)
+        runner = Runner(self, SagaDriver(saga), tx, t.state, ops)
         self._start_runner(runner, None, t.commands)
         return Handle(self, gid)
 
@@ -309,7 +311,7 @@ class Coordinator:
 
     async def _request(self, gid: str, what: str) -> None:
         self._require_started()
-        assert what in _REQUESTS
+        assert _is_request(what)
         await self.log.request(gid, what, time.time())
         runner = self._runners.get(gid)
         if runner is not None:
@@ -346,8 +348,8 @@ class Coordinator:
 
     def _start_runner(
         self,
-        runner: SagaRunner,
-        first: builtins.list[machine.Event] | None,
+        runner: Runner,
+        first: builtins.list[machine.Event | tcc.Submit] | None,
         commands: Sequence[machine.Command] = (),
         handled: str | None = None,
     ) -> None:
@@ -372,6 +374,9 @@ class Coordinator:
             return
         tx, ops = loaded
         if tx.lease_owner != self.owner or tx.status.ended:
+            return
+        if tx.mode is Mode.TCC:
+            self._resume_tcc(tx, ops, requested)
             return
         saga = self._sagas.get(tx.name)
         spec = tx.options.get("spec")
@@ -407,17 +412,120 @@ class Coordinator:
             return
         state = _state_from_log(tx, ops)
         now = time.time()
-        events: builtins.list[machine.Event] = [machine.Resume(now)]
-        if requested in _REQUESTS:
+        events: builtins.list[machine.Event | tcc.Submit] = [machine.Resume(now)]
+        if _is_request(requested):
             events.append(_request_event(requested, now))
-        runner = SagaRunner(self, saga, tx, state, ops)
+        runner = Runner(self, SagaDriver(saga), tx, state, ops)
         self._start_runner(runner, events, handled=requested)
+
+    def _resume_tcc(
+        self, tx: TxRecord, ops: builtins.list[OpRecord], requested: str | None
+    ) -> None:
+        now = time.time()
+        events: builtins.list[machine.Event | tcc.Submit] = [machine.Resume(now)]
+        if _is_request(requested):
+            events.append(_request_event(requested, now))
+        elif tx.status is TxStatus.PREPARED and tx.timeout_at is not None and tx.timeout_at <= now:
+            events.append(machine.Timeout(now))
+        runner = Runner(self, TccDriver.from_ops(ops), tx, _state_from_log(tx, ops), ops)
+        self._start_runner(runner, events, handled=requested)
+
+    # -- TCC --------------------------------------------------------------------------
+
+    def tcc(
+        self,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float = DEFAULT_TCC_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> TccTransaction:
+        """A TCC transaction for ``async with``: see ``legato._tcc``."""
+        return TccTransaction(self, gid, timeout_to_fail=timeout_to_fail, headers=headers)
+
+    async def begin_tcc(
+        self,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Write a prepared TCC transaction; idempotent by ``gid``. Past ``timeout_to_fail``
+        seconds still prepared, it is cancelled (``None``: it waits for its initiator)."""
+        self._require_started()
+        _check_gid(gid)
+        if timeout_to_fail is not None and not _positive(timeout_to_fail):
+            raise DefinitionError(
+                f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
+            )
+        gid = gid or uuid.uuid4().hex
+        now = time.time()
+        timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
+        options: dict[str, Json] = {}
+        if timeout_to_fail is not None:
+            options["timeout_to_fail"] = timeout_to_fail
+        if headers:
+            options["headers"] = dict(headers)
+        tx = TxRecord(
+            gid=gid,
+            mode=Mode.TCC,
+            name=WIRE_TCC,
+            fingerprint="tcc",
+            status=TxStatus.PREPARED,
+            options=options,
+            created_at=now,
+            updated_at=now,
+            timeout_at=timeout_at,
+            next_attempt_at=timeout_at,  # due only to time it out (or once asked to end)
+        )
+        event = EventRecord(gid, now, "prepared", detail={"timeout_to_fail": timeout_to_fail})
+        existing = await self.log.create(NewTransaction(tx, [], [event]))
+        if existing is not None and existing.mode is not Mode.TCC:
+            raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
+        if existing is not None and existing.status is not TxStatus.PREPARED:
+            raise IllegalStateChange(f"current status '{existing.status}', cannot prepare")
+        return gid
+
+    async def register_tcc_branch(
+        self, gid: str, branch: str, confirm: HttpCall, cancel: HttpCall
+    ) -> None:
+        """Add a branch (its confirm and cancel calls) to a prepared TCC transaction."""
+        self._require_started()
+        if not isinstance(branch, str) or not 0 < len(branch) <= 64:
+            raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
+        now = time.time()
+        ops = [
+            OpRecord(gid, branch, op, 0, call.target, updated_at=now, payload=call.to_json())
+            for op, call in ((OpName.CONFIRM, confirm), (OpName.CANCEL, cancel))
+        ]
+        await self.log.register(gid, ops, now)
+
+    async def submit_tcc(self, gid: str) -> Handle:
+        """The tries all succeeded: confirm every branch."""
+        tx, _ = await self.get(gid)
+        if tx.mode is not Mode.TCC:
+            raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not a TCC one")
+        if tx.status in (TxStatus.ABORTING, TxStatus.FAILED):
+            raise IllegalStateChange(f"current status '{tx.status}', cannot submit")
+        if tx.status is TxStatus.PREPARED:
+            await self._request(gid, "submit")
+        return Handle(self, gid)
+
+    async def abort_tcc(self, gid: str, reason: str = "aborted by the initiator") -> Handle:
+        """Cancel every branch (newest first)."""
+        tx, _ = await self.get(gid)
+        if tx.mode is not Mode.TCC:
+            raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not a TCC one")
+        if tx.status in (TxStatus.SUBMITTED, TxStatus.SUCCEEDED):
+            raise IllegalStateChange(f"current status '{tx.status}', cannot abort")
+        if tx.status is TxStatus.PREPARED:
+            await self._request(gid, f"abort:{reason[:500]}")
+        return Handle(self, gid)
 
     async def _claim_loop(self) -> None:
         while True:
             try:
                 now = time.time()
-                names = [*self._sagas, WIRE_SAGA]
+                names = [*self._sagas, WIRE_SAGA, WIRE_TCC]
                 claimed = await self.log.claim(
                     self.owner, now, now + self.lease, self.claim_batch, names
                 )
@@ -453,7 +561,7 @@ class Coordinator:
                         runner.cancel()
                     continue
                 request = held.get(gid)
-                if request in _REQUESTS:
+                if _is_request(request):
                     runner.push(_request_event(request, now), request)
 
     async def _drain(self, gids: Sequence[str]) -> bool:
@@ -509,15 +617,28 @@ def _joined(pool: concurrent.futures.ThreadPoolExecutor) -> asyncio.Future[None]
     return joined
 
 
+def _check_gid(gid: object) -> None:
+    if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
+        raise DefinitionError(f"gid must be a non-empty string of at most 128 characters: {gid!r}")
+
+
 def _positive(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
-def _request_event(what: str, now: float) -> machine.Event:
+def _is_request(what: str | None) -> TypeGuard[str]:
+    """A request is one of ``_REQUESTS``, or ``abort:<reason>``."""
+    return what is not None and what.partition(":")[0] in _REQUESTS
+
+
+def _request_event(what: str, now: float) -> machine.Event | tcc.Submit:
+    what, _, why = what.partition(":")
+    if what == "submit":
+        return tcc.Submit(now)
     if what == "retry":
         return machine.OperatorRetry(now)
     if what == "abort":
-        return machine.AbortRequested(now, "aborted by an operator")
+        return machine.AbortRequested(now, why or "aborted by an operator")
     return machine.ForceEnd(now, TxStatus(what), f"ended as {what} by an operator")
 
 

@@ -92,3 +92,44 @@ class ForceEndIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Annotated[str, Field(pattern="^(succeeded|failed)$")]
+
+
+class TccIn(BaseModel):
+    """Begin a TCC transaction: prepared until submitted, aborted, or timed out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    timeout_to_fail: Seconds = Field(35.0, description="cancelled if still prepared after (s)")
+    headers: Headers = Field(default_factory=dict)
+
+
+class BranchIn(BaseModel):
+    """Register a TCC branch (then call its try yourself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branch_id: str | None = Field(None, description="default: 01, 02, ... in order")
+    confirm: str
+    cancel: str
+    payload: Any = Field(None, description="JSON sent as the body of confirm and cancel")
+    timeout: Seconds | None = Field(None, description="request timeout of each call (s)")
+
+    @field_validator("confirm", "cancel")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value)
+
+    @field_validator("branch_id")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME.match(value):
+            raise ValueError("a branch id is 1-64 letters, digits, '_', '.', ':' or '-'")
+        return value
+
+
+class EndIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait: bool = False
+    wait_timeout: Seconds = 30.0

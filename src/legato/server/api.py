@@ -9,13 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from .._handle import Handle
 from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Mode, RetryPolicy, TxStatus
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
 from ..saga import Saga
 from ..transports.http import HttpCall
 from ._auth import require_token
-from ._schemas import ForceEndIn, RetryIn, SagaIn
+from ._schemas import BranchIn, EndIn, ForceEndIn, RetryIn, SagaIn, TccIn
 from ._views import event_view, op_view, outcome_view, tx_view
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
@@ -129,6 +130,49 @@ async def force_end(gid: str, body: ForceEndIn, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
     await c.force_end(gid, body.status)
     return {"gid": gid, "requested": body.status}
+
+
+tcc = APIRouter(prefix="/v1/tcc", tags=["TCC"])
+
+
+@tcc.post("", dependencies=guarded, summary="Begin a TCC transaction")
+async def begin_tcc(body: TccIn, c: Coord) -> dict[str, Any]:
+    gid = await c.begin_tcc(body.gid, timeout_to_fail=body.timeout_to_fail, headers=body.headers)
+    return {"gid": gid, "status": "prepared"}
+
+
+@tcc.post("/{gid}/branches", dependencies=guarded, summary="Register a branch")
+async def register_branch(gid: str, body: BranchIn, c: Coord) -> dict[str, Any]:
+    branch = body.branch_id
+    if branch is None:
+        _, ops = await c.get(gid)
+        branch = f"{len({o.branch for o in ops}) + 1:02d}"
+    await c.register_tcc_branch(
+        gid,
+        branch,
+        HttpCall(body.confirm, body.payload, timeout=body.timeout),
+        HttpCall(body.cancel, body.payload, timeout=body.timeout),
+    )
+    return {"gid": gid, "branch_id": branch}
+
+
+async def _ended(handle: Handle, body: EndIn | None) -> dict[str, Any]:
+    if body is not None and body.wait:
+        try:
+            return outcome_view(await handle.result(timeout=body.wait_timeout))
+        except TimeoutError:
+            pass
+    return outcome_view(await handle.status())
+
+
+@tcc.post("/{gid}/submit", dependencies=guarded, summary="Confirm every branch")
+async def submit_tcc(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+    return await _ended(await c.submit_tcc(gid), body)
+
+
+@tcc.post("/{gid}/abort", dependencies=guarded, summary="Cancel every branch")
+async def abort_tcc(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+    return await _ended(await c.abort_tcc(gid), body)
 
 
 health = APIRouter(tags=["health"])

@@ -36,6 +36,7 @@ from .._model import (
     TxRecord,
     TxStatus,
 )
+from .._tcc import DEFAULT_TCC_TIMEOUT
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
 from ..saga import Saga
@@ -128,29 +129,106 @@ async def new_gid() -> dict[str, str]:
     return {"gid": uuid.uuid4().hex, **SUCCESS}
 
 
-@router.post("/submit", dependencies=guarded, summary="Saga: create and start")
-async def submit(request: Request, c: Coord) -> JSONResponse:
+@router.post("/prepare", dependencies=guarded, summary="TCC: begin, prepared")
+async def prepare(request: Request, c: Coord) -> JSONResponse:
     body = await _body(request, TransBase)
-    if body.trans_type != "saga":
-        raise BadRequest(f"field trans_type: {body.trans_type!r} is not supported by submit here")
-    saga = saga_from_dtm(body)
-    timeout = body.timeout_to_fail or None
+    if body.trans_type != "tcc":
+        raise BadRequest(f"field trans_type: prepare takes 'tcc' here, not {body.trans_type!r}")
+    await c.begin_tcc(
+        body.gid,
+        timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT,
+        headers=_headers(request, body),
+    )
+    return JSONResponse(SUCCESS)
+
+
+class BranchBody(BaseModel):
+    """registerBranch's flat string map (unknown fields ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    gid: str = ""
+    branch_id: str = ""
+    trans_type: str = ""
+    status: str | None = None
+    data: str | None = None
+    confirm: str | None = None
+    cancel: str | None = None
+
+
+@router.post("/registerBranch", dependencies=guarded, summary="TCC: add a branch")
+@router.post("/registerTccBranch", dependencies=guarded, include_in_schema=False)
+async def register_branch(request: Request, c: Coord) -> JSONResponse:
+    try:
+        body = BranchBody.model_validate(await request.json())
+    except (ValueError, ValidationError) as exc:
+        raise BadRequest(f"registerBranch takes a JSON object of strings: {exc}") from exc
+    if body.trans_type != "tcc":
+        raise BadRequest(
+            f"field trans_type: registerBranch takes 'tcc' here, not {body.trans_type!r}"
+        )
+    for name in ("gid", "branch_id"):
+        if not getattr(body, name):
+            raise BadRequest(f"field {name}: required")
+    confirm = _url(body.confirm, "confirm")
+    cancel = _url(body.cancel, "cancel")
+    if confirm is None or cancel is None:
+        raise BadRequest("fields confirm and cancel: both URLs are required")
+    timeout = None
+    await c.register_tcc_branch(
+        body.gid,
+        body.branch_id,
+        HttpCall(confirm, body.data, timeout=timeout),
+        HttpCall(cancel, body.data, timeout=timeout),
+    )
+    return JSONResponse(SUCCESS)
+
+
+@router.post("/abort", dependencies=guarded, summary="TCC: cancel every branch")
+async def abort(request: Request, c: Coord) -> JSONResponse:
+    body = await _body(request, TransBase)
+    if body.trans_type not in ("tcc", ""):
+        raise BadRequest(f"field trans_type: abort takes 'tcc' here, not {body.trans_type!r}")
+    await c.abort_tcc(body.gid, body.rollback_reason or "aborted by the initiator")
+    return await _maybe_wait(c, body)
+
+
+def _headers(request: Request, body: TransBase) -> dict[str, str]:
     headers = dict(body.branch_headers or {})
     for name in body.passthrough_headers or ():
         value = request.headers.get(name)
         if value is not None:
             headers[name] = value
-    handle = await c.submit(saga, None, gid=body.gid, timeout_to_fail=timeout, headers=headers)
-    if body.wait_result:
-        try:
-            outcome = await handle.result(timeout=body.request_timeout or 30)
-        except TimeoutError:
-            return JSONResponse(SUCCESS)  # still running: as DTM, the caller queries later
-        if outcome.status is TxStatus.FAILED:
-            return JSONResponse(
-                {"dtm_result": "FAILURE", "message": outcome.reason or "failed"}, status_code=409
-            )
+    return headers
+
+
+async def _maybe_wait(c: Coordinator, body: TransBase) -> JSONResponse:
+    if not body.wait_result:
+        return JSONResponse(SUCCESS)
+    try:
+        outcome = await c.handle(body.gid).result(timeout=body.request_timeout or 30)
+    except TimeoutError:
+        return JSONResponse(SUCCESS)  # still running: as DTM, the caller queries later
+    if outcome.status is TxStatus.FAILED:
+        return JSONResponse(
+            {"dtm_result": "FAILURE", "message": outcome.reason or "failed"}, status_code=409
+        )
     return JSONResponse(SUCCESS)
+
+
+@router.post("/submit", dependencies=guarded, summary="Saga: create and start; TCC: confirm")
+async def submit(request: Request, c: Coord) -> JSONResponse:
+    body = await _body(request, TransBase)
+    if body.trans_type == "tcc":
+        await c.submit_tcc(body.gid)
+        return await _maybe_wait(c, body)
+    if body.trans_type != "saga":
+        raise BadRequest(f"field trans_type: {body.trans_type!r} is not supported by submit here")
+    saga = saga_from_dtm(body)
+    timeout = body.timeout_to_fail or None
+    headers = _headers(request, body)
+    await c.submit(saga, None, gid=body.gid, timeout_to_fail=timeout, headers=headers)
+    return await _maybe_wait(c, body)
 
 
 def saga_from_dtm(body: TransBase) -> Saga:
@@ -306,7 +384,7 @@ def dtm_branches(tx: TxRecord, ops: list[OpRecord]) -> list[dict[str, Any]]:
             {
                 "gid": tx.gid,
                 "url": url,
-                "data": "",
+                "data": _text((o.payload or {}).get("body")),
                 "branch_id": o.branch,
                 "op": str(o.op),
                 "status": status,

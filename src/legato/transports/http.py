@@ -144,6 +144,10 @@ class HttpTransport:
         )
 
     @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
+
+    @property
     def closed(self) -> bool:
         return self._client.is_closed
 

@@ -1,0 +1,128 @@
+"""TCC transactions from the initiator's side: begin, register and try each branch,
+then submit (confirm all) or abort (cancel all).
+
+>>> async with coordinator.tcc() as t:                                # doctest: +SKIP
+...     await t.call(try_url, confirm_url, cancel_url, {"amount": 30})
+>>> outcome = await t.handle.result()                                 # doctest: +SKIP
+
+Leaving the block normally submits; leaving it with an exception aborts, and
+the exception goes on. The transaction is in the log from the start: an
+initiator that dies halfway leaves it prepared, and the coordinator cancels it
+once ``timeout_to_fail`` has passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ._errors import Failure, LegatoError
+from ._handle import Handle
+from ._model import Json
+from .transports.http import CallInfo, HttpCall, classify, traceparent
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+DEFAULT_TCC_TIMEOUT = 35.0  # seconds a TCC may stay prepared (DTM's default too)
+
+
+class TryFailed(LegatoError):
+    """A branch's try did not succeed."""
+
+
+class TccTransaction:
+    """One TCC transaction, driven by its initiator; see the module docstring."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float = DEFAULT_TCC_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.c = coordinator
+        self._gid = gid
+        self.timeout_to_fail = timeout_to_fail
+        self.headers = dict(headers or {})
+        self._branches = 0
+        self.handle: Handle | None = None
+
+    @property
+    def gid(self) -> str:
+        if self._gid is None:
+            raise RuntimeError("the transaction is not begun yet: use `async with`")
+        return self._gid
+
+    async def __aenter__(self) -> TccTransaction:
+        self._gid = await self.c.begin_tcc(
+            self._gid, timeout_to_fail=self.timeout_to_fail, headers=self.headers
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if e is None:
+            self.handle = await self.c.submit_tcc(self.gid)
+        else:
+            reason = f"the initiator failed: {type(e).__name__}: {e}"
+            self.handle = await self.c.abort_tcc(self.gid, reason)
+
+    async def call(
+        self,
+        try_url: str,
+        confirm_url: str,
+        cancel_url: str,
+        body: Json = None,
+        *,
+        branch_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Json:
+        """Register a branch, then call its try; returns what the try answered.
+
+        Raises ``legato.Failure`` when the try answers with a definite failure, and
+        ``TryFailed`` when its outcome is unknown (an error, a timeout, no answer):
+        either way, leaving the block aborts, and every registered branch is cancelled.
+        """
+        self._branches += 1
+        branch = branch_id or f"{self._branches:02d}"
+        confirm = HttpCall(confirm_url, body, timeout=timeout)
+        cancel = HttpCall(cancel_url, body, timeout=timeout)
+        attempt = HttpCall(try_url, body, timeout=timeout)
+        await self.c.register_tcc_branch(self.gid, branch, confirm, cancel)
+        kind, value = await _call_try(self.c, attempt, CallInfo(self.gid, "tcc", branch, "try", 1))
+        if kind == "ok":
+            return value
+        if kind == "failed":
+            raise Failure(f"try of branch {branch} failed: {value}")
+        raise TryFailed(f"try of branch {branch}: {value}")
+
+
+async def _call_try(c: Coordinator, call: HttpCall, info: CallInfo) -> tuple[str, Json]:
+    client: httpx.AsyncClient = c.http.client
+    limit = call.timeout or c.request_timeout
+    headers = {
+        "Idempotency-Key": f"{info.gid}/{info.branch_id}/try",
+        "traceparent": traceparent(info.gid),
+        "Content-Type": "application/json",
+    }
+    started = time.monotonic()
+    try:
+        r = await client.post(
+            call.url,
+            params={"gid": info.gid, "trans_type": "tcc", "branch_id": info.branch_id, "op": "try"},
+            content=call.content(),
+            headers=headers,
+            timeout=limit,
+        )
+    except httpx.TimeoutException:
+        return ("unknown", f"no answer within {limit}s ({time.monotonic() - started:.1f}s)")
+    except httpx.HTTPError as exc:
+        return ("unknown", f"{type(exc).__name__}: {exc}")
+    return classify(r.status_code, r.content, r.headers)
