@@ -1,0 +1,49 @@
+"""The participant kit: what a service that owns a database runs around each branch op.
+
+The barrier makes each op take effect once in the service's own database, turns
+a compensation of an action that never ran into a no-op, and refuses an action
+that arrives after its compensation::
+
+    from legato.participant import Barrier, create_table
+
+    create_table(conn)  # once, at start-up
+    barrier = Barrier.from_query(request.query_params)
+    result = barrier.call(conn, lambda c: c.execute("UPDATE ...", params))
+    if result.skipped:
+        log.info("skipped: %s", result.outcome)
+
+Sync and asyncio drivers (``acall``, ``acreate_table``, ...): sqlite3, psycopg,
+asyncpg, PyMySQL, aiomysql and SQLAlchemy sessions and connections. Drivers are
+never imported here. A Starlette / FastAPI adapter is in
+``legato.participant.starlette``.
+"""
+
+from ._drivers import TransactionInProgress
+from .barrier import (
+    Barrier,
+    BarrierOutcome,
+    BarrierRequestError,
+    BarrierResult,
+    PreparedStatus,
+    acreate_table,
+    apurge,
+    aquery_prepared,
+    create_table,
+    purge,
+    query_prepared,
+)
+
+__all__ = [
+    "Barrier",
+    "BarrierOutcome",
+    "BarrierRequestError",
+    "BarrierResult",
+    "PreparedStatus",
+    "TransactionInProgress",
+    "acreate_table",
+    "apurge",
+    "aquery_prepared",
+    "create_table",
+    "purge",
+    "query_prepared",
+]
