@@ -20,15 +20,69 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._errors import Failure, LegatoError
+from ._errors import Failure, IllegalStateChange, LegatoError
 from ._handle import Handle
-from ._model import Json
+from ._model import EventRecord, Json, Mode, OpName, OpRecord, TxRecord, TxStatus
+from .log import NewTransaction
 from .transports.http import CallInfo, HttpCall, classify, traceparent
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
 
 DEFAULT_TCC_TIMEOUT = 35.0  # seconds a TCC may stay prepared (DTM's default too)
+WIRE_TCC = "wire:tcc"
+"""The name of every TCC transaction: its branches' calls are in the log."""
+
+
+def prepared(
+    gid: str, timeout_to_fail: float | None, headers: Mapping[str, str] | None, now: float
+) -> NewTransaction:
+    """A TCC transaction as begun: prepared, no branches yet, held by no coordinator, and
+    due only once it times out (or its initiator asks to end it)."""
+    timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
+    options: dict[str, Json] = {}
+    if timeout_to_fail is not None:
+        options["timeout_to_fail"] = timeout_to_fail
+    if headers:
+        options["headers"] = dict(headers)
+    tx = TxRecord(
+        gid=gid,
+        mode=Mode.TCC,
+        name=WIRE_TCC,
+        fingerprint="tcc",
+        status=TxStatus.PREPARED,
+        options=options,
+        created_at=now,
+        updated_at=now,
+        timeout_at=timeout_at,
+        next_attempt_at=timeout_at,
+    )
+    event = EventRecord(gid, now, "prepared", detail={"timeout_to_fail": timeout_to_fail})
+    return NewTransaction(tx, [], [event])
+
+
+def branch_ops(
+    gid: str, branch: str, confirm: HttpCall, cancel: HttpCall, now: float
+) -> list[OpRecord]:
+    return [
+        OpRecord(gid, branch, op, 0, call.target, updated_at=now, payload=call.to_json())
+        for op, call in ((OpName.CONFIRM, confirm), (OpName.CANCEL, cancel))
+    ]
+
+
+def may_end(tx: TxRecord, what: str) -> bool:
+    """Whether ``submit`` / ``abort`` has anything to do (False: done already), or raise
+    ``IllegalStateChange`` when the transaction went the other way."""
+    if tx.mode is not Mode.TCC:
+        raise IllegalStateChange(f"{tx.gid} is a {tx.mode} transaction, not a TCC one")
+    other = (
+        (TxStatus.ABORTING, TxStatus.FAILED)
+        if what == "submit"
+        else (TxStatus.SUBMITTED, TxStatus.SUCCEEDED)
+    )
+    if tx.status in other:
+        raise IllegalStateChange(f"current status '{tx.status}', cannot {what}")
+    return tx.status is TxStatus.PREPARED
 
 
 class TryFailed(LegatoError):

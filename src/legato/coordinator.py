@@ -39,9 +39,9 @@ from ._errors import (
 )
 from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
-from ._model import EventRecord, Json, Mode, OpName, OpRecord, TxRecord, TxStatus
+from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
-from ._tcc import DEFAULT_TCC_TIMEOUT, TccTransaction
+from ._tcc import DEFAULT_TCC_TIMEOUT, WIRE_TCC, TccTransaction, branch_ops, may_end, prepared
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
@@ -55,8 +55,6 @@ _REQUESTS = ("retry", "abort", "succeeded", "failed", "submit")
 WIRE_SAGA = "wire:saga"
 """The name of the sagas submitted over the coordinator service's API: they carry their
 definition in the log, and every coordinator claims them."""
-WIRE_TCC = "wire:tcc"
-"""The name of every TCC transaction: its branches' calls are in the log."""
 
 
 def _default_owner() -> str:
@@ -458,27 +456,7 @@ class Coordinator:
                 f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
             )
         gid = gid or uuid.uuid4().hex
-        now = time.time()
-        timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
-        options: dict[str, Json] = {}
-        if timeout_to_fail is not None:
-            options["timeout_to_fail"] = timeout_to_fail
-        if headers:
-            options["headers"] = dict(headers)
-        tx = TxRecord(
-            gid=gid,
-            mode=Mode.TCC,
-            name=WIRE_TCC,
-            fingerprint="tcc",
-            status=TxStatus.PREPARED,
-            options=options,
-            created_at=now,
-            updated_at=now,
-            timeout_at=timeout_at,
-            next_attempt_at=timeout_at,  # due only to time it out (or once asked to end)
-        )
-        event = EventRecord(gid, now, "prepared", detail={"timeout_to_fail": timeout_to_fail})
-        existing = await self.log.create(NewTransaction(tx, [], [event]))
+        existing = await self.log.create(prepared(gid, timeout_to_fail, headers, time.time()))
         if existing is not None and existing.mode is not Mode.TCC:
             raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
         if existing is not None and existing.status is not TxStatus.PREPARED:
@@ -493,31 +471,19 @@ class Coordinator:
         if not isinstance(branch, str) or not 0 < len(branch) <= 64:
             raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
         now = time.time()
-        ops = [
-            OpRecord(gid, branch, op, 0, call.target, updated_at=now, payload=call.to_json())
-            for op, call in ((OpName.CONFIRM, confirm), (OpName.CANCEL, cancel))
-        ]
-        await self.log.register(gid, ops, now)
+        await self.log.register(gid, branch_ops(gid, branch, confirm, cancel, now), now)
 
     async def submit_tcc(self, gid: str) -> Handle:
         """The tries all succeeded: confirm every branch."""
         tx, _ = await self.get(gid)
-        if tx.mode is not Mode.TCC:
-            raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not a TCC one")
-        if tx.status in (TxStatus.ABORTING, TxStatus.FAILED):
-            raise IllegalStateChange(f"current status '{tx.status}', cannot submit")
-        if tx.status is TxStatus.PREPARED:
+        if may_end(tx, "submit"):
             await self._request(gid, "submit")
         return Handle(self, gid)
 
     async def abort_tcc(self, gid: str, reason: str = "aborted by the initiator") -> Handle:
         """Cancel every branch (newest first)."""
         tx, _ = await self.get(gid)
-        if tx.mode is not Mode.TCC:
-            raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not a TCC one")
-        if tx.status in (TxStatus.SUBMITTED, TxStatus.SUCCEEDED):
-            raise IllegalStateChange(f"current status '{tx.status}', cannot abort")
-        if tx.status is TxStatus.PREPARED:
+        if may_end(tx, "abort"):
             await self._request(gid, f"abort:{reason[:500]}")
         return Handle(self, gid)
 
