@@ -13,18 +13,15 @@ once ``timeout_to_fail`` has passed.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
-
-import httpx
 
 from ._errors import Failure, IllegalStateChange, LegatoError
 from ._handle import Handle
 from ._model import EventRecord, Json, Mode, OpName, OpRecord, TxRecord, TxStatus
 from .log import NewTransaction
-from .transports.http import CallInfo, HttpCall, classify, traceparent
+from .transports.http import CallInfo, HttpCall
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -159,24 +156,5 @@ class TccTransaction:
 
 
 async def _call_try(c: Coordinator, call: HttpCall, info: CallInfo) -> tuple[str, Json]:
-    client: httpx.AsyncClient = c.http.client
-    limit = call.timeout or c.request_timeout
-    headers = {
-        "Idempotency-Key": f"{info.gid}/{info.branch_id}/try",
-        "traceparent": traceparent(info.gid),
-        "Content-Type": "application/json",
-    }
-    started = time.monotonic()
-    try:
-        r = await client.post(
-            call.url,
-            params={"gid": info.gid, "trans_type": "tcc", "branch_id": info.branch_id, "op": "try"},
-            content=call.content(),
-            headers=headers,
-            timeout=limit,
-        )
-    except httpx.TimeoutException:
-        return ("unknown", f"no answer within {limit}s ({time.monotonic() - started:.1f}s)")
-    except httpx.HTTPError as exc:
-        return ("unknown", f"{type(exc).__name__}: {exc}")
-    return classify(r.status_code, r.content, r.headers)
+    # the initiator's own call: no retries (an unknown try is answered by aborting)
+    return await c.http.call(call, info, timeout=c.request_timeout)

@@ -51,10 +51,21 @@ def _wal(conn: sqlite3.Connection) -> None:
 
 
 class SqliteLog(SqlLog):
+    """``inline_commits`` commits on the event loop's own thread (the fastest for a
+    coordinator that does little else); ``False`` hands each commit's fsync to the
+    writer thread, so that a loop also serving HTTP keeps serving meanwhile."""
+
     backend = "sqlite"
 
-    def __init__(self, url: str = "sqlite:///legato.db", *, auto_migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str = "sqlite:///legato.db",
+        *,
+        auto_migrate: bool = True,
+        inline_commits: bool = True,
+    ) -> None:
         super().__init__(url, auto_migrate=auto_migrate)
+        self.inline_commits = inline_commits
         self.path = path_from_url(url)
         if self.path == ":memory:":
             raise LogError("an in-memory SQLite log cannot be shared by threads: use memory://")
@@ -88,6 +99,8 @@ class SqliteLog(SqlLog):
     def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
         # A local file commit is short (one fsync) and bounded: worth saving the two
         # thread hand-offs (see GroupCommit).
+        if not self.inline_commits:
+            raise WouldBlock
         return self._batch_sync(jobs, begin=self._begin_or_give_up)
 
     def _translate(self, exc: Exception) -> Exception:

@@ -28,6 +28,8 @@ from .._errors import (
     TransactionNotFound,
 )
 from ..coordinator import Coordinator
+from ..log import Log
+from ..log.sqlite import SqliteLog
 from . import api, dtm
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
@@ -89,8 +91,13 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app ``legato serve`` runs, configured by ``LEGATO_LOG``, ``LEGATO_OWNER``,
     ``LEGATO_REQUEST_TIMEOUT`` and ``LEGATO_API_TOKEN``."""
+    url = os.environ.get("LEGATO_LOG", "sqlite:///legato.db")
+    log: Log | str = url
+    if url.startswith("sqlite:"):
+        # the loop serves HTTP too: an fsync on it would hold every request up
+        log = SqliteLog(url, inline_commits=False)
     c = Coordinator(
-        os.environ.get("LEGATO_LOG", "sqlite:///legato.db"),
+        log,
         owner=os.environ.get("LEGATO_OWNER") or None,
         request_timeout=float(os.environ.get("LEGATO_REQUEST_TIMEOUT", "10")),
     )

@@ -7,7 +7,7 @@ import secrets
 from fastapi import HTTPException, Request
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     token: str | None = request.app.state.token
     if not token:
         return

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["transactions"])
 guarded = [Depends(require_token)]
 
 
-def coordinator(request: Request) -> Coordinator:
+async def coordinator(request: Request) -> Coordinator:
     c: Coordinator = request.app.state.coordinator
     return c
 

