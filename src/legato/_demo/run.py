@@ -41,6 +41,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def _service_db(text: str) -> tuple[str, str]:
+    kind, _, url = text.partition("=")
+    kinds = ("flights", "hotels", "cars", "payments")
+    if kind not in kinds or "://" not in url:
+        raise argparse.ArgumentTypeError(f"expected KIND=URL, KIND one of {kinds}, not {text}")
+    return kind, url
+
+
+class _Merge(argparse.Action):
+    """Collect repeated KIND=URL options into one dict."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        merged: dict[str, str] = dict(getattr(namespace, self.dest) or {})
+        assert isinstance(values, tuple)
+        merged[str(values[0])] = str(values[1])
+        setattr(namespace, self.dest, merged)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=_positive, default=200, help="trips to book (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="seed for trips and faults (default 1)")
@@ -60,6 +84,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep",
         action="store_true",
         help="keep the databases and log of earlier runs (default: start afresh)",
+    )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="run the services and the coordinator (legato serve) as separate processes, "
+        "talking HTTP",
+    )
+    parser.add_argument(
+        "--service-db",
+        metavar="KIND=URL",
+        type=_service_db,
+        action=_Merge,
+        help="with --http: a service's database as a SQLAlchemy URL, e.g. "
+        "payments=postgresql+psycopg://localhost/pay (default: a SQLite file in --dir)",
     )
     parser.add_argument(
         "--check-only",
@@ -112,6 +150,10 @@ class Tally:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.http:
+        from .http.demo import main as over_http
+
+        return over_http(args)
     return asyncio.run(_main(args))
 
 
