@@ -33,6 +33,12 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=10.0,
         help="seconds a participant may take to answer, where a step sets none (%(default)s)",
     )
+    serve.add_argument(
+        "--lease",
+        type=float,
+        default=15.0,
+        help="seconds another coordinator waits before taking over a dead one's work",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
 
@@ -43,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     # the app is built in each worker process from these (uvicorn's factory mode)
     os.environ["LEGATO_LOG"] = args.log
     os.environ["LEGATO_REQUEST_TIMEOUT"] = str(args.request_timeout)
+    os.environ["LEGATO_LEASE"] = str(args.lease)
     if args.owner:
         if args.workers > 1:
             raise SystemExit("legato serve: --owner names one process; drop it with --workers")

@@ -90,7 +90,7 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app ``legato serve`` runs, configured by ``LEGATO_LOG``, ``LEGATO_OWNER``,
-    ``LEGATO_REQUEST_TIMEOUT`` and ``LEGATO_API_TOKEN``."""
+    ``LEGATO_REQUEST_TIMEOUT``, ``LEGATO_LEASE`` and ``LEGATO_API_TOKEN``."""
     url = os.environ.get("LEGATO_LOG", "sqlite:///legato.db")
     log: Log | str = url
     if url.startswith("sqlite:"):
@@ -100,6 +100,7 @@ def app_from_env() -> FastAPI:
         log,
         owner=os.environ.get("LEGATO_OWNER") or None,
         request_timeout=float(os.environ.get("LEGATO_REQUEST_TIMEOUT", "10")),
+        lease=float(os.environ.get("LEGATO_LEASE", "15")),
     )
     return create_app(c)
 

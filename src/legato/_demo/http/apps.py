@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -217,6 +218,9 @@ class Participant:
     faults: ServiceFaults
     in_flight: int = 0  # requests being handled, late ones included
     barrier: Counter[str] = field(default_factory=Counter)
+    # when each op's database work ran (wall clock, for crash tests to compare across
+    # processes): two runs of one op at once would mean two drivers of one transaction
+    calls: list[dict[str, Json]] = field(default_factory=list)
 
     def _in_barrier(self, barrier: Barrier, business: Business) -> BarrierResult[Json]:
         with self.store.writing(), self.store.connect() as conn:
@@ -252,6 +256,7 @@ class Participant:
         refused = await self._before(barrier, attempt)
         if refused is not None:
             return refused
+        started = time.time()
         try:
             result = await run_in_threadpool(self._in_barrier, barrier, business)
         except Failure as exc:
@@ -262,6 +267,9 @@ class Participant:
                 200,
                 {"dtm_result": "SUCCESS", "barrier": result.outcome.value, "result": result.value},
             )
+        finally:
+            call = {"gid": barrier.gid, "branch_id": barrier.branch_id, "op": barrier.op}
+            self.calls.append({**call, "start": started, "end": time.time()})
         if self.kind == "payments" and self.faults.reply_lost(attempt):
             return _answer(500, {"error": "reply lost after the change was committed (injected)"})
         return answer
@@ -298,6 +306,7 @@ class Participant:
                 "in_flight": self.in_flight,
                 "barrier": dict(self.barrier),
                 "faults": dict(self.faults.injected),
+                "calls": self.calls if request.query_params.get("calls") else len(self.calls),
             },
         )
 
