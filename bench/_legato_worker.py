@@ -67,7 +67,8 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
     expected = {False: legato.TxStatus.SUCCEEDED, True: legato.TxStatus.FAILED}
 
     out: dict[str, Any] = {"framework": "legato", "backend": backend.name}
-    async with legato.Coordinator(backend.legato_log_url) as coordinator:
+    threads = cfg.get("step_threads")
+    async with legato.Coordinator(backend.legato_log_url, step_threads=threads) as coordinator:
         coordinator.register(saga)
 
         async def run_one(fail_car: bool) -> None:

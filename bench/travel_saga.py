@@ -262,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="run the workers at this niceness (e.g. -10 as root on a shared machine)",
     )
+    ap.add_argument(
+        "--step-threads",
+        type=int,
+        default=None,
+        help="Legato's step thread pool (default: the Coordinator's own default)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the SQLite files and bench_* DBs")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
@@ -319,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     "duration": duration,
                     "concurrency": concurrency,
                     "dbos_modes": args.dbos_modes.split(","),
+                    "step_threads": args.step_threads,
                 }
                 if args.profile and fw == "legato" and backend_name == "sqlite":
                     cfg["profile"] = str(Path(args.profile).resolve())
