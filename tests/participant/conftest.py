@@ -2,15 +2,19 @@
 
 PostgreSQL and MariaDB tests skip where the server is not reachable, except under
 ``CI=true``, where they fail. Each test gets a database of its own
-(``barrier_<uuid>``), dropped after.
+(``barrier_<uuid>``), dropped after. The XA tests' databases (``xa_pg``,
+``xa_mariadb``) also check that the test left no branch prepared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -270,3 +274,103 @@ async def participant(request: pytest.FixtureRequest) -> AsyncIterator[Participa
     async with build(db) as p:
         await p.setup()
         yield p
+
+
+# --- XA: databases that take two-phase commit, and nothing left prepared after a test ---
+
+
+@dataclass
+class XaDb:
+    """A fresh database for the XA tests, with ``ledger`` and ``legato_barrier``, and gids."""
+
+    db: Db
+    token: str  # every gid of the test starts with it
+
+    def new_gid(self) -> str:
+        return f"{self.token}-{uuid.uuid4().hex[:8]}"
+
+
+@cache
+def _pg_prepared_disabled() -> str | None:
+    with psycopg.connect(PG_ADMIN) as conn:
+        row = conn.execute("SHOW max_prepared_transactions").fetchone()
+    if row is not None and int(row[0]) > 0:
+        return None
+    return "max_prepared_transactions = 0, prepared transactions are off (scripts/services sets it)"
+
+
+def _ready(db: Db) -> XaDb:
+    from barrier_harness import LEDGER
+
+    from legato.participant import create_table
+
+    db.execute(LEDGER[db.dialect])
+    with closing(db.connect()) as conn:
+        create_table(conn)
+    return XaDb(db, f"t{uuid.uuid4().hex[:10]}")
+
+
+def _pg_left_prepared(db: Db) -> list[str]:
+    """Roll back every Legato xid prepared in ``db``; the ones there were."""
+    from legato.participant import xa
+
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        left = [xid.pg for xid in xa.recover(conn)]
+        for gid in left:
+            conn.execute(f"ROLLBACK PREPARED '{gid}'")  # type: ignore[arg-type]
+    return left
+
+
+def _maria_left_prepared(xdb: XaDb) -> list[str]:
+    """Roll back every Legato xid of this test prepared on the server; the ones there were.
+
+    XA RECOVER is server-wide, so only this test's gids are touched. A branch still
+    attached to a closing session cannot be rolled back from here until the server has
+    let go of it: retry for a while.
+    """
+    from legato.participant import xa
+
+    conn = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user=MARIADB_USER, autocommit=True)
+    left: list[str] = []
+    try:
+        for _ in range(200):
+            mine = [x for x in xa.recover(conn) if x.gid.startswith(xdb.token)]
+            left += [x.pg for x in mine if x.pg not in left]
+            if not mine:
+                break
+            for xid in mine:
+                with conn.cursor() as cur, contextlib.suppress(pymysql.err.OperationalError):
+                    cur.execute(f"XA ROLLBACK '{xid.gtrid}','{xid.bqual}'")
+            time.sleep(0.05)
+    finally:
+        conn.close()
+    return left
+
+
+@pytest.fixture
+def xa_pg(request: pytest.FixtureRequest) -> Iterator[XaDb]:
+    """A fresh PostgreSQL database that takes prepared transactions; none left after the test.
+
+    Skips where PostgreSQL has prepared transactions off, except under CI=true: fails.
+    """
+    need_service("PostgreSQL", _pg_problem())
+    problem = _pg_prepared_disabled()
+    if problem is not None:
+        message = f"PostgreSQL cannot run two-phase commit here: {problem}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: services must be configured)")
+        pytest.skip(message)
+    db: Db = request.getfixturevalue("fresh_pg")
+    xdb = _ready(db)
+    yield xdb
+    left = _pg_left_prepared(db)
+    assert not left, f"the test left Legato branches prepared: {left}"
+
+
+@pytest.fixture
+def xa_mariadb(fresh_mariadb: Db) -> Iterator[XaDb]:
+    """A fresh MariaDB database (InnoDB); none of the test's branches left prepared after it."""
+    xdb = _ready(fresh_mariadb)
+    yield xdb
+    left = _maria_left_prepared(xdb)
+    assert not left, f"the test left Legato branches prepared: {left}"

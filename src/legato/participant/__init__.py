@@ -15,9 +15,12 @@ that arrives after its compensation::
 Sync and asyncio drivers (``acall``, ``acreate_table``, ...): sqlite3, psycopg,
 asyncpg, PyMySQL, aiomysql and SQLAlchemy sessions and connections. Drivers are
 never imported here. A Starlette / FastAPI adapter is in
-``legato.participant.starlette``.
+``legato.participant.starlette``; the XA resources (a branch of a two-phase
+commit: ``xa.prepare_branch``, ``xa.commit``, ``xa.rollback``, ``xa.recover``)
+are in ``legato.participant.xa``.
 """
 
+from . import xa
 from ._drivers import TransactionInProgress
 from .barrier import (
     Barrier,
@@ -46,4 +49,5 @@ __all__ = [
     "create_table",
     "purge",
     "query_prepared",
+    "xa",
 ]

@@ -1,0 +1,233 @@
+"""XA resources: a participant's branch of a two-phase commit (DESIGN section 4, XA).
+
+Phase 1 runs the branch's SQL in a real database 2PC transaction and prepares
+it; phase 2 commits or rolls it back, from any connection to the same database,
+once the coordinator has logged its decision::
+
+    from legato.participant import create_table, xa
+
+    create_table(conn)                       # once: the barrier table, legato_barrier
+    res = xa.prepare_branch(conn, gid, "01", lambda c: c.execute("UPDATE ...", params))
+    ...                                      # the coordinator logs commit (or abort)
+    xa.commit(other_conn, xa.xid_for(gid, "01"))     # or xa.rollback(...)
+    in_doubt = xa.recover(conn)              # after a crash: [Xid(gid, branch_id), ...]
+
+``aprepare_branch``, ``acommit``, ``arollback`` and ``arecover`` take asyncio
+connections. Connections: psycopg (sync and async) and asyncpg for PostgreSQL
+(``PREPARE TRANSACTION``, ``COMMIT PREPARED``, needs ``max_prepared_transactions``
+above 0); PyMySQL and aiomysql for MySQL / MariaDB (``XA START`` ... ``XA
+PREPARE``, ``XA COMMIT``; tables must be InnoDB). SQLite, which has no 2PC, and
+anything else are refused with :class:`XaUnsupported`.
+
+Each branch has one xid, derived from (gid, branch_id) (:func:`xid_for`,
+:func:`parse_xid`), so a retried request or a recovery pass finds it again.
+
+**The barrier row.** The branch function runs after the branch's barrier row
+(trans_type ``xa``, op ``action``, barrier ``01``) is inserted in the same XA
+transaction; the table must exist (:func:`~legato.participant.create_table`).
+It makes a retried prepare idempotent (the result says what was skipped), and it
+is how phase 2 knows what happened to an xid the database no longer lists: the
+row is there exactly when the branch committed. :func:`commit` succeeds only when
+it committed the branch now or that row confirms an earlier commit; it never
+reports a branch committed that was rolled back. :func:`rollback` of an xid that
+is gone is fine, unless the row shows the branch committed (a heuristic mismatch,
+:class:`BranchCommitted`); it also records the rollback, so a prepare arriving
+after it is refused instead of leaving an in-doubt branch behind.
+
+**What a branch may not do.** The branch function must not commit, roll back or
+change the connection's autocommit. MySQL / MariaDB refuse DDL (and every other
+statement that commits implicitly) inside an XA transaction: that is
+:class:`TransactionEnded`, and nothing is left prepared. PostgreSQL accepts
+transactional DDL in a prepared transaction, so DDL is not refused there; a
+COMMIT in the branch function is detected (the transaction changed) but its work
+is committed by then.
+
+**Connections.** A connection already inside a transaction is refused
+(:class:`~legato.participant.TransactionInProgress`). Phase 2 and recovery run
+in autocommit, as the databases require; a connection outside autocommit is
+switched for the call and switched back. On PostgreSQL the connection is free
+again after a prepare. **MariaDB keeps a prepared branch attached to the session
+that prepared it** until that connection closes: close it after
+:func:`prepare_branch` (do not return it to a pool), and only then can another
+connection commit the branch; until the server has seen the close, phase 2
+raises :class:`BranchBusy` (retry). MySQL 8.0.29 and later detach it at prepare.
+
+**Recovery.** :func:`recover` lists Legato's prepared xids (others are ignored):
+PostgreSQL's of the connection's database, MySQL's of the whole server
+(``XA RECOVER`` does not say which database a branch wrote to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .._drivers import TransactionInProgress
+from . import _drivers, _plans
+from ._errors import (
+    BranchBusy,
+    BranchCommitted,
+    BranchNotCommitted,
+    TransactionEnded,
+    XaError,
+    XaUnsupported,
+    XidError,
+)
+from ._ids import Xid, parse_xid, xid_for
+from ._plans import XaOutcome
+
+C = TypeVar("C")
+T = TypeVar("T")
+
+__all__ = [
+    "BranchBusy",
+    "BranchCommitted",
+    "BranchNotCommitted",
+    "BranchResult",
+    "TransactionEnded",
+    "TransactionInProgress",
+    "XaError",
+    "XaOutcome",
+    "XaUnsupported",
+    "Xid",
+    "XidError",
+    "acommit",
+    "aprepare_branch",
+    "arecover",
+    "arollback",
+    "commit",
+    "parse_xid",
+    "prepare_branch",
+    "recover",
+    "rollback",
+    "xid_for",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BranchResult(Generic[T]):
+    """What :func:`prepare_branch` did, and the branch function's return value if it ran."""
+
+    outcome: XaOutcome
+    xid: Xid
+    value: T | None = None
+
+    @property
+    def ran(self) -> bool:
+        """Whether the branch function ran, and its transaction is prepared now."""
+        return self.outcome is XaOutcome.PREPARED
+
+    @property
+    def skipped(self) -> bool:
+        """Whether nothing ran (a retried or late request); :attr:`outcome` says why."""
+        return not self.ran
+
+    @property
+    def ok(self) -> bool:
+        """Whether the branch is prepared or committed: the participant answers success.
+
+        False only for :attr:`XaOutcome.ROLLED_BACK`, a prepare arriving after the
+        branch's rollback: answer it as a failure.
+        """
+        return self.outcome is not XaOutcome.ROLLED_BACK
+
+
+def prepare_branch(conn: C, gid: str, branch_id: str, fn: Callable[[C], T]) -> BranchResult[T]:
+    """Run ``fn(conn)`` as branch ``branch_id`` of ``gid`` in a new 2PC transaction, and prepare it.
+
+    ``conn`` is a psycopg or PyMySQL connection outside any transaction. If ``fn``
+    raises, the branch is rolled back and the error re-raised; nothing stays
+    prepared. A retried request is skipped (see :class:`XaOutcome`).
+    """
+    xid = xid_for(gid, branch_id)
+    driver = _drivers.sync_xa_driver(conn)
+    _drivers.refuse_open(conn, driver)
+    values: list[T] = []
+    plan = _plans.prepare_plan(driver.dialect, xid)
+    outcome = _drivers.run(driver, plan, lambda: values.append(fn(conn)))
+    return BranchResult(outcome, xid, values[0] if values else None)
+
+
+async def aprepare_branch(
+    conn: C, gid: str, branch_id: str, fn: Callable[[C], Awaitable[T]]
+) -> BranchResult[T]:
+    """As :func:`prepare_branch`: ``await fn(conn)`` on a psycopg async, asyncpg or aiomysql
+    connection."""
+    xid = xid_for(gid, branch_id)
+    driver = _drivers.async_xa_driver(conn)
+    _drivers.refuse_open(conn, driver)
+    values: list[T] = []
+
+    async def branch() -> None:
+        values.append(await fn(conn))
+
+    outcome = await _drivers.arun(driver, _plans.prepare_plan(driver.dialect, xid), branch)
+    return BranchResult(outcome, xid, values[0] if values else None)
+
+
+def _checked(xid: Xid) -> Xid:
+    if not isinstance(xid, Xid):
+        raise TypeError(f"expected an Xid (xa.xid_for(gid, branch_id)), got {xid!r}")
+    return xid
+
+
+def _phase2(conn: object, xid: Xid, op: _plans.Phase2) -> None:
+    driver = _drivers.sync_xa_driver(conn)
+    with _drivers.autocommit(conn, driver):
+        _drivers.run(driver, _plans.phase2_plan(driver.dialect, _checked(xid), op))
+
+
+async def _aphase2(conn: object, xid: Xid, op: _plans.Phase2) -> None:
+    driver = _drivers.async_xa_driver(conn)
+    async with _drivers.aautocommit(conn, driver):
+        await _drivers.arun(driver, _plans.phase2_plan(driver.dialect, _checked(xid), op))
+
+
+def commit(conn: object, xid: Xid) -> None:
+    """Commit the prepared branch ``xid`` (phase 2), from any connection to its database.
+
+    Returns if the branch committed now, or had committed before (its barrier row
+    confirms it). Raises :class:`BranchNotCommitted` if it is not prepared and never
+    committed (rolled back, or never prepared), :class:`BranchBusy` if another
+    session holds it; any other database error as it is. Retry until it returns.
+    """
+    _phase2(conn, xid, "commit")
+
+
+async def acommit(conn: object, xid: Xid) -> None:
+    """As :func:`commit`, on an asyncio connection."""
+    await _aphase2(conn, xid, "commit")
+
+
+def rollback(conn: object, xid: Xid) -> None:
+    """Roll back the prepared branch ``xid`` (phase 2), from any connection to its database.
+
+    Returns if the branch rolled back now, or is not prepared (rolled back before, or
+    never prepared: a prepare arriving later is refused). Raises :class:`BranchCommitted`
+    if the branch had committed, :class:`BranchBusy` if another session holds it.
+    """
+    _phase2(conn, xid, "rollback")
+
+
+async def arollback(conn: object, xid: Xid) -> None:
+    """As :func:`rollback`, on an asyncio connection."""
+    await _aphase2(conn, xid, "rollback")
+
+
+def recover(conn: object) -> list[Xid]:
+    """Legato's prepared, in-doubt branches: PostgreSQL's in this database, MySQL's on the server.
+
+    Each :class:`Xid` carries its ``gid`` and ``branch_id``; resolve it from the log
+    (no decision logged: roll back, presumed abort).
+    """
+    driver = _drivers.sync_xa_driver(conn)
+    with _drivers.autocommit(conn, driver):
+        return _drivers.run(driver, _plans.recover_plan(driver.dialect))
+
+
+async def arecover(conn: object) -> list[Xid]:
+    """As :func:`recover`, on an asyncio connection."""
+    driver = _drivers.async_xa_driver(conn)
+    async with _drivers.aautocommit(conn, driver):
+        return await _drivers.arun(driver, _plans.recover_plan(driver.dialect))
