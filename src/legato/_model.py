@@ -14,6 +14,7 @@ Json = Any
 class Mode(StrEnum):
     SAGA = "saga"
     TCC = "tcc"
+    XA = "xa"
 
 
 class TxStatus(StrEnum):
@@ -36,6 +37,8 @@ class OpName(StrEnum):
     TRY = "try"
     CONFIRM = "confirm"
     CANCEL = "cancel"
+    COMMIT = "commit"
+    ROLLBACK = "rollback"
 
 
 class OpStatus(StrEnum):

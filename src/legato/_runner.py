@@ -274,7 +274,9 @@ class Runner:
                 attempt=cmd.attempt,
                 payload=self.tx.payload,
                 outputs=self.state.outputs(),
-                output=self.state.op((name, OpName.ACTION)).output,
+                output=action.output
+                if (action := self.state.ops.get((name, OpName.ACTION)))
+                else None,
             )
             task = self.c.transport.start(
                 fn,

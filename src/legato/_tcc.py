@@ -70,8 +70,8 @@ def branch_ops(
 def may_end(tx: TxRecord, what: str) -> bool:
     """Whether ``submit`` / ``abort`` has anything to do (False: done already), or raise
     ``IllegalStateChange`` when the transaction went the other way."""
-    if tx.mode is not Mode.TCC:
-        raise IllegalStateChange(f"{tx.gid} is a {tx.mode} transaction, not a TCC one")
+    if tx.mode not in (Mode.TCC, Mode.XA):
+        raise IllegalStateChange(f"{tx.gid} is a {tx.mode} transaction, not a TCC or XA one")
     other = (
         (TxStatus.ABORTING, TxStatus.FAILED)
         if what == "submit"

@@ -42,6 +42,9 @@ from ._hooks import HookChain, Hooks
 from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import DEFAULT_TCC_TIMEOUT, WIRE_TCC, TccTransaction, branch_ops, may_end, prepared
+from ._xa import WIRE_XA, RecoveryReport, XaDriver, XaResource, XaTransaction, prepared_xa
+from ._xa import branch_ops as xa_branch_ops
+from ._xa import recover as recover_xa
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
@@ -94,6 +97,8 @@ class Coordinator:
         retention: float | None = None,
         hooks: Sequence[Hooks] = (),
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        resources: dict[str, str] | None = None,
+        xa_recovery_interval: float = 60.0,
     ) -> None:
         self.log: Log = open_log(log) if isinstance(log, str) else log
         self.owner = owner or _default_owner()
@@ -107,6 +112,10 @@ class Coordinator:
         self.transport = LocalTransport(self._pool)
         self.request_timeout = request_timeout
         self.http = HttpTransport(request_timeout=request_timeout)
+        self.resources: dict[str, XaResource] = {}
+        for name, url in (resources or {}).items():
+            self.register_resource(name, url)
+        self.xa_recovery_interval = xa_recovery_interval
         self._sagas: dict[str, Saga] = {}
         self._runners: dict[str, Runner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,6 +150,8 @@ class Coordinator:
             self._loops.append(loop.create_task(self._claim_loop(), name="legato-claim"))
         if self.retention is not None:
             self._loops.append(loop.create_task(self._retention_loop(), name="legato-retention"))
+        if self.recover and self.resources:
+            self._loops.append(loop.create_task(self._xa_recovery_loop(), name="legato-xa"))
 
     async def stop(self) -> None:
         """Stop driving. Ops in flight are cancelled (their outcome is unknown, so the
@@ -373,7 +384,7 @@ class Coordinator:
         tx, ops = loaded
         if tx.lease_owner != self.owner or tx.status.ended:
             return
-        if tx.mode is Mode.TCC:
+        if tx.mode in (Mode.TCC, Mode.XA):
             self._resume_tcc(tx, ops, requested)
             return
         saga = self._sagas.get(tx.name)
@@ -425,8 +436,52 @@ class Coordinator:
             events.append(_request_event(requested, now))
         elif tx.status is TxStatus.PREPARED and tx.timeout_at is not None and tx.timeout_at <= now:
             events.append(machine.Timeout(now))
-        runner = Runner(self, TccDriver.from_ops(ops), tx, _state_from_log(tx, ops), ops)
+        driver = (
+            XaDriver.from_ops(ops, self.resources)
+            if tx.mode is Mode.XA
+            else TccDriver.from_ops(ops)
+        )
+        runner = Runner(self, driver, tx, _state_from_log(tx, ops), ops)
         self._start_runner(runner, events, handled=requested)
+
+    # -- XA ---------------------------------------------------------------------------
+
+    def register_resource(self, name: str, url: str) -> None:
+        """A database this coordinator reaches for XA's phase 2 and recovery: every
+        coordinator sharing the log should know the same resources by the same names."""
+        self.resources[name] = XaResource(name, url)
+
+    def xa(
+        self, gid: str | None = None, *, timeout_to_fail: float = DEFAULT_TCC_TIMEOUT
+    ) -> XaTransaction:
+        """A two-phase commit transaction for ``async with``: see ``legato._xa``."""
+        return XaTransaction(self, gid, timeout_to_fail)
+
+    async def begin_xa(
+        self, gid: str | None = None, *, timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT
+    ) -> str:
+        """Write a prepared XA transaction; branches are then registered and prepared."""
+        self._require_started()
+        _check_gid(gid)
+        gid = gid or uuid.uuid4().hex
+        existing = await self.log.create(prepared_xa(gid, timeout_to_fail, time.time()))
+        if existing is not None and (
+            existing.mode is not Mode.XA or existing.status is not TxStatus.PREPARED
+        ):
+            raise IllegalStateChange(f"{gid} exists already ({existing.mode}, {existing.status})")
+        return gid
+
+    async def register_xa_branch(self, gid: str, branch: str, resource: str) -> None:
+        """Record a branch (and its resource) before it prepares: write-ahead."""
+        self._require_started()
+        now = time.time()
+        await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
+
+    async def recover_xa(self) -> RecoveryReport:
+        """Resolve Legato's branches left prepared in the registered resources: commit
+        where the log holds the decision to commit, roll back where it holds an abort
+        or nothing at all (presumed abort)."""
+        return await recover_xa(self)
 
     # -- TCC --------------------------------------------------------------------------
 
@@ -491,7 +546,7 @@ class Coordinator:
         while True:
             try:
                 now = time.time()
-                names = [*self._sagas, WIRE_SAGA, WIRE_TCC]
+                names = [*self._sagas, WIRE_SAGA, WIRE_TCC, WIRE_XA]
                 claimed = await self.log.claim(
                     self.owner, now, now + self.lease, self.claim_batch, names
                 )
@@ -503,8 +558,11 @@ class Coordinator:
             except LogError as exc:
                 logger.error("claiming due work failed: %s", exc)
             self._wake_claims.clear()
+            # asyncio.timeout, not wait_for: on 3.11 a wait_for whose event is set as the
+            # task is cancelled swallows the cancellation, and stop() then waits forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_claims.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake_claims.wait()
 
     async def _renew_loop(self) -> None:
         while True:
@@ -541,6 +599,20 @@ class Coordinator:
                 await self.log.renew(self.owner, gids, now, now + self.lease)
             await asyncio.wait([joined], timeout=self.lease / 3)
         return joined.done()
+
+    async def _xa_recovery_loop(self) -> None:
+        while True:
+            try:
+                report = await self.recover_xa()
+                if report.committed or report.rolled_back:
+                    logger.warning(
+                        "XA recovery: committed %s, rolled back %s",
+                        report.committed,
+                        report.rolled_back,
+                    )
+            except Exception as exc:  # a resource down now is tried again next round
+                logger.error("XA recovery failed: %s", exc)
+            await asyncio.sleep(self.xa_recovery_interval)
 
     async def _retention_loop(self) -> None:
         assert self.retention is not None

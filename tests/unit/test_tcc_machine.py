@@ -249,3 +249,26 @@ def test_every_status_and_event_pair_gives_a_consistent_transition(status: TxSta
                     assert t.state.ops[k].attempts >= s.attempts
                 for cmd in t.commands:
                     assert command_matches(t.state, cmd), (event, cmd)
+
+
+# -- two-phase commit: the same rules with commit and rollback ----------------------------
+
+XA = TccPlan(("01", "02"), forward=OpName.COMMIT, undo=OpName.ROLLBACK)
+
+
+def test_an_xa_decision_to_commit_commits_every_branch() -> None:
+    run = Run(XA)
+    t = run.feed(Submit(run.tick()))
+    assert started(t) == [("01", OpName.COMMIT), ("02", OpName.COMMIT)]
+    run.ok("01", OpName.COMMIT)
+    run.ok("02", OpName.COMMIT)
+    assert run.state.status is TxStatus.SUCCEEDED
+
+
+def test_an_xa_timed_out_while_prepared_rolls_every_branch_back() -> None:
+    run = Run(XA)
+    t = run.feed(Timeout(run.tick()))
+    assert started(t) == [("02", OpName.ROLLBACK)]
+    run.ok("02", OpName.ROLLBACK)
+    run.ok("01", OpName.ROLLBACK)
+    assert run.state.status is TxStatus.FAILED

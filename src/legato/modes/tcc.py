@@ -17,6 +17,11 @@ The initiator begins the transaction (``prepared``), registers each branch
 
 The state, events and commands are the saga machine's (``SagaState`` with
 ``(branch, confirm|cancel)`` ops); only the rules differ.
+
+Two-phase commit (XA) follows the same rules with ``commit`` and ``rollback``
+ops (``TccPlan(..., forward=COMMIT, undo=ROLLBACK)``): each branch prepared its
+part before ``Submit``, and the status ``submitted`` written to the log *is*
+the commit decision; nothing is committed before it is durable.
 """
 
 from __future__ import annotations
@@ -63,12 +68,14 @@ class TccPlan:
     branches: tuple[str, ...]  # in order of registration
     confirm_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
     cancel_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
+    forward: OpName = CONFIRM  # XA: COMMIT
+    undo: OpName = CANCEL  # XA: ROLLBACK
 
     def policy(self, key: OpKey) -> RetryPolicy:
-        return self.confirm_retry if key[1] is CONFIRM else self.cancel_retry
+        return self.confirm_retry if key[1] is self.forward else self.cancel_retry
 
     def op_keys(self) -> list[OpKey]:
-        return [(b, op) for b in self.branches for op in (CONFIRM, CANCEL)]
+        return [(b, op) for b in self.branches for op in (self.forward, self.undo)]
 
 
 def new_state(gid: str, plan: TccPlan) -> SagaState:
@@ -121,7 +128,7 @@ class _Draft:
 
     def advance(self) -> None:
         if self.status is TxStatus.SUBMITTED:
-            confirms = [(b, CONFIRM) for b in self.plan.branches]
+            confirms = [(b, self.plan.forward) for b in self.plan.branches]
             if all(self.ops[k].status is OpStatus.SUCCEEDED for k in confirms):
                 self.status, self.stuck = TxStatus.SUCCEEDED, None
                 return
@@ -130,7 +137,7 @@ class _Draft:
                     self.start(k)
         elif self.status is TxStatus.ABORTING:
             for b in reversed(self.plan.branches):
-                k = (b, CANCEL)
+                k = (b, self.plan.undo)
                 s = self.ops[k].status
                 if s is OpStatus.SUCCEEDED:
                     continue

@@ -1,0 +1,255 @@
+"""Two-phase commit (XA) from the initiator's side, and the coordinator's phase 2.
+
+>>> coordinator.register_resource("bank_pg", "postgresql://bank@db/ledger")    # doctest: +SKIP
+>>> async with coordinator.xa() as t:                                          # doctest: +SKIP
+...     await t.branch(pg_conn, debit, resource="bank_pg")
+...     await t.branch(maria_conn, credit, resource="bank_maria")
+>>> outcome = await t.handle.result()                                          # doctest: +SKIP
+
+Each branch is registered in the log (its resource), then run and prepared on
+the caller's connection (``legato.participant.xa``: the branch's barrier row
+and its SQL in one database 2PC transaction). Leaving the block normally logs
+the decision to commit (status ``submitted``) and only then does the
+coordinator commit every branch, through its own connection to each
+registered resource, retrying until each is done; leaving it with an
+exception logs the abort and rolls every branch back. A coordinator restarted
+(or any other one sharing the log) finishes phase 2 from the log; branches
+left prepared in a database with no decision in the log are rolled back by
+``recover_xa`` (presumed abort).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from ._errors import DefinitionError, LegatoError
+from ._handle import Handle
+from ._model import Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
+from ._tcc import prepared
+from .log import NewTransaction
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+
+WIRE_XA = "wire:xa"
+"""The name of every XA transaction: its branches' resources are in the log."""
+
+
+class ResourceError(LegatoError):
+    """An XA resource is unknown or unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
+class XaResource:
+    """A database the coordinator reaches for phase 2 and recovery:
+    ``postgresql://...`` (psycopg) or ``mysql://user:password@host:port/db`` (PyMySQL)."""
+
+    name: str
+    url: str
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.url).scheme
+        if scheme not in ("postgresql", "postgres", "mysql", "mariadb"):
+            raise DefinitionError(
+                f"resource {self.name!r}: an XA resource is postgresql://... or mysql://..., "
+                f"not {scheme or self.url!r} (SQLite has no two-phase commit)"
+            )
+
+    def connect(self) -> Any:
+        """A new autocommit connection (the caller closes it)."""
+        parts = urlsplit(self.url)
+        if parts.scheme in ("postgresql", "postgres"):
+            import psycopg
+
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        import pymysql  # type: ignore[import-untyped]
+
+        return pymysql.connect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=parts.path.lstrip("/") or None,
+            autocommit=True,
+            connect_timeout=10,
+        )
+
+
+def phase2(resource: XaResource, gid: str, branch: str, op: OpName) -> None:
+    """Commit or roll back one prepared branch (in a step thread); idempotent: a branch
+    already done the same way is fine, one done the other way raises."""
+    from .participant import xa
+
+    xid = xa.xid_for(gid, branch)
+    conn = resource.connect()
+    try:
+        if op is OpName.COMMIT:
+            xa.commit(conn, xid)
+        else:
+            xa.rollback(conn, xid)
+    finally:
+        conn.close()
+
+
+@dataclass
+class XaDriver:
+    """The runner's view of an XA transaction: TCC's rules with commit and rollback."""
+
+    plan: Any
+    resources: Mapping[str, XaResource]
+    targets: dict[OpKey, str] = field(default_factory=dict)
+
+    @staticmethod
+    def from_ops(ops: Sequence[OpRecord], resources: Mapping[str, XaResource]) -> XaDriver:
+        from .modes import tcc
+
+        ordered = sorted(ops, key=lambda o: (o.seq, o.branch))
+        branches = tuple(dict.fromkeys(o.branch for o in ordered))
+        plan = tcc.TccPlan(branches, forward=OpName.COMMIT, undo=OpName.ROLLBACK)
+        targets = {o.key: str((o.payload or {}).get("resource", "")) for o in ops}
+        return XaDriver(plan, resources, targets)
+
+    def apply(self, state: Any, event: Any) -> Any:
+        from .modes import tcc
+
+        return tcc.apply(self.plan, state, event)
+
+    def call(self, key: OpKey) -> Any:
+        from ._runner import OpCall
+
+        name = self.targets[key]
+        resource = self.resources.get(name)
+
+        def run(ctx: Any) -> None:
+            if resource is None:
+                raise ResourceError(f"resource {name!r} is not registered with this coordinator")
+            phase2(resource, ctx.gid, ctx.step, key[1])
+
+        return OpCall(run)
+
+
+def branch_ops(gid: str, branch: str, resource: str, now: float) -> list[OpRecord]:
+    return [
+        OpRecord(gid, branch, op, 0, f"xa {op} on {resource}", updated_at=now,
+                 payload={"resource": resource})
+        for op in (OpName.COMMIT, OpName.ROLLBACK)
+    ]  # fmt: skip
+
+
+def prepared_xa(gid: str, timeout_to_fail: float | None, now: float) -> NewTransaction:
+    new = prepared(gid, timeout_to_fail, None, now)
+    new.tx.mode = Mode.XA
+    new.tx.name = WIRE_XA
+    new.tx.fingerprint = "xa"
+    return new
+
+
+class XaTransaction:
+    """One XA transaction, driven by its initiator; see the module docstring."""
+
+    def __init__(self, coordinator: Coordinator, gid: str | None, timeout_to_fail: float) -> None:
+        self.c = coordinator
+        self._gid = gid
+        self.timeout_to_fail = timeout_to_fail
+        self._branches = 0
+        self.handle: Handle | None = None
+
+    @property
+    def gid(self) -> str:
+        if self._gid is None:
+            raise RuntimeError("the transaction is not begun yet: use `async with`")
+        return self._gid
+
+    async def __aenter__(self) -> XaTransaction:
+        self._gid = await self.c.begin_xa(self._gid, timeout_to_fail=self.timeout_to_fail)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if e is None:
+            self.handle = await self.c.submit_tcc(self.gid)
+        else:
+            reason = f"the initiator failed: {type(e).__name__}: {e}"
+            self.handle = await self.c.abort_tcc(self.gid, reason)
+
+    async def branch(
+        self,
+        conn: Any,
+        fn: Callable[[Any], Any] | Callable[[Any], Awaitable[Any]],
+        *,
+        resource: str,
+        branch_id: str | None = None,
+    ) -> Any:
+        """Register a branch on ``resource``, run ``fn(conn)`` in it and prepare it;
+        returns what ``fn`` returned. ``conn`` (psycopg, asyncpg, PyMySQL or aiomysql)
+        must reach the same database as the registered resource, outside a transaction.
+        """
+        from .participant import xa
+
+        if resource not in self.c.resources:
+            raise ResourceError(f"register resource {resource!r} with the coordinator first")
+        self._branches += 1
+        branch = branch_id or f"{self._branches:02d}"
+        xa.xid_for(self.gid, branch)  # refuses a gid or branch id that makes no xid
+        await self.c.register_xa_branch(self.gid, branch, resource)
+        if inspect.iscoroutinefunction(fn):
+            result = await xa.aprepare_branch(conn, self.gid, branch, fn)
+        else:
+            result = await asyncio.to_thread(xa.prepare_branch, conn, self.gid, branch, fn)
+        if not result.ok:
+            raise LegatoError(f"branch {branch} of {self.gid} was rolled back already")
+        return result.value
+
+
+@dataclass
+class RecoveryReport:
+    committed: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # prepared, no decision yet: not ours to end
+
+
+def decide(tx: TxRecord | None) -> OpName | None:
+    """What an in-doubt branch of ``tx`` must become: the logged decision, or a
+    rollback where none was logged (presumed abort); None while its initiator may
+    still decide."""
+    if tx is None or tx.status in (TxStatus.ABORTING, TxStatus.FAILED):
+        return OpName.ROLLBACK
+    if tx.status in (TxStatus.SUBMITTED, TxStatus.SUCCEEDED):
+        return OpName.COMMIT
+    return None
+
+
+async def recover(c: Coordinator) -> RecoveryReport:
+    """Resolve every Legato branch left prepared in each registered resource."""
+    from .participant import xa
+
+    report = RecoveryReport()
+    for resource in list(c.resources.values()):
+
+        def listed(r: XaResource = resource) -> list[Any]:
+            conn = r.connect()
+            try:
+                return xa.recover(conn)
+            finally:
+                conn.close()
+
+        for xid in await asyncio.to_thread(listed):
+            loaded = await c.log.load(xid.gid)
+            tx = loaded[0] if loaded else None
+            if tx is not None and tx.mode is not Mode.XA:
+                tx = None  # not an XA transaction of this log: nothing decided it
+            what = decide(tx)
+            name = f"{resource.name}:{xid.gid}/{xid.branch_id}"
+            if what is None:
+                report.left.append(name)
+                continue
+            await asyncio.to_thread(phase2, resource, xid.gid, xid.branch_id, what)
+            (report.committed if what is OpName.COMMIT else report.rolled_back).append(name)
+    return report
