@@ -16,6 +16,8 @@ Points:
 * ``after_op.<op>``: the op ran and returned, its result is not logged yet.
 * ``after_log_write``: a decision was logged, the ops it starts are not run yet.
 * ``before_op.<op>``: the op's start is logged, the op has not run yet.
+* ``xa.before_decision``: every branch of an XA transaction is prepared, its
+  initiator has not asked for the decision yet.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ._errors import DefinitionError, LegatoError
+from ._faults import fault_point
 from ._handle import Handle
 from ._model import Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
 from ._tcc import prepared
@@ -173,6 +174,7 @@ class XaTransaction:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        fault_point("xa.before_decision")  # every branch prepared, nothing decided
         if e is None:
             self.handle = await self.c.submit_tcc(self.gid)
         else:
