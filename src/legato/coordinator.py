@@ -18,7 +18,6 @@ import builtins
 import concurrent.futures
 import contextlib
 import logging
-import math
 import os
 import secrets
 import socket
@@ -39,17 +38,16 @@ from ._errors import (
 )
 from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
+from ._initiated import InitiatedModes, _check_gid, _positive
 from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
-from ._tcc import DEFAULT_TCC_TIMEOUT, WIRE_TCC, TccTransaction, branch_ops, may_end, prepared
-from ._xa import WIRE_XA, RecoveryReport, XaDriver, XaResource, XaTransaction, prepared_xa
-from ._xa import branch_ops as xa_branch_ops
-from ._xa import recover as recover_xa
+from ._tcc import WIRE_TCC
+from ._xa import WIRE_XA, XaDriver, XaResource
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
 from .saga import Saga
-from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpCall, HttpTransport
+from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpTransport
 from .transports.local import LocalTransport
 
 logger = logging.getLogger("legato.coordinator")
@@ -64,7 +62,7 @@ def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class Coordinator:
+class Coordinator(InitiatedModes):
     """Drives global transactions to an end. One per process is typical; there is
     no global instance.
 
@@ -444,104 +442,6 @@ class Coordinator:
         runner = Runner(self, driver, tx, _state_from_log(tx, ops), ops)
         self._start_runner(runner, events, handled=requested)
 
-    # -- XA ---------------------------------------------------------------------------
-
-    def register_resource(self, name: str, url: str) -> None:
-        """A database this coordinator reaches for XA's phase 2 and recovery: every
-        coordinator sharing the log should know the same resources by the same names."""
-        self.resources[name] = XaResource(name, url)
-
-    def xa(
-        self, gid: str | None = None, *, timeout_to_fail: float = DEFAULT_TCC_TIMEOUT
-    ) -> XaTransaction:
-        """A two-phase commit transaction for ``async with``: see ``legato._xa``."""
-        return XaTransaction(self, gid, timeout_to_fail)
-
-    async def begin_xa(
-        self, gid: str | None = None, *, timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT
-    ) -> str:
-        """Write a prepared XA transaction; branches are then registered and prepared."""
-        self._require_started()
-        _check_gid(gid)
-        gid = gid or uuid.uuid4().hex
-        existing = await self.log.create(prepared_xa(gid, timeout_to_fail, time.time()))
-        if existing is not None and (
-            existing.mode is not Mode.XA or existing.status is not TxStatus.PREPARED
-        ):
-            raise IllegalStateChange(f"{gid} exists already ({existing.mode}, {existing.status})")
-        return gid
-
-    async def register_xa_branch(self, gid: str, branch: str, resource: str) -> None:
-        """Record a branch (and its resource) before it prepares: write-ahead."""
-        self._require_started()
-        now = time.time()
-        await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
-
-    async def recover_xa(self) -> RecoveryReport:
-        """Resolve Legato's branches left prepared in the registered resources: commit
-        where the log holds the decision to commit, roll back where it holds an abort
-        or nothing at all (presumed abort)."""
-        return await recover_xa(self)
-
-    # -- TCC --------------------------------------------------------------------------
-
-    def tcc(
-        self,
-        gid: str | None = None,
-        *,
-        timeout_to_fail: float = DEFAULT_TCC_TIMEOUT,
-        headers: dict[str, str] | None = None,
-    ) -> TccTransaction:
-        """A TCC transaction for ``async with``: see ``legato._tcc``."""
-        return TccTransaction(self, gid, timeout_to_fail=timeout_to_fail, headers=headers)
-
-    async def begin_tcc(
-        self,
-        gid: str | None = None,
-        *,
-        timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT,
-        headers: dict[str, str] | None = None,
-    ) -> str:
-        """Write a prepared TCC transaction; idempotent by ``gid``. Past ``timeout_to_fail``
-        seconds still prepared, it is cancelled (``None``: it waits for its initiator)."""
-        self._require_started()
-        _check_gid(gid)
-        if timeout_to_fail is not None and not _positive(timeout_to_fail):
-            raise DefinitionError(
-                f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
-            )
-        gid = gid or uuid.uuid4().hex
-        existing = await self.log.create(prepared(gid, timeout_to_fail, headers, time.time()))
-        if existing is not None and existing.mode is not Mode.TCC:
-            raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
-        if existing is not None and existing.status is not TxStatus.PREPARED:
-            raise IllegalStateChange(f"current status '{existing.status}', cannot prepare")
-        return gid
-
-    async def register_tcc_branch(
-        self, gid: str, branch: str, confirm: HttpCall, cancel: HttpCall
-    ) -> None:
-        """Add a branch (its confirm and cancel calls) to a prepared TCC transaction."""
-        self._require_started()
-        if not isinstance(branch, str) or not 0 < len(branch) <= 64:
-            raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
-        now = time.time()
-        await self.log.register(gid, branch_ops(gid, branch, confirm, cancel, now), now)
-
-    async def submit_tcc(self, gid: str) -> Handle:
-        """The tries all succeeded: confirm every branch."""
-        tx, _ = await self.get(gid)
-        if may_end(tx, "submit"):
-            await self._request(gid, "submit")
-        return Handle(self, gid)
-
-    async def abort_tcc(self, gid: str, reason: str = "aborted by the initiator") -> Handle:
-        """Cancel every branch (newest first)."""
-        tx, _ = await self.get(gid)
-        if may_end(tx, "abort"):
-            await self._request(gid, f"abort:{reason[:500]}")
-        return Handle(self, gid)
-
     async def _claim_loop(self) -> None:
         while True:
             try:
@@ -653,15 +553,6 @@ def _joined(pool: concurrent.futures.ThreadPoolExecutor) -> asyncio.Future[None]
 
     threading.Thread(target=join, name="legato-stop", daemon=True).start()
     return joined
-
-
-def _check_gid(gid: object) -> None:
-    if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
-        raise DefinitionError(f"gid must be a non-empty string of at most 128 characters: {gid!r}")
-
-
-def _positive(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def _is_request(what: str | None) -> TypeGuard[str]:

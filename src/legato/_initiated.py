@@ -1,0 +1,155 @@
+"""The API of the modes an initiator begins and ends itself: TCC and XA (two-phase
+commit). A transaction of either is written prepared, its branches are registered
+while it is (``Log.register``), and its initiator's submit or abort is a request
+that the coordinator holding it carries out. Mixed into ``Coordinator``."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from ._errors import DefinitionError, GidConflict, IllegalStateChange
+from ._handle import Handle
+from ._model import Mode, OpRecord, TxRecord, TxStatus
+from ._tcc import DEFAULT_TCC_TIMEOUT, TccTransaction, branch_ops, may_end, prepared
+from ._xa import RecoveryReport, XaResource, XaTransaction, prepared_xa
+from ._xa import branch_ops as xa_branch_ops
+from ._xa import recover as recover_xa
+from .transports.http import HttpCall
+
+if TYPE_CHECKING:
+    from .coordinator import Coordinator
+    from .log import Log
+
+
+class InitiatedModes:
+    """``Coordinator``'s TCC and XA methods (this class is only ever its base)."""
+
+    log: Log
+    resources: dict[str, XaResource]
+
+    if TYPE_CHECKING:
+
+        def _require_started(self) -> None: ...
+
+        async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]:
+            raise NotImplementedError
+
+        async def _request(self, gid: str, what: str) -> None: ...
+
+        def handle(self, gid: str) -> Handle:
+            raise NotImplementedError
+
+    def _coordinator(self) -> Coordinator:
+        return self  # type: ignore[return-value]  # mixed into Coordinator only
+
+    # -- XA ---------------------------------------------------------------------------
+
+    def register_resource(self, name: str, url: str) -> None:
+        """A database this coordinator reaches for XA's phase 2 and recovery: every
+        coordinator sharing the log should know the same resources by the same names."""
+        self.resources[name] = XaResource(name, url)
+
+    def xa(
+        self, gid: str | None = None, *, timeout_to_fail: float = DEFAULT_TCC_TIMEOUT
+    ) -> XaTransaction:
+        """A two-phase commit transaction for ``async with``: see ``legato._xa``."""
+        return XaTransaction(self._coordinator(), gid, timeout_to_fail)
+
+    async def begin_xa(
+        self, gid: str | None = None, *, timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT
+    ) -> str:
+        """Write a prepared XA transaction; branches are then registered and prepared."""
+        self._require_started()
+        _check_gid(gid)
+        gid = gid or uuid.uuid4().hex
+        existing = await self.log.create(prepared_xa(gid, timeout_to_fail, time.time()))
+        if existing is not None and (
+            existing.mode is not Mode.XA or existing.status is not TxStatus.PREPARED
+        ):
+            raise IllegalStateChange(f"{gid} exists already ({existing.mode}, {existing.status})")
+        return gid
+
+    async def register_xa_branch(self, gid: str, branch: str, resource: str) -> None:
+        """Record a branch (and its resource) before it prepares: write-ahead."""
+        self._require_started()
+        now = time.time()
+        await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
+
+    async def recover_xa(self) -> RecoveryReport:
+        """Resolve Legato's branches left prepared in the registered resources: commit
+        where the log holds the decision to commit, roll back where it holds an abort
+        or nothing at all (presumed abort)."""
+        return await recover_xa(self._coordinator())
+
+    # -- TCC --------------------------------------------------------------------------
+
+    def tcc(
+        self,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float = DEFAULT_TCC_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> TccTransaction:
+        """A TCC transaction for ``async with``: see ``legato._tcc``."""
+        return TccTransaction(
+            self._coordinator(), gid, timeout_to_fail=timeout_to_fail, headers=headers
+        )
+
+    async def begin_tcc(
+        self,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Write a prepared TCC transaction; idempotent by ``gid``. Past ``timeout_to_fail``
+        seconds still prepared, it is cancelled (``None``: it waits for its initiator)."""
+        self._require_started()
+        _check_gid(gid)
+        if timeout_to_fail is not None and not _positive(timeout_to_fail):
+            raise DefinitionError(
+                f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
+            )
+        gid = gid or uuid.uuid4().hex
+        existing = await self.log.create(prepared(gid, timeout_to_fail, headers, time.time()))
+        if existing is not None and existing.mode is not Mode.TCC:
+            raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
+        if existing is not None and existing.status is not TxStatus.PREPARED:
+            raise IllegalStateChange(f"current status '{existing.status}', cannot prepare")
+        return gid
+
+    async def register_tcc_branch(
+        self, gid: str, branch: str, confirm: HttpCall, cancel: HttpCall
+    ) -> None:
+        """Add a branch (its confirm and cancel calls) to a prepared TCC transaction."""
+        self._require_started()
+        if not isinstance(branch, str) or not 0 < len(branch) <= 64:
+            raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
+        now = time.time()
+        await self.log.register(gid, branch_ops(gid, branch, confirm, cancel, now), now)
+
+    async def submit_tcc(self, gid: str) -> Handle:
+        """The tries all succeeded: confirm every branch."""
+        tx, _ = await self.get(gid)
+        if may_end(tx, "submit"):
+            await self._request(gid, "submit")
+        return self.handle(gid)
+
+    async def abort_tcc(self, gid: str, reason: str = "aborted by the initiator") -> Handle:
+        """Cancel every branch (newest first)."""
+        tx, _ = await self.get(gid)
+        if may_end(tx, "abort"):
+            await self._request(gid, f"abort:{reason[:500]}")
+        return self.handle(gid)
+
+
+def _check_gid(gid: object) -> None:
+    if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
+        raise DefinitionError(f"gid must be a non-empty string of at most 128 characters: {gid!r}")
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
