@@ -10,9 +10,12 @@ commits (``after_op.commit``); and after a decision was logged (``after_log_writ
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +25,10 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+import xa_worker
 
 from conftest import PG_ADMIN, need_service, pg_url
+from legato import Coordinator, TxStatus
 from legato.participant import create_table
 from legato.participant import xa as xa_kit
 
@@ -160,5 +165,52 @@ def test_killed_at_any_point_no_transfer_is_half_applied_and_money_adds_up(
     pg, maria = bank.committed()
     assert pg == maria, f"half-applied: {sorted(pg ^ maria)}"
     assert len(pg) > N // 2
+    assert bank.total() == 2 * ACCOUNTS * START
+    assert bank.prepared() == []
+
+
+def _restart_postgres() -> None:
+    versions = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
+    if not versions or shutil.which("pg_ctlcluster") is None:
+        pytest.skip("this test restarts the local PostgreSQL cluster with pg_ctlcluster")
+    cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main", "restart"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            psycopg.connect(PG_ADMIN, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline, "PostgreSQL did not come back"
+            time.sleep(0.2)
+
+
+async def test_a_postgres_restart_with_branches_prepared_loses_nothing(
+    bank: Bank, tmp_path: Path
+) -> None:
+    resources = {"pg": bank.pg, "maria": bank.maria}
+    log = f"sqlite:///{tmp_path / 'legato.db'}"
+    async with Coordinator(log, poll_interval=0.05, resources=resources) as c:
+        gid = await c.begin_xa("xfer-restart", timeout_to_fail=120)
+        for branch, resource, connect, delta in (
+            ("01", "pg", lambda: psycopg.connect(bank.pg, autocommit=True), "-"),
+            ("02", "maria", bank.maria_conn, "+"),
+        ):
+            await c.register_xa_branch(gid, branch, resource)
+            conn = connect()
+            try:
+                fn = xa_worker.move(delta, 0, 25)
+                await asyncio.to_thread(xa_kit.prepare_branch, conn, gid, branch, fn)
+            finally:
+                conn.close()
+        await asyncio.to_thread(_restart_postgres)
+        assert sorted(bank.prepared()) == sorted(
+            str(xa_kit.xid_for(gid, b)) for b in ("01", "02")
+        ), "a prepared branch must survive the restart"
+        await c.submit_tcc(gid)
+        outcome = await c.handle(gid).result(timeout=60)
+    assert outcome.status is TxStatus.SUCCEEDED
+    pg, maria = bank.committed()
+    assert pg == maria == {gid}
     assert bank.total() == 2 * ACCOUNTS * START
     assert bank.prepared() == []
