@@ -14,7 +14,7 @@ from ._errors import DefinitionError, GidConflict, IllegalStateChange
 from ._handle import Handle
 from ._model import Mode, OpRecord, TxRecord, TxStatus
 from ._tcc import DEFAULT_TCC_TIMEOUT, TccTransaction, branch_ops, may_end, prepared
-from ._xa import RecoveryReport, XaResource, XaTransaction, prepared_xa
+from ._xa import RecoveryReport, XaResource, XaTransaction, http_branch_ops, prepared_xa
 from ._xa import branch_ops as xa_branch_ops
 from ._xa import recover as recover_xa
 from .transports.http import HttpCall
@@ -77,6 +77,13 @@ class InitiatedModes:
         self._require_started()
         now = time.time()
         await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
+
+    async def register_xa_http_branch(self, gid: str, branch: str, url: str) -> None:
+        """Record a branch an HTTP service prepared itself (DTM's XA flow): phase 2 calls
+        ``url`` with ``op=commit`` or ``op=rollback``."""
+        self._require_started()
+        now = time.time()
+        await self.log.register(gid, http_branch_ops(gid, branch, url, now), now)
 
     async def recover_xa(self) -> RecoveryReport:
         """Resolve Legato's branches left prepared in the registered resources: commit

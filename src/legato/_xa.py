@@ -34,6 +34,7 @@ from ._handle import Handle
 from ._model import Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
 from ._tcc import prepared
 from .log import NewTransaction
+from .transports.http import HttpCall
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -105,6 +106,7 @@ class XaDriver:
     plan: Any
     resources: Mapping[str, XaResource]
     targets: dict[OpKey, str] = field(default_factory=dict)
+    http: dict[OpKey, HttpCall] = field(default_factory=dict)  # branches of HTTP services
 
     @staticmethod
     def from_ops(ops: Sequence[OpRecord], resources: Mapping[str, XaResource]) -> XaDriver:
@@ -114,7 +116,8 @@ class XaDriver:
         branches = tuple(dict.fromkeys(o.branch for o in ordered))
         plan = tcc.TccPlan(branches, forward=OpName.COMMIT, undo=OpName.ROLLBACK)
         targets = {o.key: str((o.payload or {}).get("resource", "")) for o in ops}
-        return XaDriver(plan, resources, targets)
+        http = {o.key: HttpCall.from_json(o.payload) for o in ops if "url" in (o.payload or {})}
+        return XaDriver(plan, resources, targets, http)
 
     def apply(self, state: Any, event: Any) -> Any:
         from .modes import tcc
@@ -124,6 +127,8 @@ class XaDriver:
     def call(self, key: OpKey) -> Any:
         from ._runner import OpCall
 
+        if key in self.http:  # the service commits or rolls back its own branch
+            return OpCall(self.http[key])
         name = self.targets[key]
         resource = self.resources.get(name)
 
@@ -141,6 +146,16 @@ def branch_ops(gid: str, branch: str, resource: str, now: float) -> list[OpRecor
                  payload={"resource": resource})
         for op in (OpName.COMMIT, OpName.ROLLBACK)
     ]  # fmt: skip
+
+
+def http_branch_ops(gid: str, branch: str, url: str, now: float) -> list[OpRecord]:
+    """A branch prepared by an HTTP service (DTM's XA flow): phase 2 is a call to ``url``
+    with ``op=commit`` or ``op=rollback``."""
+    call = HttpCall(url)
+    return [
+        OpRecord(gid, branch, op, 0, call.target, updated_at=now, payload=call.to_json())
+        for op in (OpName.COMMIT, OpName.ROLLBACK)
+    ]
 
 
 def prepared_xa(gid: str, timeout_to_fail: float | None, now: float) -> NewTransaction:

@@ -132,8 +132,13 @@ async def new_gid() -> dict[str, str]:
 @router.post("/prepare", dependencies=guarded, summary="TCC: begin, prepared")
 async def prepare(request: Request, c: Coord) -> JSONResponse:
     body = await _body(request, TransBase)
+    if body.trans_type == "xa":
+        await c.begin_xa(body.gid, timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT)
+        return JSONResponse(SUCCESS)
     if body.trans_type != "tcc":
-        raise BadRequest(f"field trans_type: prepare takes 'tcc' here, not {body.trans_type!r}")
+        raise BadRequest(
+            f"field trans_type: prepare takes 'tcc' or 'xa' here, not {body.trans_type!r}"
+        )
     await c.begin_tcc(
         body.gid,
         timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT,
@@ -154,6 +159,7 @@ class BranchBody(BaseModel):
     data: str | None = None
     confirm: str | None = None
     cancel: str | None = None
+    url: str | None = None  # xa
 
 
 @router.post("/registerBranch", dependencies=guarded, summary="TCC: add a branch")
@@ -163,13 +169,19 @@ async def register_branch(request: Request, c: Coord) -> JSONResponse:
         body = BranchBody.model_validate(await request.json())
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"registerBranch takes a JSON object of strings: {exc}") from exc
-    if body.trans_type != "tcc":
+    if body.trans_type not in ("tcc", "xa"):
         raise BadRequest(
-            f"field trans_type: registerBranch takes 'tcc' here, not {body.trans_type!r}"
+            f"field trans_type: registerBranch takes 'tcc' or 'xa' here, not {body.trans_type!r}"
         )
     for name in ("gid", "branch_id"):
         if not getattr(body, name):
             raise BadRequest(f"field {name}: required")
+    if body.trans_type == "xa":
+        url = _url(body.url, "url")
+        if url is None:
+            raise BadRequest("field url: the branch's URL is required")
+        await c.register_xa_http_branch(body.gid, body.branch_id, url)
+        return JSONResponse(SUCCESS)
     confirm = _url(body.confirm, "confirm")
     cancel = _url(body.cancel, "cancel")
     if confirm is None or cancel is None:
@@ -187,8 +199,10 @@ async def register_branch(request: Request, c: Coord) -> JSONResponse:
 @router.post("/abort", dependencies=guarded, summary="TCC: cancel every branch")
 async def abort(request: Request, c: Coord) -> JSONResponse:
     body = await _body(request, TransBase)
-    if body.trans_type not in ("tcc", ""):
-        raise BadRequest(f"field trans_type: abort takes 'tcc' here, not {body.trans_type!r}")
+    if body.trans_type not in ("tcc", "xa", ""):
+        raise BadRequest(
+            f"field trans_type: abort takes 'tcc' or 'xa' here, not {body.trans_type!r}"
+        )
     await c.abort_tcc(body.gid, body.rollback_reason or "aborted by the initiator")
     return await _maybe_wait(c, body)
 
@@ -219,7 +233,7 @@ async def _maybe_wait(c: Coordinator, body: TransBase) -> JSONResponse:
 @router.post("/submit", dependencies=guarded, summary="Saga: create and start; TCC: confirm")
 async def submit(request: Request, c: Coord) -> JSONResponse:
     body = await _body(request, TransBase)
-    if body.trans_type == "tcc":
+    if body.trans_type in ("tcc", "xa"):
         await c.submit_tcc(body.gid)
         return await _maybe_wait(c, body)
     if body.trans_type != "saga":
