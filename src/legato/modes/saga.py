@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from .._model import (
     DEFAULT_ACTION_RETRY,
@@ -264,10 +265,18 @@ class Transition:
 # -- the machine ------------------------------------------------------------------------
 
 
-class _Draft:
-    """A mutable working copy used inside one ``apply`` call only."""
+class _HasPolicy(Protocol):
+    def policy(self, key: OpKey) -> RetryPolicy: ...
 
-    def __init__(self, plan: SagaPlan, state: SagaState) -> None:
+
+P = TypeVar("P", bound=_HasPolicy)
+
+
+class Draft(Generic[P]):
+    """A mutable working copy used inside one ``apply`` call only; each mode's machine
+    (saga, TCC/XA) adds its own rules on top."""
+
+    def __init__(self, plan: P, state: SagaState) -> None:
         self.plan = plan
         self.gid = state.gid
         self.status = state.status
@@ -294,15 +303,41 @@ class _Draft:
         fields.update(changes)
         self.ops[key] = OpState(**fields)
 
-    def next_completion(self) -> int:
-        done = [s.completed for s in self.ops.values() if s.completed is not None]
-        return max(done, default=0) + 1
-
     def start(self, key: OpKey) -> None:
         s = self.ops[key]
         attempt = s.attempts + 1
         self.set(key, status=OpStatus.RUNNING, attempts=attempt, budget=s.budget + 1, next_at=None)
         self.commands.append(RunOp(key, attempt, self.plan.policy(key).timeout))
+
+    def wait_ongoing(self, key: OpKey, attempt: int, now: float, error: str) -> None:
+        """The participant answered "not yet": ask again at the op's fixed interval,
+        without using up an attempt."""
+        at = now + self.plan.policy(key).ongoing_interval
+        budget = self.ops[key].budget - 1
+        self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error, budget=budget)
+        self.commands.append(Wake(key, attempt, at))
+
+    def retry_parked(self) -> bool:
+        """An operator's retry: every parked op starts again with a fresh budget, and the
+        transaction is no longer stuck. False when nothing is stuck."""
+        parked = [
+            k for k, s in self.ops.items() if s.status is OpStatus.RETRY_WAIT and s.next_at is None
+        ]
+        if not parked and self.stuck is None:
+            return False
+        # (stuck with nothing parked: the driver parked the whole transaction, e.g. because
+        # its definition changed; the retry lifts that and it is driven on)
+        self.stuck = None
+        for key in parked:
+            self.set(key, budget=0)
+            self.start(key)
+        return True
+
+
+class _Draft(Draft[SagaPlan]):
+    def next_completion(self) -> int:
+        done = [s.completed for s in self.ops.values() if s.completed is not None]
+        return max(done, default=0) + 1
 
     def end_action(self, key: OpKey, status: OpStatus, error: str | None) -> None:
         self.set(key, status=status, error=error, next_at=None, completed=self.next_completion())
@@ -392,9 +427,21 @@ class _Draft:
         self.stuck = None
 
 
-def _is_current(state: SagaState, key: OpKey, attempt: int, *statuses: OpStatus) -> bool:
+def is_current(state: SagaState, key: OpKey, attempt: int, *statuses: OpStatus) -> bool:
+    """Is ``attempt`` the op's latest, and the op in one of ``statuses``? (A result or a
+    wake-up for anything else arrived late or twice.)"""
     s = state.ops.get(key)
     return s is not None and s.attempts == attempt and s.status in statuses
+
+
+def is_due(state: SagaState, key: OpKey, attempt: int) -> bool:
+    """Is this wake-up the one the op waits for?"""
+    s = state.ops.get(key)
+    return (
+        is_current(state, key, attempt, OpStatus.RETRY_WAIT)
+        and s is not None
+        and (s.next_at is not None)
+    )
 
 
 def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
@@ -412,7 +459,7 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
                     d.commands.append(Wake(key, op.attempts, op.next_at))
             d.advance(now)
         case OpSucceeded(key=key, attempt=attempt, now=now, output=output):
-            if not _is_current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             if key[1] is ACTION:
                 d.set(key, output=output)
@@ -421,37 +468,27 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
                 d.set(key, status=OpStatus.SUCCEEDED, error=None, next_at=None)
             d.advance(now)
         case OpFailed(key=key, attempt=attempt, now=now, error=error):
-            if not _is_current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             _on_failed(d, key, attempt, error, now)
             d.advance(now)
         case OpUnknown(key=key, attempt=attempt, now=now, error=error):
-            if not _is_current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             _on_unknown(d, key, attempt, error, now)
             d.advance(now)
         case OpOngoing(key=key, attempt=attempt, now=now, error=error):
-            if not _is_current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             if key[1] is ACTION and state.status is TxStatus.ABORTING:
                 # going back: an action still in progress is not waited for; it is
                 # compensated like any action that started
                 d.end_action(key, OpStatus.FAILED, error)
             else:
-                at = now + plan.policy(key).ongoing_interval
-                s0 = d.ops[key]
-                d.set(
-                    key, status=OpStatus.RETRY_WAIT, next_at=at, error=error, budget=s0.budget - 1
-                )
-                d.commands.append(Wake(key, attempt, at))
+                d.wait_ongoing(key, attempt, now, error)
             d.advance(now)
         case RetryDue(key=key, attempt=attempt, now=now):
-            s = state.ops.get(key)
-            if (
-                not _is_current(state, key, attempt, OpStatus.RETRY_WAIT)
-                or s is None
-                or (s.next_at is None)
-            ):
+            if not is_due(state, key, attempt):
                 return Transition(state, changed=False, note="stale wake-up")
             d.start(key)
         case Timeout(now=now):
@@ -465,19 +502,8 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
             d.abort(reason, now)
             d.advance(now)
         case OperatorRetry(now=now):
-            parked = [
-                k
-                for k, s in state.ops.items()
-                if s.status is OpStatus.RETRY_WAIT and s.next_at is None
-            ]
-            if not parked and state.stuck is None:
+            if not d.retry_parked():
                 return Transition(state, changed=False, note="nothing is stuck")
-            # (stuck with nothing parked: the driver parked the whole saga, e.g. because
-            # its definition changed; the retry lifts that and the saga is driven on)
-            d.stuck = None
-            for key in parked:
-                d.set(key, budget=0)
-                d.start(key)
         case ForceEnd(status=status, reason=reason):
             if not status.ended or state.status.ended:
                 return Transition(state, changed=False, note="not an end, or already ended")

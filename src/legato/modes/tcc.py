@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from .._model import DEFAULT_COMPENSATE_RETRY, OpKey, OpName, OpStatus, RetryPolicy, TxStatus
 from .saga import (
     AbortRequested,
-    Command,
+    Draft,
     ForceEnd,
     OperatorRetry,
     OpFailed,
@@ -41,11 +41,12 @@ from .saga import (
     OpUnknown,
     Resume,
     RetryDue,
-    RunOp,
     SagaState,
     Timeout,
     Transition,
     Wake,
+    is_current,
+    is_due,
 )
 from .saga import Event as SagaEvent
 
@@ -82,39 +83,7 @@ def new_state(gid: str, plan: TccPlan) -> SagaState:
     return SagaState(gid, TxStatus.PREPARED, {k: OpState() for k in plan.op_keys()})
 
 
-class _Draft:
-    def __init__(self, plan: TccPlan, state: SagaState) -> None:
-        self.plan = plan
-        self.gid = state.gid
-        self.status = state.status
-        self.ops = dict(state.ops)
-        self.reason = state.reason
-        self.stuck = state.stuck
-        self.commands: list[Command] = []
-
-    def freeze(self) -> SagaState:
-        return SagaState(self.gid, self.status, self.ops, self.reason, self.stuck)
-
-    def set(self, key: OpKey, **changes: object) -> None:
-        s = self.ops[key]
-        fields = {
-            "status": s.status,
-            "attempts": s.attempts,
-            "budget": s.budget,
-            "next_at": s.next_at,
-            "output": s.output,
-            "error": s.error,
-            "completed": s.completed,
-            **changes,
-        }
-        self.ops[key] = OpState(**fields)
-
-    def start(self, key: OpKey) -> None:
-        s = self.ops[key]
-        attempt = s.attempts + 1
-        self.set(key, status=OpStatus.RUNNING, attempts=attempt, budget=s.budget + 1, next_at=None)
-        self.commands.append(RunOp(key, attempt, self.plan.policy(key).timeout))
-
+class _Draft(Draft[TccPlan]):
     def retry_or_park(self, key: OpKey, attempt: int, error: str, now: float) -> None:
         s = self.ops[key]
         policy = self.plan.policy(key)
@@ -147,11 +116,6 @@ class _Draft:
             self.status, self.stuck = TxStatus.FAILED, None
 
 
-def _current(state: SagaState, key: OpKey, attempt: int, status: OpStatus) -> bool:
-    s = state.ops.get(key)
-    return s is not None and s.attempts == attempt and s.status is status
-
-
 def apply(plan: TccPlan, state: SagaState, event: Event) -> Transition:
     """Feed one event to the TCC transaction; see the module docstring for the rules."""
     if state.status.ended and not isinstance(event, ForceEnd):
@@ -179,7 +143,7 @@ def apply(plan: TccPlan, state: SagaState, event: Event) -> Transition:
             d.status, d.reason = TxStatus.ABORTING, reason
             d.advance()
         case OpSucceeded(key=key, attempt=attempt, output=output):
-            if not _current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             d.set(key, status=OpStatus.SUCCEEDED, output=output, error=None, next_at=None)
             d.advance()
@@ -187,38 +151,21 @@ def apply(plan: TccPlan, state: SagaState, event: Event) -> Transition:
             OpFailed(key=key, attempt=attempt, now=now, error=error)
             | OpUnknown(key=key, attempt=attempt, now=now, error=error)
         ):
-            if not _current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             # a confirm or cancel answering "failure" is not an end (DESIGN 3.4)
             d.retry_or_park(key, attempt, f"{key[1]} failed: {error}", now)
         case OpOngoing(key=key, attempt=attempt, now=now, error=error):
-            if not _current(state, key, attempt, OpStatus.RUNNING):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
-            at = now + plan.policy(key).ongoing_interval
-            budget = d.ops[key].budget - 1
-            d.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error, budget=budget)
-            d.commands.append(Wake(key, attempt, at))
+            d.wait_ongoing(key, attempt, now, error)
         case RetryDue(key=key, attempt=attempt):
-            s = state.ops.get(key)
-            if (
-                not _current(state, key, attempt, OpStatus.RETRY_WAIT)
-                or s is None
-                or (s.next_at is None)
-            ):
+            if not is_due(state, key, attempt):
                 return Transition(state, changed=False, note="stale wake-up")
             d.start(key)
         case OperatorRetry():
-            parked = [
-                k
-                for k, s in state.ops.items()
-                if s.status is OpStatus.RETRY_WAIT and s.next_at is None
-            ]
-            if not parked and state.stuck is None:
+            if not d.retry_parked():
                 return Transition(state, changed=False, note="nothing is stuck")
-            d.stuck = None
-            for key in parked:
-                d.set(key, budget=0)
-                d.start(key)
             d.advance()
         case ForceEnd(status=status, reason=reason):
             if not status.ended or state.status.ended:
