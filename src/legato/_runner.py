@@ -61,18 +61,25 @@ class SagaDriver:
         return OpCall(fn, self.saga.failures + step.failures, step.in_thread)
 
 
+def registration_order(ops: Sequence[OpRecord]) -> tuple[str, ...]:
+    """A TCC or XA transaction's branches in registration order (ties, registered at
+    once, by branch id)."""
+    ordered = sorted(ops, key=lambda o: (o.seq, o.branch))
+    return tuple(dict.fromkeys(o.branch for o in ordered))
+
+
 class TccDriver:
-    def __init__(self, plan: tcc.TccPlan, calls: dict[OpKey, HttpCall]) -> None:
+    """TCC's rules (or XA's: the same plan with commit and rollback ops), and each op's
+    call as registered."""
+
+    def __init__(self, plan: tcc.TccPlan, calls: dict[OpKey, StepOp]) -> None:
         self.plan = plan
         self.calls = calls
 
     @staticmethod
     def from_ops(ops: Sequence[OpRecord]) -> TccDriver:
-        """The branches in registration order (ties, registered at once, by branch id)."""
-        ordered = sorted(ops, key=lambda o: (o.seq, o.branch))
-        branches = tuple(dict.fromkeys(o.branch for o in ordered))
-        calls = {o.key: HttpCall.from_json(o.payload) for o in ops}
-        return TccDriver(tcc.TccPlan(branches), calls)
+        calls: dict[OpKey, StepOp] = {o.key: HttpCall.from_json(o.payload) for o in ops}
+        return TccDriver(tcc.TccPlan(registration_order(ops)), calls)
 
     def apply(self, state: machine.SagaState, event: Event) -> machine.Transition:
         return tcc.apply(self.plan, state, event)

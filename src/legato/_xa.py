@@ -31,9 +31,12 @@ from urllib.parse import unquote, urlsplit
 from ._errors import DefinitionError, LegatoError
 from ._faults import fault_point
 from ._handle import Handle
-from ._model import Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
+from ._model import Mode, OpName, OpRecord, TxRecord, TxStatus
+from ._runner import TccDriver, registration_order
 from ._tcc import prepared
 from .log import NewTransaction
+from .modes.tcc import TccPlan
+from .saga import StepContext, StepOp
 from .transports.http import HttpCall
 
 if TYPE_CHECKING:
@@ -99,45 +102,27 @@ def phase2(resource: XaResource, gid: str, branch: str, op: OpName) -> None:
         conn.close()
 
 
-@dataclass
-class XaDriver:
-    """The runner's view of an XA transaction: TCC's rules with commit and rollback."""
+def xa_driver(ops: Sequence[OpRecord], resources: Mapping[str, XaResource]) -> TccDriver:
+    """The runner's view of an XA transaction: TCC's rules with commit and rollback, and
+    each op's phase 2 (through a registered resource, or a call to the branch's service)."""
+    plan = TccPlan(registration_order(ops), forward=OpName.COMMIT, undo=OpName.ROLLBACK)
+    return TccDriver(plan, {o.key: _phase2_call(o, resources) for o in ops})
 
-    plan: Any
-    resources: Mapping[str, XaResource]
-    targets: dict[OpKey, str] = field(default_factory=dict)
-    http: dict[OpKey, HttpCall] = field(default_factory=dict)  # branches of HTTP services
 
-    @staticmethod
-    def from_ops(ops: Sequence[OpRecord], resources: Mapping[str, XaResource]) -> XaDriver:
-        from .modes import tcc
+def _phase2_call(o: OpRecord, resources: Mapping[str, XaResource]) -> StepOp:
+    payload = o.payload or {}
+    if "url" in payload:  # the service commits or rolls back its own branch
+        return HttpCall.from_json(payload)
+    name = str(payload.get("resource", ""))
+    resource = resources.get(name)
+    op = o.op
 
-        ordered = sorted(ops, key=lambda o: (o.seq, o.branch))
-        branches = tuple(dict.fromkeys(o.branch for o in ordered))
-        plan = tcc.TccPlan(branches, forward=OpName.COMMIT, undo=OpName.ROLLBACK)
-        targets = {o.key: str((o.payload or {}).get("resource", "")) for o in ops}
-        http = {o.key: HttpCall.from_json(o.payload) for o in ops if "url" in (o.payload or {})}
-        return XaDriver(plan, resources, targets, http)
+    def run(ctx: StepContext) -> None:
+        if resource is None:
+            raise ResourceError(f"resource {name!r} is not registered with this coordinator")
+        phase2(resource, ctx.gid, ctx.step, op)
 
-    def apply(self, state: Any, event: Any) -> Any:
-        from .modes import tcc
-
-        return tcc.apply(self.plan, state, event)
-
-    def call(self, key: OpKey) -> Any:
-        from ._runner import OpCall
-
-        if key in self.http:  # the service commits or rolls back its own branch
-            return OpCall(self.http[key])
-        name = self.targets[key]
-        resource = self.resources.get(name)
-
-        def run(ctx: Any) -> None:
-            if resource is None:
-                raise ResourceError(f"resource {name!r} is not registered with this coordinator")
-            phase2(resource, ctx.gid, ctx.step, key[1])
-
-        return OpCall(run)
+    return run
 
 
 def branch_ops(gid: str, branch: str, resource: str, now: float) -> list[OpRecord]:

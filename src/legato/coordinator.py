@@ -42,7 +42,7 @@ from ._initiated import InitiatedModes, _check_gid, _positive
 from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
-from ._xa import WIRE_XA, XaDriver, XaResource
+from ._xa import WIRE_XA, XaResource, xa_driver
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
@@ -434,11 +434,7 @@ class Coordinator(InitiatedModes):
             events.append(_request_event(requested, now))
         elif tx.status is TxStatus.PREPARED and tx.timeout_at is not None and tx.timeout_at <= now:
             events.append(machine.Timeout(now))
-        driver = (
-            XaDriver.from_ops(ops, self.resources)
-            if tx.mode is Mode.XA
-            else TccDriver.from_ops(ops)
-        )
+        driver = xa_driver(ops, self.resources) if tx.mode is Mode.XA else TccDriver.from_ops(ops)
         runner = Runner(self, driver, tx, _state_from_log(tx, ops), ops)
         self._start_runner(runner, events, handled=requested)
 

@@ -9,6 +9,7 @@ contains the word FAILURE (older clients search the body for it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -330,16 +331,12 @@ def _policies(body: TransBase) -> tuple[RetryPolicy, RetryPolicy]:
             backoff=float(body.retry_interval), ongoing_interval=float(body.retry_interval)
         )
     if changes:
-        compensate = RetryPolicy(**{**_fields(compensate), **changes})
+        compensate = dataclasses.replace(compensate, **changes)
     if body.retry_limit:
         changes["max_attempts"] = int(body.retry_limit)
     if changes:
-        action = RetryPolicy(**{**_fields(action), **changes})
+        action = dataclasses.replace(action, **changes)
     return action, compensate
-
-
-def _fields(p: RetryPolicy) -> dict[str, Any]:
-    return {f: getattr(p, f) for f in p.__dataclass_fields__}
 
 
 # -- reads ------------------------------------------------------------------------------
