@@ -227,14 +227,9 @@ def _wipe(directory: Path, log_url: str) -> bool:
     return ours
 
 
-async def _book(
-    console: Console, log_url: str, services: Services, trips: list[Trip], concurrency: int
-) -> Tally:
-    saga = trip_saga(services)
-    outcomes: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    gate = asyncio.Semaphore(concurrency)
-    progress = Progress(
+def booking_progress(console: Console) -> Progress:
+    """The bar both demos show while trips are booked (a tally beside the count)."""
+    return Progress(
         TextColumn("[bold]booking trips"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -242,6 +237,16 @@ async def _book(
         TimeElapsedColumn(),
         console=console,
     )
+
+
+async def _book(
+    console: Console, log_url: str, services: Services, trips: list[Trip], concurrency: int
+) -> Tally:
+    saga = trip_saga(services)
+    outcomes: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    gate = asyncio.Semaphore(concurrency)
+    progress = booking_progress(console)
     task = progress.add_task("trips", total=len(trips), tally="")
 
     async def book(coordinator: Coordinator, trip: Trip) -> None:

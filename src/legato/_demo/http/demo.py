@@ -20,12 +20,11 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ...log import open_log
 from ..check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, write_manifest
 from ..faults import Faults
-from ..run import _absolute, _show_checks, _verdict, _why, _wipe
+from ..run import _absolute, _show_checks, _verdict, _why, _wipe, booking_progress
 from ..services import DATABASES
 from ..workload import Inventory, Trip, make_trips, plan_inventory
 from . import store
@@ -187,14 +186,7 @@ async def _book(
     trips = plan.trips
     booking = Booking()
     gate = asyncio.Semaphore(concurrency)
-    progress = Progress(
-        TextColumn("[bold]booking trips"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[tally]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = booking_progress(console)
     task = progress.add_task("trips", total=len(trips), tally="")
 
     async def book(client: httpx.AsyncClient, trip: Trip) -> None:
