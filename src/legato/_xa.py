@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -214,7 +215,8 @@ class XaTransaction:
 class RecoveryReport:
     committed: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
-    left: list[str] = field(default_factory=list)  # prepared, no decision yet: not ours to end
+    left: list[str] = field(default_factory=list)  # undecided, or driven: not ours to end
+    failed: list[str] = field(default_factory=list)  # tried, and tried again next round
 
 
 def decide(tx: TxRecord | None) -> OpName | None:
@@ -247,11 +249,22 @@ async def recover(c: Coordinator) -> RecoveryReport:
             tx = loaded[0] if loaded else None
             if tx is not None and tx.mode is not Mode.XA:
                 tx = None  # not an XA transaction of this log: nothing decided it
-            what = decide(tx)
+            # a transaction a live coordinator holds is in its phase 2 already: running it
+            # here too would only collide with it ("prepared transaction is busy")
+            driven = (
+                tx is not None
+                and tx.lease_owner is not None
+                and ((tx.lease_expires_at or 0) > time.time())
+            )
+            what = None if driven else decide(tx)
             name = f"{resource.name}:{xid.gid}/{xid.branch_id}"
             if what is None:
                 report.left.append(name)
                 continue
-            await asyncio.to_thread(phase2, resource, xid.gid, xid.branch_id, what)
+            try:
+                await asyncio.to_thread(phase2, resource, xid.gid, xid.branch_id, what)
+            except Exception as exc:  # this branch waits for the next round; the rest go on
+                report.failed.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
             (report.committed if what is OpName.COMMIT else report.rolled_back).append(name)
     return report

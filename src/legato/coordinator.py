@@ -506,6 +506,8 @@ class Coordinator(InitiatedModes):
                         report.committed,
                         report.rolled_back,
                     )
+                if report.failed:
+                    logger.error("XA recovery failed, to be tried again: %s", report.failed)
             except Exception as exc:  # a resource down now is tried again next round
                 logger.error("XA recovery failed: %s", exc)
             await asyncio.sleep(self.xa_recovery_interval)

@@ -93,7 +93,7 @@ async def main(args: argparse.Namespace) -> int:
             counts = await c.log.counts()
             open_ = sum(counts.get(s, 0) for s in ("prepared", "submitted", "aborting"))
             report = await c.recover_xa()
-            if open_ == 0 and not report.left:
+            if open_ == 0 and not report.left and not report.failed:
                 return 0
             await asyncio.sleep(0.3)
     return 2
