@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from ._errors import DefinitionError, LegatoError
 from ._faults import fault_point
 from ._handle import Handle
-from ._model import Mode, OpName, OpRecord, TxRecord, TxStatus
+from ._model import Mode, OpName, OpRecord, TxRecord
 from ._runner import TccDriver, registration_order
 from ._tcc import prepared
 from .log import NewTransaction
@@ -219,15 +219,15 @@ class RecoveryReport:
     failed: list[str] = field(default_factory=list)  # tried, and tried again next round
 
 
-def decide(tx: TxRecord | None) -> OpName | None:
-    """What an in-doubt branch of ``tx`` must become: the logged decision, or a
-    rollback where none was logged (presumed abort); None while its initiator may
-    still decide."""
-    if tx is None or tx.status in (TxStatus.ABORTING, TxStatus.FAILED):
-        return OpName.ROLLBACK
-    if tx.status in (TxStatus.SUBMITTED, TxStatus.SUCCEEDED):
-        return OpName.COMMIT
-    return None
+def decide(tx: TxRecord | None, ops: Sequence[OpRecord], branch: str) -> OpName | None:
+    """What an in-doubt branch of ``tx`` must become: the logged decision for a
+    registered branch, a rollback otherwise (presumed abort); None while its
+    initiator may still decide. The rule is the participant kit's ``xa.verdict``."""
+    from .participant import xa
+
+    registered = any(o.branch == branch for o in ops)
+    what = xa.verdict(None if tx is None else str(tx.status), registered)
+    return None if what is None else OpName(what)
 
 
 async def recover(c: Coordinator) -> RecoveryReport:
@@ -246,9 +246,9 @@ async def recover(c: Coordinator) -> RecoveryReport:
 
         for xid in await asyncio.to_thread(listed):
             loaded = await c.log.load(xid.gid)
-            tx = loaded[0] if loaded else None
+            tx, ops = loaded if loaded else (None, [])
             if tx is not None and tx.mode is not Mode.XA:
-                tx = None  # not an XA transaction of this log: nothing decided it
+                tx, ops = None, []  # not an XA transaction of this log: nothing decided it
             # a transaction a live coordinator holds is in its phase 2 already: running it
             # here too would only collide with it ("prepared transaction is busy")
             driven = (
@@ -256,7 +256,7 @@ async def recover(c: Coordinator) -> RecoveryReport:
                 and tx.lease_owner is not None
                 and ((tx.lease_expires_at or 0) > time.time())
             )
-            what = None if driven else decide(tx)
+            what = None if driven else decide(tx, ops, xid.branch_id)
             name = f"{resource.name}:{xid.gid}/{xid.branch_id}"
             if what is None:
                 report.left.append(name)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from legato import Failure
 from legato.participant import create_table, xa
 
-from .conftest import Served, serve
+from .conftest import Served, free_port, serve
 
 
 def ledger_service(db: str, dtm: str) -> Starlette:
@@ -148,3 +148,71 @@ def test_a_branch_that_cannot_prepare_aborts_the_rest(server: Served, ledger: st
             == "failed"
         )
     assert balance(ledger) == 200
+
+
+def _prepare_alone(db: str, gid: str, branch: str) -> None:
+    """A branch prepared by a service that died before it could register it: it takes
+    5 from the ledger in a new row (a prepared branch keeps its row locks)."""
+    row = int(uuid.uuid4().int % 1_000_000) + 10
+    with psycopg.connect(db, autocommit=True) as conn:
+        xa.prepare_branch(
+            conn, gid, branch, lambda c: c.execute("INSERT INTO account VALUES (%s, -5)", (row,))
+        )
+
+
+def test_a_service_resolves_the_branches_it_prepared_but_never_registered(
+    server: Served, ledger: str
+) -> None:
+    unknown = f"xa-orphan-1-{uuid.uuid4().hex[:8]}"  # the initiator died before prepare
+    pending = f"xa-orphan-2-{uuid.uuid4().hex[:8]}"  # still prepared in the coordinator
+    submitted = f"xa-orphan-3-{uuid.uuid4().hex[:8]}"  # decided without this branch
+    for gid in (pending, submitted):
+        body = {"gid": gid, "trans_type": "xa"}
+        assert httpx.post(server.dtm + "/prepare", json=body).status_code == 200
+    for gid in (unknown, pending, submitted):
+        _prepare_alone(ledger, gid, "01")
+    body = {"gid": submitted, "trans_type": "xa"}
+    assert httpx.post(server.dtm + "/submit", json=body).status_code == 200
+    assert wait_end(server, submitted) == "succeed"
+
+    with psycopg.connect(ledger, autocommit=True) as conn:
+        report = xa.resolve(conn, server.dtm)
+    assert sorted(report.rolled_back) == sorted([f"{unknown}/01", f"{submitted}/01"])
+    assert report.left == [f"{pending}/01"] and report.committed == report.failed == []
+    assert balance(ledger) == 200  # both locks released, the money untouched
+
+    # the initiator gives up: the branch it never registered is rolled back
+    assert (
+        httpx.post(server.dtm + "/abort", json={"gid": pending, "trans_type": "xa"}).status_code
+        == 200
+    )
+    assert wait_end(server, pending) == "failed"
+    with psycopg.connect(ledger, autocommit=True) as conn:
+        report = xa.resolve(conn, server.dtm)
+    assert report.rolled_back == [f"{pending}/01"]
+    assert balance(ledger) == 200
+
+
+async def test_aresolve_commits_a_registered_branch_of_a_committed_transaction(
+    server: Served, ledger: str
+) -> None:
+    """The coordinator's phase 2 cannot reach the service (its URL is gone): the service
+    commits the branch itself when it comes back."""
+    gid = f"xa-orphan-4-{uuid.uuid4().hex[:8]}"
+    body = {"gid": gid, "trans_type": "xa"}
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(server.dtm + "/prepare", json=body)).status_code == 200
+        _prepare_alone(ledger, gid, "01")
+        port = free_port()  # the service's address, nobody listening there yet
+        reg = {**body, "branch_id": "01", "url": f"http://127.0.0.1:{port}/xa"}
+        assert (await http.post(server.dtm + "/registerBranch", json=reg)).status_code == 200
+        assert (await http.post(server.dtm + "/submit", json=body)).status_code == 200
+    async with await psycopg.AsyncConnection.connect(ledger, autocommit=True) as conn:
+        report = await xa.aresolve(conn, server.dtm)
+    assert report.committed == [f"{gid}/01"]
+    assert balance(ledger) == 195
+    # the coordinator calls the URL until the service answers there: then it ends, and the
+    # second commit changes nothing (the barrier row confirms the first)
+    with serve(ledger_service(ledger, server.dtm), port):
+        assert wait_end(server, gid) == "succeed"
+    assert balance(ledger) == 195

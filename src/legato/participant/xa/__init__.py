@@ -54,7 +54,12 @@ raises :class:`BranchBusy` (retry). MySQL 8.0.29 and later detach it at prepare.
 
 **Recovery.** :func:`recover` lists Legato's prepared xids (others are ignored):
 PostgreSQL's of the connection's database, MySQL's of the whole server
-(``XA RECOVER`` does not say which database a branch wrote to).
+(``XA RECOVER`` does not say which database a branch wrote to). A coordinator
+resolves the branches of the resources registered with it; a service that
+prepares its own branches and registers their URLs (DTM's XA flow) runs
+:func:`resolve` (or :func:`aresolve`) when it starts and now and again, which
+asks the coordinator about each of its prepared branches: that ends a branch
+prepared just before the service was killed, before it could register it.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ from ._errors import (
 )
 from ._ids import Xid, parse_xid, xid_for
 from ._plans import XaOutcome
+from ._resolve import ResolveReport, query_url, verdict, verdict_from_query
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -85,6 +91,7 @@ __all__ = [
     "BranchCommitted",
     "BranchNotCommitted",
     "BranchResult",
+    "ResolveReport",
     "TransactionEnded",
     "TransactionInProgress",
     "XaError",
@@ -95,12 +102,16 @@ __all__ = [
     "acommit",
     "aprepare_branch",
     "arecover",
+    "aresolve",
     "arollback",
     "commit",
     "parse_xid",
     "prepare_branch",
     "recover",
+    "resolve",
     "rollback",
+    "verdict",
+    "verdict_from_query",
     "xid_for",
 ]
 
@@ -231,3 +242,58 @@ async def arecover(conn: object) -> list[Xid]:
     driver = _drivers.async_xa_driver(conn)
     async with _drivers.aautocommit(conn, driver):
         return await _drivers.arun(driver, _plans.recover_plan(driver.dialect))
+
+
+def resolve(conn: object, coordinator: str, *, timeout: float = 10.0) -> ResolveReport:
+    """End this database's prepared branches whose fate the coordinator knows.
+
+    ``coordinator`` is the DTM-compatible server URL (``http://host:36789/api/dtmsvr``,
+    Legato's or DTM's): each branch's transaction is looked up with ``GET query?gid=``
+    and the branch committed, rolled back or left as :func:`verdict` says. A branch
+    that cannot be looked up or ended now is reported in ``failed`` and left as it is.
+    """
+    import httpx
+
+    report = ResolveReport()
+    with httpx.Client(timeout=timeout) as http:
+        for xid in recover(conn):
+            name = f"{xid.gid}/{xid.branch_id}"
+            try:
+                reply = http.get(query_url(coordinator), params={"gid": xid.gid})
+                reply.raise_for_status()
+                what = verdict_from_query(xid, reply.json())
+                if what is not None:
+                    _phase2(conn, xid, what)
+            except Exception as exc:  # this branch waits for the next pass; the rest go on
+                report.failed.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            _file(report, name, what)
+    return report
+
+
+async def aresolve(conn: object, coordinator: str, *, timeout: float = 10.0) -> ResolveReport:
+    """As :func:`resolve`, on an asyncio connection."""
+    import httpx
+
+    report = ResolveReport()
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        for xid in await arecover(conn):
+            name = f"{xid.gid}/{xid.branch_id}"
+            try:
+                reply = await http.get(query_url(coordinator), params={"gid": xid.gid})
+                reply.raise_for_status()
+                what = verdict_from_query(xid, reply.json())
+                if what is not None:
+                    await _aphase2(conn, xid, what)
+            except Exception as exc:  # this branch waits for the next pass; the rest go on
+                report.failed.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            _file(report, name, what)
+    return report
+
+
+def _file(report: ResolveReport, name: str, what: _plans.Phase2 | None) -> None:
+    if what is None:
+        report.left.append(name)
+    else:
+        (report.committed if what == "commit" else report.rolled_back).append(name)
