@@ -28,7 +28,7 @@ from barrier_harness import Db
 
 from conftest import MARIADB_HOST, MARIADB_PORT, MARIADB_USER, XaDb
 from legato import Failure
-from legato.participant import TransactionInProgress, xa
+from legato.participant import TransactionInProgress, acreate_table, create_table, xa
 from legato.participant.xa import (
     BranchBusy,
     BranchCommitted,
@@ -326,6 +326,30 @@ async def test_a_prepared_branch_survives_its_connection_closing_and_is_recovere
     assert [(x.gid, x.branch_id) for x in in_doubt] == [(gid, "01")]
     await side.commit(conn, in_doubt[0])
     assert side.db.ledger(gid) == ["booked"]
+
+
+async def test_creating_the_barrier_table_at_start_up_does_not_wait_for_a_prepared_branch(
+    side: Side,
+) -> None:
+    """A service restarted with a branch prepared runs create_table before it resolves it:
+    that must not wait for the branch's locks (CREATE INDEX would, on PostgreSQL)."""
+    xid = await side.prepared(side.new_gid())
+    conn = await side.connect()
+    if side.db.dialect == "postgresql":
+        await side.sql(conn, "SET lock_timeout = 2000")
+        if not side.autocommit(conn):  # psycopg: SET began a transaction
+            done = conn.commit()
+            if inspect.isawaitable(done):
+                await done
+    else:
+        await side.sql(conn, "SET SESSION lock_wait_timeout = 2")
+
+    if side.is_async:
+        await acreate_table(conn)
+    else:
+        create_table(conn)
+
+    await side.rollback(conn, xid)
 
 
 async def test_committing_a_committed_branch_again_succeeds_confirmed_by_its_barrier_row(

@@ -12,7 +12,10 @@ CREATE TABLE IF NOT EXISTS legato_barrier (
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT legato_barrier_key UNIQUE (gid, branch_id, op, barrier_id)
 );
-CREATE INDEX IF NOT EXISTS legato_barrier_created_at ON legato_barrier (created_at)
+-- only where it is missing: CREATE INDEX (IF NOT EXISTS too) first waits for a SHARE lock
+-- on the table, behind every open writer, a prepared XA branch included; a service would
+-- then hang at start-up until the very branch it has to resolve ends
+DO $$ BEGIN IF to_regclass('legato_barrier_created_at') IS NULL THEN CREATE INDEX IF NOT EXISTS legato_barrier_created_at ON legato_barrier (created_at); END IF; END $$
 
 -- name: insert
 -- Insert-or-ignore. A conflicting row that is not committed yet makes this wait for its
