@@ -46,11 +46,13 @@ class Child:
     _log: IO[bytes]
 
     @staticmethod
-    def spawn(name: str, args: list[str], port: int, log_path: Path) -> Child:
-        log = log_path.open("wb")
+    def spawn(
+        name: str, args: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> Child:
+        log = log_path.open("ab")
         try:
             process = subprocess.Popen(
-                [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env
             )
         except BaseException:
             log.close()
