@@ -78,12 +78,15 @@ class InitiatedModes:
         now = time.time()
         await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
 
-    async def register_xa_http_branch(self, gid: str, branch: str, url: str) -> None:
+    async def register_xa_http_branch(self, gid: str, branch: str, call: HttpCall | str) -> None:
         """Record a branch an HTTP service prepared itself (DTM's XA flow): phase 2 calls
-        ``url`` with ``op=commit`` or ``op=rollback``."""
+        its URL with ``op=commit`` or ``op=rollback``."""
         self._require_started()
+        if not isinstance(branch, str) or not 0 < len(branch) <= 64:
+            raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
         now = time.time()
-        await self.log.register(gid, http_branch_ops(gid, branch, url, now), now)
+        call = HttpCall(call) if isinstance(call, str) else call
+        await self.log.register(gid, http_branch_ops(gid, branch, call, now), now)
 
     async def recover_xa(self) -> RecoveryReport:
         """Resolve Legato's branches left prepared in the registered resources: commit

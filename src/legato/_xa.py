@@ -134,10 +134,9 @@ def branch_ops(gid: str, branch: str, resource: str, now: float) -> list[OpRecor
     ]  # fmt: skip
 
 
-def http_branch_ops(gid: str, branch: str, url: str, now: float) -> list[OpRecord]:
-    """A branch prepared by an HTTP service (DTM's XA flow): phase 2 is a call to ``url``
-    with ``op=commit`` or ``op=rollback``."""
-    call = HttpCall(url)
+def http_branch_ops(gid: str, branch: str, call: HttpCall, now: float) -> list[OpRecord]:
+    """A branch prepared by an HTTP service (DTM's XA flow): phase 2 is ``call`` with
+    ``op=commit`` or ``op=rollback``."""
     return [
         OpRecord(gid, branch, op, 0, call.target, updated_at=now, payload=call.to_json())
         for op in (OpName.COMMIT, OpName.ROLLBACK)

@@ -26,8 +26,9 @@ from legato.participant import create_table, xa
 from .conftest import Served, free_port, serve
 
 
-def ledger_service(db: str, dtm: str) -> Starlette:
-    """One service with a PostgreSQL ledger, written the way DTM's XA services are."""
+def ledger_service(db: str, dtm: str, native: str | None = None) -> Starlette:
+    """One service with a PostgreSQL ledger, written the way DTM's XA services are;
+    with ``native`` (the server's URL), it registers through Legato's own API."""
 
     def debit(account: int, amount: int) -> Any:
         # each branch its own account: a prepared branch keeps its row locks until phase 2
@@ -52,8 +53,12 @@ def ledger_service(db: str, dtm: str) -> Starlette:
                     xa.prepare_branch(conn, gid, branch_id, fn)
                 except Failure as exc:
                     return JSONResponse({"dtm_result": "FAILURE", "message": str(exc)}, 409)
-                reg = {"gid": gid, "branch_id": branch_id, "trans_type": "xa", "url": url}
-                r = httpx.post(f"{dtm}/registerBranch", json=reg)
+                if native is None:
+                    reg = {"gid": gid, "branch_id": branch_id, "trans_type": "xa", "url": url}
+                    r = httpx.post(f"{dtm}/registerBranch", json=reg)
+                else:
+                    reg = {"branch_id": branch_id, "url": url}
+                    r = httpx.post(f"{native}/v1/xa/{gid}/branches", json=reg)
                 return JSONResponse(r.json(), r.status_code)
             try:
                 if op == "commit":
@@ -216,3 +221,52 @@ async def test_aresolve_commits_a_registered_branch_of_a_committed_transaction(
     with serve(ledger_service(ledger, server.dtm), port):
         assert wait_end(server, gid) == "succeed"
     assert balance(ledger) == 195
+
+
+def test_the_native_api_runs_an_xa_transaction_to_commit_and_to_rollback(
+    server: Served, ledger: str
+) -> None:
+    with serve(ledger_service(ledger, server.dtm, native=server.url)) as base:
+        # the commit moves 30 out; the rollback moves nothing
+        for end, expected, total in (("submit", "succeeded", 170), ("abort", "failed", 170)):
+            r = httpx.post(f"{server.url}/v1/xa", json={"timeout_to_fail": 30})
+            assert r.status_code == 200, r.text
+            gid = r.json()["gid"]
+            for branch, amount in (("01", 10), ("02", 20)):
+                q = {"gid": gid, "trans_type": "xa", "branch_id": branch, "op": "action"}
+                assert (
+                    httpx.post(f"{base}/xa", params=q, json={"amount": amount}).status_code == 200
+                )
+            r = httpx.post(f"{server.url}/v1/xa/{gid}/{end}", json={"wait": True}, timeout=30)
+            assert r.status_code == 200 and r.json()["status"] == expected, r.text
+            tx = httpx.get(f"{server.url}/v1/transactions/{gid}").json()
+            assert tx["mode"] == "xa"
+            done = {(o["branch"], o["op"]) for o in tx["ops"] if o["status"] == "succeeded"}
+            op = "commit" if end == "submit" else "rollback"
+            assert done == {("01", op), ("02", op)}
+            assert balance(ledger) == total
+
+
+def test_the_native_xa_api_refuses_bad_input_naming_it(server: Served) -> None:
+    gid = httpx.post(f"{server.url}/v1/xa", json={}).json()["gid"]
+    r = httpx.post(f"{server.url}/v1/xa/{gid}/branches", json={"url": "ftp://bank/xa"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "url"], r.text
+    r = httpx.post(f"{server.url}/v1/xa/{gid}/branches", json={"url": "http://b/xa", "x": 1})
+    assert r.status_code == 422 and "x" in r.json()["detail"][0]["loc"], r.text
+    r = httpx.post(f"{server.url}/v1/xa", json={"timeout_to_fail": -1})
+    assert r.status_code == 422 and "timeout_to_fail" in r.json()["detail"][0]["loc"]
+    r = httpx.post(f"{server.url}/v1/xa/no-such-gid/submit")
+    assert r.status_code == 404, r.text
+    # a TCC transaction is not an XA one, and the other way round
+    tcc = httpx.post(f"{server.url}/v1/tcc", json={}).json()["gid"]
+    r = httpx.post(f"{server.url}/v1/xa/{tcc}/branches", json={"url": "http://b/xa"})
+    assert r.status_code == 409 and "tcc" in r.json()["detail"], r.text
+    assert httpx.post(f"{server.url}/v1/xa/{tcc}/submit").status_code == 409
+    r = httpx.post(
+        f"{server.url}/v1/tcc/{gid}/branches",
+        json={"confirm": "http://b/c", "cancel": "http://b/x"},
+    )
+    assert r.status_code == 409, r.text
+    # nothing was registered by any of it
+    assert httpx.get(f"{server.url}/v1/transactions/{gid}").json()["ops"] == []
+    assert httpx.post(f"{server.url}/v1/xa/{gid}/abort").status_code == 200

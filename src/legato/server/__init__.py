@@ -82,6 +82,7 @@ def create_app(
     app.add_exception_handler(LegatoError, legato_error)
     app.include_router(api.router)
     app.include_router(api.tcc)
+    app.include_router(api.xa)
     app.include_router(api.health)
     app.include_router(dtm.router)
     app.include_router(dtm.misc)

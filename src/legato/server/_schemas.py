@@ -133,3 +133,35 @@ class EndIn(BaseModel):
 
     wait: bool = False
     wait_timeout: Seconds = 30.0
+
+
+class XaIn(BaseModel):
+    """Begin an XA transaction: prepared until submitted (commit), aborted, or timed out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    timeout_to_fail: Seconds = Field(35.0, description="rolled back if still prepared after (s)")
+
+
+class XaBranchIn(BaseModel):
+    """Register an XA branch a service has prepared in its own database: phase 2 is a
+    POST to ``url`` with ``op=commit`` or ``op=rollback`` (and gid, branch_id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branch_id: str | None = Field(None, description="default: 01, 02, ... in order")
+    url: str
+    timeout: Seconds | None = Field(None, description="request timeout of each call (s)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return http_url(value)
+
+    @field_validator("branch_id")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME.match(value):
+            raise ValueError("a branch id is 1-64 letters, digits, '_', '.', ':' or '-'")
+        return value

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from .._errors import IllegalStateChange
 from .._handle import Handle
 from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Mode, RetryPolicy, TxStatus
 from ..coordinator import WIRE_SAGA, Coordinator
@@ -16,7 +17,7 @@ from ..log import TxQuery
 from ..saga import Saga
 from ..transports.http import HttpCall
 from ._auth import require_token
-from ._schemas import BranchIn, EndIn, ForceEndIn, RetryIn, SagaIn, TccIn
+from ._schemas import BranchIn, EndIn, ForceEndIn, RetryIn, SagaIn, TccIn, XaBranchIn, XaIn
 from ._views import event_view, op_view, outcome_view, tx_view
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
@@ -141,12 +142,18 @@ async def begin_tcc(body: TccIn, c: Coord) -> dict[str, Any]:
     return {"gid": gid, "status": "prepared"}
 
 
+async def _next_branch(c: Coordinator, gid: str, mode: Mode) -> str:
+    """The next default branch id, once ``gid`` is known to be a ``mode`` transaction."""
+    tx, ops = await c.get(gid)
+    if tx.mode is not mode:
+        raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not a {mode} one")
+    return f"{len({o.branch for o in ops}) + 1:02d}"
+
+
 @tcc.post("/{gid}/branches", dependencies=guarded, summary="Register a branch")
 async def register_branch(gid: str, body: BranchIn, c: Coord) -> dict[str, Any]:
-    branch = body.branch_id
-    if branch is None:
-        _, ops = await c.get(gid)
-        branch = f"{len({o.branch for o in ops}) + 1:02d}"
+    branch = await _next_branch(c, gid, Mode.TCC)
+    branch = body.branch_id or branch
     await c.register_tcc_branch(
         gid,
         branch,
@@ -173,6 +180,41 @@ async def submit_tcc(gid: str, c: Coord, body: EndIn | None = None) -> dict[str,
 @tcc.post("/{gid}/abort", dependencies=guarded, summary="Cancel every branch")
 async def abort_tcc(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
     return await _ended(await c.abort_tcc(gid), body)
+
+
+xa = APIRouter(prefix="/v1/xa", tags=["XA"])
+
+
+@xa.post("", dependencies=guarded, summary="Begin an XA (two-phase commit) transaction")
+async def begin_xa(body: XaIn, c: Coord) -> dict[str, Any]:
+    gid = await c.begin_xa(body.gid, timeout_to_fail=body.timeout_to_fail)
+    return {"gid": gid, "status": "prepared"}
+
+
+@xa.post("/{gid}/branches", dependencies=guarded, summary="Register a prepared branch")
+async def register_xa_branch(gid: str, body: XaBranchIn, c: Coord) -> dict[str, Any]:
+    branch = await _next_branch(c, gid, Mode.XA)
+    branch = body.branch_id or branch
+    await c.register_xa_http_branch(gid, branch, HttpCall(body.url, timeout=body.timeout))
+    return {"gid": gid, "branch_id": branch}
+
+
+async def _end_xa(c: Coordinator, gid: str, what: str, body: EndIn | None) -> dict[str, Any]:
+    tx, _ = await c.get(gid)
+    if tx.mode is not Mode.XA:
+        raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not an XA one")
+    handle = await (c.submit_tcc(gid) if what == "submit" else c.abort_tcc(gid))
+    return await _ended(handle, body)
+
+
+@xa.post("/{gid}/submit", dependencies=guarded, summary="Decide to commit: commit every branch")
+async def submit_xa(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+    return await _end_xa(c, gid, "submit", body)
+
+
+@xa.post("/{gid}/abort", dependencies=guarded, summary="Roll every branch back")
+async def abort_xa(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+    return await _end_xa(c, gid, "abort", body)
 
 
 health = APIRouter(tags=["health"])
