@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -61,17 +62,23 @@ class Handle:
     async def result(self, timeout: float | None = None, poll: float = 0.2) -> Outcome:
         """Wait until the transaction has ended or is stuck, and return its outcome.
 
-        Driven here, it is answered as soon as the saga settles; driven by another
-        coordinator (after a hand-over), the log is polled every ``poll`` seconds.
+        Driven here, it is answered as soon as the saga settles (a transaction this
+        coordinator is about to pick up, a submitted TCC or XA one say, as soon as it
+        does); driven by another coordinator (after a hand-over), the log is polled
+        every ``poll`` seconds.
         """
+        c = self._coordinator
         async with asyncio.timeout(timeout):
             while True:
-                settled = self._coordinator._settled_future(self.gid)
+                settled = c._settled_future(self.gid)
                 if settled is not None:
                     outcome = await asyncio.shield(settled)
                     if outcome is not None:
                         return outcome
-                outcome = await self._coordinator.outcome(self.gid)
-                if outcome.settled:
-                    return outcome
-                await asyncio.sleep(poll)
+                with c._runner_start(self.gid) as started:
+                    outcome = await c.outcome(self.gid)
+                    if outcome.settled:
+                        return outcome
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(poll):
+                            await asyncio.shield(started)

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TypeGuard
 
@@ -42,7 +42,7 @@ from ._initiated import InitiatedModes, _check_gid, _positive
 from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
-from ._xa import WIRE_XA, XaResource, xa_driver
+from ._xa import WIRE_XA, Connections, XaResource, xa_driver
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
@@ -111,11 +111,13 @@ class Coordinator(InitiatedModes):
         self.request_timeout = request_timeout
         self.http = HttpTransport(request_timeout=request_timeout)
         self.resources: dict[str, XaResource] = {}
+        self.xa_connections = Connections()  # phase 2's, to the resources
         for name, url in (resources or {}).items():
             self.register_resource(name, url)
         self.xa_recovery_interval = xa_recovery_interval
         self._sagas: dict[str, Saga] = {}
         self._runners: dict[str, Runner] = {}
+        self._runner_waiters: dict[str, builtins.list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
@@ -142,6 +144,7 @@ class Coordinator(InitiatedModes):
         # at once: whatever its previous incarnation held is orphaned
         await self.log.release_owner(self.owner)
         self._started = True
+        self.xa_connections.open()
         loop = asyncio.get_running_loop()
         self._loops.append(loop.create_task(self._renew_loop(), name="legato-renew"))
         if self.recover:
@@ -174,6 +177,7 @@ class Coordinator(InitiatedModes):
                 await self.log.release(self.owner, r.gid, time.time())
         await self.http.close()
         await self.log.close()
+        self.xa_connections.close()
         self._started = False
 
     # -- sagas ----------------------------------------------------------------------
@@ -343,6 +347,21 @@ class Coordinator(InitiatedModes):
     async def list(self, query: TxQuery | None = None) -> list[TxRecord]:
         return await self.log.list(query or TxQuery())
 
+    @contextlib.contextmanager
+    def _runner_start(self, gid: str) -> Iterator[asyncio.Future[None]]:
+        """A future done once a runner for ``gid`` starts here (say, for a submit that
+        the claim loop is about to pick up), for a handle waiting on the transaction."""
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._runner_waiters.setdefault(gid, [])
+        waiters.append(waiter)
+        try:
+            yield waiter
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._runner_waiters.get(gid) is waiters:
+                del self._runner_waiters[gid]
+
     def _settled_future(self, gid: str) -> asyncio.Future[Outcome | None] | None:
         runner = self._runners.get(gid)
         return runner.settled if runner is not None else None
@@ -361,6 +380,9 @@ class Coordinator(InitiatedModes):
         handled: str | None = None,
     ) -> None:
         self._runners[runner.gid] = runner
+        for waiter in self._runner_waiters.pop(runner.gid, ()):
+            if not waiter.done():
+                waiter.set_result(None)
         task = asyncio.get_running_loop().create_task(
             runner.run(first, commands, handled), name=f"legato-saga-{runner.gid}"
         )
@@ -434,7 +456,11 @@ class Coordinator(InitiatedModes):
             events.append(_request_event(requested, now))
         elif tx.status is TxStatus.PREPARED and tx.timeout_at is not None and tx.timeout_at <= now:
             events.append(machine.Timeout(now))
-        driver = xa_driver(ops, self.resources) if tx.mode is Mode.XA else TccDriver.from_ops(ops)
+        driver = (
+            xa_driver(ops, self.resources, self.xa_connections)
+            if tx.mode is Mode.XA
+            else TccDriver.from_ops(ops)
+        )
         runner = Runner(self, driver, tx, _state_from_log(tx, ops), ops)
         self._start_runner(runner, events, handled=requested)
 
