@@ -37,7 +37,7 @@ class InitiatedModes:
         async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]:
             raise NotImplementedError
 
-        async def _request(self, gid: str, what: str) -> None: ...
+        async def _request(self, gid: str, what: str, *, drive: bool = False) -> None: ...
 
         def handle(self, gid: str) -> Handle:
             raise NotImplementedError
@@ -145,14 +145,14 @@ class InitiatedModes:
         """The tries all succeeded: confirm every branch."""
         tx, _ = await self.get(gid)
         if may_end(tx, "submit"):
-            await self._request(gid, "submit")
+            await self._request(gid, "submit", drive=True)
         return self.handle(gid)
 
     async def abort_tcc(self, gid: str, reason: str = "aborted by the initiator") -> Handle:
         """Cancel every branch (newest first)."""
         tx, _ = await self.get(gid)
         if may_end(tx, "abort"):
-            await self._request(gid, f"abort:{reason[:500]}")
+            await self._request(gid, f"abort:{reason[:500]}", drive=True)
         return self.handle(gid)
 
 

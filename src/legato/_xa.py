@@ -116,6 +116,9 @@ class XaResource:
         )
 
 
+_BUSY_PAUSES = (0.002, 0.005, 0.01, 0.02, None)
+
+
 class Connections:
     """Idle connections to the resources, reused by phase-2 calls from any thread (a
     new connection costs milliseconds, more than the commit); closed at the end."""
@@ -166,11 +169,19 @@ def phase2(
 
     xid = xa.xid_for(gid, branch)
     conn = conns.take(resource) if conns is not None else resource.connect()
+    end = xa.commit if op is OpName.COMMIT else xa.rollback
     try:
-        if op is OpName.COMMIT:
-            xa.commit(conn, xid)
-        else:
-            xa.rollback(conn, xid)
+        for pause in _BUSY_PAUSES:
+            try:
+                end(conn, xid)
+                break
+            except xa.BranchBusy:
+                # MariaDB: the session that prepared the branch has just closed, and the
+                # server has not let go of the branch yet; that takes a moment, which is
+                # better spent here than in the coordinator's backoff (100 ms and up)
+                if pause is None:
+                    raise
+                time.sleep(pause)
     except BaseException:
         with contextlib.suppress(Exception):
             conn.close()

@@ -118,6 +118,7 @@ class Coordinator(InitiatedModes):
         self._sagas: dict[str, Saga] = {}
         self._runners: dict[str, Runner] = {}
         self._runner_waiters: dict[str, builtins.list[asyncio.Future[None]]] = {}
+        self._resuming: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
@@ -320,13 +321,21 @@ class Coordinator(InitiatedModes):
             raise IllegalStateChange(f"force_end needs succeeded or failed, not {status}")
         await self._request(gid, str(status))
 
-    async def _request(self, gid: str, what: str) -> None:
+    async def _request(self, gid: str, what: str, *, drive: bool = False) -> None:
+        """Log a request for whoever drives ``gid``. With ``drive`` (a TCC or XA
+        transaction, which any coordinator can drive), take the lease with the request
+        where no one holds it and start driving it here at once, instead of on the
+        next claim."""
         self._require_started()
         assert _is_request(what)
-        await self.log.request(gid, what, time.time())
+        now = time.time()
+        claim = (self.owner, now + self.lease) if drive else None
+        tx = await self.log.request(gid, what, now, claim)
         runner = self._runners.get(gid)
         if runner is not None:
             runner.push(_request_event(what, time.time()), what)
+        elif drive and tx.lease_owner == self.owner:
+            await self._resume(gid, what)
         self._wake_claims.set()
 
     # -- reads ----------------------------------------------------------------------
@@ -398,6 +407,15 @@ class Coordinator(InitiatedModes):
         task.add_done_callback(done)
 
     async def _resume(self, gid: str, requested: str | None) -> None:
+        if gid in self._runners or gid in self._resuming:
+            return  # claimed and requested at once: one runner only
+        self._resuming.add(gid)
+        try:
+            await self._resume_loaded(gid, requested)
+        finally:
+            self._resuming.discard(gid)
+
+    async def _resume_loaded(self, gid: str, requested: str | None) -> None:
         loaded = await self.log.load(gid)
         if loaded is None:
             return
@@ -466,20 +484,32 @@ class Coordinator(InitiatedModes):
 
     async def _claim_loop(self) -> None:
         while True:
+            # cleared before the claim, not after: a request made while this pass runs
+            # must wake the next one, not wait out the poll interval
+            self._wake_claims.clear()
             try:
                 now = time.time()
                 names = [*self._sagas, WIRE_SAGA, WIRE_TCC, WIRE_XA]
                 claimed = await self.log.claim(
                     self.owner, now, now + self.lease, self.claim_batch, names
                 )
-                for c in claimed:
-                    if c.gid not in self._runners:
-                        await self._resume(c.gid, c.requested)
+                # loaded and started side by side: one after the other, a batch of them
+                # kept the last waiting for every load before it
+                resumed = await asyncio.gather(
+                    *(
+                        self._resume(c.gid, c.requested)
+                        for c in claimed
+                        if c.gid not in self._runners
+                    ),
+                    return_exceptions=True,
+                )
+                for error in resumed:
+                    if isinstance(error, Exception):
+                        logger.error("resuming a claimed transaction failed: %s", error)
                 if len(claimed) == self.claim_batch:
                     continue  # more is due: claim again at once
             except LogError as exc:
                 logger.error("claiming due work failed: %s", exc)
-            self._wake_claims.clear()
             # asyncio.timeout, not wait_for: on 3.11 a wait_for whose event is set as the
             # task is cancelled swallows the cancellation, and stop() then waits forever
             with contextlib.suppress(TimeoutError):

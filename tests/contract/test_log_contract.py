@@ -505,6 +505,32 @@ async def test_a_request_is_recorded_and_makes_the_transaction_due_now(log: Log)
     assert await log.claim("alpha", T0 + 50, T0 + 80, 10, None) == [Claimed("g1", "retry")]
 
 
+async def test_a_request_with_a_claim_takes_only_a_lease_no_live_owner_holds(log: Log) -> None:
+    await log.create(free("free", next_attempt_at=None))
+    await log.create(new("held", lease_expires_at=T0 + LEASE))  # alpha's, live
+    await log.create(new("lapsed", lease_expires_at=T0 + 5))  # alpha's, expired at T0 + 5
+
+    claim = ("beta", T0 + 10 + LEASE)
+    taken = await log.request("free", "submit", T0 + 10, claim)
+    kept = await log.request("held", "submit", T0 + 10, claim)
+    lapsed = await log.request("lapsed", "submit", T0 + 10, claim)
+
+    assert (taken.lease_owner, taken.lease_expires_at, taken.requested) == (
+        "beta", T0 + 10 + LEASE, "submit"
+    )  # fmt: skip
+    assert (kept.lease_owner, kept.lease_expires_at, kept.requested) == (
+        "alpha",
+        T0 + LEASE,
+        "submit",
+    )
+    assert (lapsed.lease_owner, lapsed.lease_expires_at) == ("beta", T0 + 10 + LEASE)
+    for tx in (taken, kept, lapsed):
+        assert await tx_of(log, tx.gid) == tx
+    # what is leased is not claimable; the request still reaches its owner on renewal
+    assert await log.claim("gamma", T0 + 10, T0 + 40, 10, None) == []
+    assert await log.renew("alpha", ["held"], T0 + 11, T0 + 41) == {"held": "submit"}
+
+
 async def test_a_request_for_an_unknown_gid_raises_transaction_not_found(log: Log) -> None:
     with pytest.raises(legato.TransactionNotFound):
         await log.request("ghost", "retry", T0)

@@ -391,12 +391,19 @@ class SqlLog(ABC):
         result: int = await self._write(job)
         return result
 
-    async def request(self, gid: str, what: str, now: float) -> TxRecord:
+    async def request(
+        self, gid: str, what: str, now: float, claim: tuple[str, float] | None = None
+    ) -> TxRecord:
         from .._errors import IllegalStateChange, TransactionNotFound
 
         def job(conn: Conn) -> TxRecord:
             cur = conn.cursor()
-            cur.execute(self.q["request"], {"gid": gid, "what": what, "now": now})
+            if claim is None:
+                cur.execute(self.q["request"], {"gid": gid, "what": what, "now": now})
+            else:
+                owner, until = claim
+                params = {"gid": gid, "what": what, "now": now, "owner": owner, "until": until}
+                cur.execute(self.q["request_claim"], params)
             updated = cur.rowcount
             cur.execute(self.q["get_tx"], {"gid": gid})
             row = cur.fetchone()

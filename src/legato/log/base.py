@@ -106,9 +106,13 @@ class Log(Protocol):
         """Give up every lease held under ``owner``: called by a coordinator starting
         under a stable name, since whatever its previous incarnation held is orphaned."""
 
-    async def request(self, gid: str, what: str, now: float) -> TxRecord:
-        """Record an operator's request ('retry', 'abort', 'succeeded', 'failed') for the
-        coordinator that drives ``gid``; makes it due now."""
+    async def request(
+        self, gid: str, what: str, now: float, claim: tuple[str, float] | None = None
+    ) -> TxRecord:
+        """Record a request ('retry', 'abort', 'succeeded', 'failed', 'submit', ...) for
+        the coordinator that drives ``gid``; makes it due now. With ``claim=(owner,
+        until)``, also take the lease for ``owner`` where no live owner holds it, so that
+        the requester drives it at once; the record returned says who holds it."""
 
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None: ...
 

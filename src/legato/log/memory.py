@@ -151,13 +151,17 @@ class MemoryLog:
                 n += 1
         return n
 
-    async def request(self, gid: str, what: str, now: float) -> TxRecord:
+    async def request(
+        self, gid: str, what: str, now: float, claim: tuple[str, float] | None = None
+    ) -> TxRecord:
         t = self._tx.get(gid)
         if t is None:
             raise TransactionNotFound(f"no transaction has gid {gid!r}")
         if t.ended_at is not None:
             raise IllegalStateChange(f"{gid} has already ended ({t.status})")
         t.requested, t.next_attempt_at = what, now
+        if claim is not None and (t.lease_owner is None or (t.lease_expires_at or 0) < now):
+            t.lease_owner, t.lease_expires_at = claim
         return copy.deepcopy(t)
 
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None:

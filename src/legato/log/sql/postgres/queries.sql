@@ -72,6 +72,16 @@ WHERE lease_owner = :owner AND ended_at IS NULL
 UPDATE legato_tx SET requested = :what, next_attempt_at = :now
 WHERE gid = :gid AND ended_at IS NULL
 
+-- name: request_claim
+-- The request, and the lease for :owner where no live owner holds it (the right-hand
+-- sides all read the row as it was before this update).
+UPDATE legato_tx SET requested = :what, next_attempt_at = :now,
+    lease_owner = CASE WHEN lease_owner IS NULL OR lease_expires_at < :now
+        THEN :owner ELSE lease_owner END,
+    lease_expires_at = CASE WHEN lease_owner IS NULL OR lease_expires_at < :now
+        THEN :until ELSE lease_expires_at END
+WHERE gid = :gid AND ended_at IS NULL
+
 -- name: get_tx
 SELECT * FROM legato_tx WHERE gid = :gid
 
