@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import psycopg
 import pymysql
@@ -171,10 +172,13 @@ async def over_http(log: str, urls: tuple[str, str], tmp: Path) -> AsyncIterator
     serve = Child.spawn("serve", coordinator_args(log, port), port, tmp / "serve.log")
     children = [serve]
     dtm = f"{serve.url}/api/dtmsvr"
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with (
+        httpx.AsyncClient(timeout=30) as probe,
+        aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as http,
+    ):
         try:
-            await serve.ready(http)
+            await serve.ready(probe)
             services = []
             for kind, url in zip(("pg", "maria"), urls, strict=True):
                 p = free_port()
@@ -182,7 +186,7 @@ async def over_http(log: str, urls: tuple[str, str], tmp: Path) -> AsyncIterator
                 args += ["--port", str(p), "--accounts", "0"]
                 child = Child.spawn(kind, args, p, tmp / f"{kind}.log")
                 children.append(child)
-                await child.ready(http)
+                await child.ready(probe)
                 services.append(child.url)
             pg_url, maria_url = services
 
