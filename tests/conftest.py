@@ -11,6 +11,7 @@ that the backend-neutral suites run on; ``.ci/run`` runs them once with each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -88,6 +89,44 @@ def empty_pg_database() -> Iterator[str]:
     _admin(f"CREATE DATABASE {name}")
     yield pg_url(name)
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _xa_problem() -> str | None:
+    import pymysql
+
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3) as c:
+            row = c.execute("SHOW max_prepared_transactions").fetchone()
+        pymysql.connect(host="127.0.0.1", user="root", connect_timeout=3).close()
+    except (psycopg.OperationalError, pymysql.MySQLError) as exc:
+        return str(exc).splitlines()[0]
+    if row is None or int(row[0]) == 0:
+        return "max_prepared_transactions is 0 (scripts/services sets it)"
+    return None
+
+
+@contextlib.contextmanager
+def xa_databases(prefix: str) -> Iterator[tuple[str, str]]:
+    """A new database of one name in PostgreSQL (with prepared transactions on) and in
+    MariaDB, for two-phase commit across them: ``(postgresql://..., mysql://...)``,
+    dropped after. Skips (fails under CI=true) where either server is absent."""
+    import pymysql
+
+    need_service("PostgreSQL with prepared transactions, and MariaDB", _xa_problem())
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(f"CREATE DATABASE {name}")
+    admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        yield pg_url(name), f"mysql://root@127.0.0.1:3306/{name}"
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        with admin.cursor() as cur:
+            # a branch left prepared holds its tables' metadata locks: fail, do not hang
+            cur.execute("SET SESSION lock_wait_timeout = 10")
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
 
 
 def _log_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import pymysql
 import pytest
 import xa_worker
 
-from conftest import PG_ADMIN, need_service, pg_url
+from conftest import PG_ADMIN, xa_databases
 from legato import Coordinator, TxStatus
 from legato.participant import create_table
 from legato.participant import xa as xa_kit
@@ -90,50 +89,28 @@ class Bank:
         return out
 
 
-def _ready() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN, connect_timeout=3) as c:
-            row = c.execute("SHOW max_prepared_transactions").fetchone()
-        pymysql.connect(host="127.0.0.1", user="root", connect_timeout=3).close()
-    except (psycopg.OperationalError, pymysql.MySQLError) as exc:
-        return str(exc).splitlines()[0]
-    if row is None or int(row[0]) == 0:
-        return "max_prepared_transactions is 0 (scripts/services sets it)"
-    return None
-
-
 @pytest.fixture
 def bank() -> Iterator[Bank]:
-    need_service("PostgreSQL with prepared transactions, and MariaDB", _ready())
-    name = f"xabank_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    b = Bank(pg_url(name), f"mysql://root@127.0.0.1:3306/{name}", name)
-    rows = [(i, START) for i in range(ACCOUNTS)]
-    with psycopg.connect(b.pg, autocommit=True) as c:
-        c.execute("CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL)")
-        with c.cursor() as cur:
+    with xa_databases("xabank") as (pg, maria):
+        b = Bank(pg, maria, maria.rsplit("/", 1)[1])
+        rows = [(i, START) for i in range(ACCOUNTS)]
+        with psycopg.connect(b.pg, autocommit=True) as c:
+            c.execute("CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL)")
+            with c.cursor() as cur:
+                cur.executemany("INSERT INTO account VALUES (%s, %s)", rows)
+            create_table(c)
+        m = b.maria_conn()
+        with m.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL) ENGINE=InnoDB"
+            )
             cur.executemany("INSERT INTO account VALUES (%s, %s)", rows)
-        create_table(c)
-    m = b.maria_conn()
-    with m.cursor() as cur:
-        cur.execute("CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL) ENGINE=InnoDB")
-        cur.executemany("INSERT INTO account VALUES (%s, %s)", rows)
-    create_table(m)
-    m.close()
-    try:
-        yield b
-    finally:
-        leftover = b.prepared(roll_back=True)
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
-        with admin.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = 10")
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
+        create_table(m)
+        m.close()
+        try:
+            yield b
+        finally:
+            leftover = b.prepared(roll_back=True)
         assert leftover == [], "a branch was left prepared"
 
 

@@ -29,7 +29,7 @@ import psycopg
 import pymysql
 import pytest
 
-from conftest import PG_ADMIN, need_service, pg_url
+from conftest import xa_databases
 from legato._demo.bank.transfer import xa_transfer
 from legato._demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import xa
@@ -116,36 +116,10 @@ class Rig:
             await asyncio.sleep(0.1)
 
 
-def _ready() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN, connect_timeout=3) as c:
-            row = c.execute("SHOW max_prepared_transactions").fetchone()
-        pymysql.connect(host="127.0.0.1", user="root", connect_timeout=3).close()
-    except (psycopg.OperationalError, pymysql.MySQLError) as exc:
-        return str(exc).splitlines()[0]
-    if row is None or int(row[0]) == 0:
-        return "max_prepared_transactions is 0 (scripts/services sets it)"
-    return None
-
-
 @pytest.fixture
 def databases() -> Iterator[tuple[str, str]]:
-    need_service("PostgreSQL with prepared transactions, and MariaDB", _ready())
-    name = f"xasvc_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield pg_url(name), f"mysql://root@127.0.0.1:3306/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
-        with admin.cursor() as cur:
-            cur.execute("SET SESSION lock_wait_timeout = 10")
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
+    with xa_databases("xasvc") as urls:
+        yield urls
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ import pymysql
 import pytest
 
 import legato
-from conftest import PG_ADMIN, need_service, pg_url
+from conftest import xa_databases
 from legato import Coordinator, TxStatus
 from legato.log import TxWrite
 from legato.participant import create_table
@@ -68,60 +68,30 @@ class Ledgers:
         return out
 
 
-def _pg_ready() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN, connect_timeout=3) as c:
-            row = c.execute("SHOW max_prepared_transactions").fetchone()
-    except psycopg.OperationalError as exc:
-        return str(exc).splitlines()[0]
-    if row is None or int(row[0]) == 0:
-        return "max_prepared_transactions is 0 (scripts/services sets it)"
-    return None
-
-
-def _maria_ready() -> str | None:
-    try:
-        pymysql.connect(host="127.0.0.1", user="root", connect_timeout=3).close()
-    except pymysql.MySQLError as exc:
-        return str(exc)
-    return None
-
-
 @pytest.fixture
 def ledgers() -> Iterator[Ledgers]:
-    need_service("PostgreSQL with prepared transactions", _pg_ready())
-    need_service("MariaDB", _maria_ready())
-    name = f"xa_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    led = Ledgers(pg_url(name), f"mysql://root@127.0.0.1:3306/{name}", name)
-    with led.pg_conn() as c:
-        c.execute(
-            "CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0))"
-        )
-        c.execute("INSERT INTO account VALUES (1, 100)")
-        create_table(c)
-    m = led.maria_conn()
-    with m.cursor() as cur:
-        cur.execute("CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL) ENGINE=InnoDB")
-        cur.execute("INSERT INTO account VALUES (1, 100)")
-    create_table(m)
-    m.close()
-    try:
-        yield led
-    finally:
-        # nothing of ours may stay prepared; clean up anyway so the servers stay usable
-        leftover = led.left_prepared(roll_back=True)
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
-        with admin.cursor() as cur:
-            # a branch left prepared holds its tables' metadata locks: fail, do not hang
-            cur.execute("SET SESSION lock_wait_timeout = 10")
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
+    with xa_databases("xa") as (pg, maria):
+        led = Ledgers(pg, maria, maria.rsplit("/", 1)[1])
+        with led.pg_conn() as c:
+            c.execute(
+                "CREATE TABLE account "
+                "(id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0))"
+            )
+            c.execute("INSERT INTO account VALUES (1, 100)")
+            create_table(c)
+        m = led.maria_conn()
+        with m.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL) ENGINE=InnoDB"
+            )
+            cur.execute("INSERT INTO account VALUES (1, 100)")
+        create_table(m)
+        m.close()
+        try:
+            yield led
+        finally:
+            # nothing of ours may stay prepared; clean up anyway so the servers stay usable
+            leftover = led.left_prepared(roll_back=True)
         assert leftover == []
 
 

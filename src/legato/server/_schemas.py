@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -20,7 +20,14 @@ def http_url(value: str) -> str:
     return value
 
 
+def branch_id(value: str) -> str:
+    if not NAME.match(value):
+        raise ValueError("a branch id is 1-64 letters, digits, '_', '.', ':' or '-'")
+    return value
+
+
 Seconds = Annotated[float, Field(gt=0, le=86400)]
+BranchId = Annotated[str, AfterValidator(branch_id)]
 Headers = dict[
     Annotated[str, Field(min_length=1, max_length=256)], Annotated[str, Field(max_length=4096)]
 ]
@@ -109,7 +116,7 @@ class BranchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    branch_id: str | None = Field(None, description="default: 01, 02, ... in order")
+    branch_id: BranchId | None = Field(None, description="default: 01, 02, ... in order")
     confirm: str
     cancel: str
     payload: Any = Field(None, description="JSON sent as the body of confirm and cancel")
@@ -119,13 +126,6 @@ class BranchIn(BaseModel):
     @classmethod
     def _url(cls, value: str) -> str:
         return http_url(value)
-
-    @field_validator("branch_id")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and not NAME.match(value):
-            raise ValueError("a branch id is 1-64 letters, digits, '_', '.', ':' or '-'")
-        return value
 
 
 class EndIn(BaseModel):
@@ -150,7 +150,7 @@ class XaBranchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    branch_id: str | None = Field(None, description="default: 01, 02, ... in order")
+    branch_id: BranchId | None = Field(None, description="default: 01, 02, ... in order")
     url: str
     timeout: Seconds | None = Field(None, description="request timeout of each call (s)")
 
@@ -158,10 +158,3 @@ class XaBranchIn(BaseModel):
     @classmethod
     def _url(cls, value: str) -> str:
         return http_url(value)
-
-    @field_validator("branch_id")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and not NAME.match(value):
-            raise ValueError("a branch id is 1-64 letters, digits, '_', '.', ':' or '-'")
-        return value
