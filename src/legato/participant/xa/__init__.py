@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .._drivers import TransactionInProgress
-from . import _drivers, _plans
+from . import _drivers, _plans, _resolve
 from ._errors import (
     BranchBusy,
     BranchCommitted,
@@ -81,7 +81,7 @@ from ._errors import (
 )
 from ._ids import Xid, parse_xid, xid_for
 from ._plans import XaOutcome
-from ._resolve import ResolveReport, query_url, verdict, verdict_from_query
+from ._resolve import ResolveReport, verdict, verdict_from_query
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -259,7 +259,7 @@ def resolve(conn: object, coordinator: str, *, timeout: float = 10.0) -> Resolve
         for xid in recover(conn):
             name = f"{xid.gid}/{xid.branch_id}"
             try:
-                reply = http.get(query_url(coordinator), params={"gid": xid.gid})
+                reply = http.get(_resolve.query_url(coordinator), params={"gid": xid.gid})
                 reply.raise_for_status()
                 what = verdict_from_query(xid, reply.json())
                 if what is not None:
@@ -280,7 +280,7 @@ async def aresolve(conn: object, coordinator: str, *, timeout: float = 10.0) -> 
         for xid in await arecover(conn):
             name = f"{xid.gid}/{xid.branch_id}"
             try:
-                reply = await http.get(query_url(coordinator), params={"gid": xid.gid})
+                reply = await http.get(_resolve.query_url(coordinator), params={"gid": xid.gid})
                 reply.raise_for_status()
                 what = verdict_from_query(xid, reply.json())
                 if what is not None:
