@@ -17,10 +17,12 @@ asyncpg, PyMySQL, aiomysql and SQLAlchemy sessions and connections. Drivers are
 never imported here. A Starlette / FastAPI adapter is in
 ``legato.participant.starlette``; the XA resources (a branch of a two-phase
 commit: ``xa.prepare_branch``, ``xa.commit``, ``xa.rollback``, ``xa.recover``)
-are in ``legato.participant.xa``.
+are in ``legato.participant.xa``; the transactional outbox (``outbox.add`` inside
+the business transaction, ``outbox.Relay`` to publish what committed) is in
+``legato.participant.outbox``.
 """
 
-from . import xa
+from . import outbox, xa
 from ._drivers import TransactionInProgress
 from .barrier import (
     Barrier,
@@ -47,6 +49,7 @@ __all__ = [
     "apurge",
     "aquery_prepared",
     "create_table",
+    "outbox",
     "purge",
     "query_prepared",
     "xa",

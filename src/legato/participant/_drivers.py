@@ -347,6 +347,40 @@ def sync_driver(conn: object) -> SyncDriver:
     raise _unsupported(conn)
 
 
+class NoTransaction(LegatoError, RuntimeError):
+    """The connection would commit each statement on its own (autocommit), where the
+    caller's transaction was wanted."""
+
+
+def sync_driver_inside(conn: object, *, check: bool = True) -> SyncDriver:
+    """The driver for statements run inside the caller's transaction (the outbox row):
+    a connection in autocommit, outside a transaction, is refused (with ``check``)."""
+    c: Any = conn
+    if _is(conn, "sqlite3", "Connection"):
+        alone = c.isolation_level is None and not c.in_transaction
+        driver: SyncDriver = _Sqlite3(conn)
+    elif _is(conn, "psycopg", "Connection"):
+        alone = bool(c.autocommit) and not _psycopg_in_transaction(conn)
+        driver = _DbApi(conn, "postgresql")
+    elif _is(conn, "pymysql.connections", "Connection"):
+        alone = bool(c.get_autocommit()) and not c.server_status & 1
+        driver = _DbApi(conn, "mysql")
+    elif _is(conn, "sqlalchemy.orm", "Session"):
+        alone = False  # a session begins its transaction itself
+        driver = _SqlAlchemy(conn, _sqlalchemy_dialect(c.get_bind().dialect.name))
+    elif _is(conn, "sqlalchemy.engine", "Connection"):
+        alone = False
+        driver = _SqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
+    else:
+        raise _unsupported(conn)
+    if check and alone:
+        raise NoTransaction(
+            f"this {_type_name(conn)} is in autocommit mode outside a transaction: the "
+            "outbox row would commit on its own; begin the business transaction first"
+        )
+    return driver
+
+
 def async_driver(conn: object) -> AsyncDriver:
     c: Any = conn
     if _is(conn, "psycopg", "AsyncConnection"):

@@ -32,3 +32,54 @@ DELETE FROM legato_barrier
 WHERE created_at < NOW(6) - INTERVAL :age SECOND
 ORDER BY created_at
 LIMIT :limit
+
+-- The transactional outbox.
+
+-- name: outbox_create
+-- legato_outbox_key numbers each (topic, key)'s events: taking the next number locks
+-- the key's row until the business transaction ends, so one key's events commit in
+-- the order of their numbers, and a number is never skipped (a rollback returns it).
+CREATE TABLE IF NOT EXISTS legato_outbox_key (
+    topic varchar(100) NOT NULL,
+    msg_key varchar(200) NOT NULL,
+    last_seq bigint NOT NULL,
+    PRIMARY KEY (topic, msg_key)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS legato_outbox (
+    id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    topic varchar(100) NOT NULL,
+    msg_key varchar(200) NOT NULL,
+    seq bigint NOT NULL,
+    message_id varchar(128) NOT NULL,
+    body longblob NOT NULL,
+    headers text NOT NULL,
+    created_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    sent_at datetime(6) NULL,
+    UNIQUE KEY legato_outbox_message (message_id),
+    UNIQUE KEY legato_outbox_order (topic, msg_key, seq),
+    KEY legato_outbox_unsent (sent_at, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+
+-- name: outbox_next_seq
+INSERT INTO legato_outbox_key (topic, msg_key, last_seq) VALUES (:topic, :key, 1)
+ON DUPLICATE KEY UPDATE last_seq = last_seq + 1
+
+-- name: outbox_seq
+SELECT last_seq FROM legato_outbox_key WHERE topic = :topic AND msg_key = :key
+
+-- name: outbox_insert
+INSERT INTO legato_outbox (topic, msg_key, seq, message_id, body, headers)
+VALUES (:topic, :key, :seq, :message_id, :body, :headers)
+
+-- name: outbox_pending
+SELECT id, topic, msg_key, seq, message_id, body, headers FROM legato_outbox
+WHERE sent_at IS NULL ORDER BY id LIMIT :limit
+
+-- name: outbox_sent
+UPDATE legato_outbox SET sent_at = CURRENT_TIMESTAMP(6) WHERE id = :id
+
+-- name: outbox_purge
+DELETE FROM legato_outbox
+WHERE sent_at < CURRENT_TIMESTAMP(6) - INTERVAL :age SECOND
+ORDER BY id
+LIMIT :limit

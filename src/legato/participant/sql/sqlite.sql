@@ -32,3 +32,54 @@ DELETE FROM legato_barrier WHERE id IN (
     ORDER BY created_at
     LIMIT :limit
 )
+
+-- The transactional outbox.
+
+-- name: outbox_create
+-- legato_outbox_key numbers each (topic, key)'s events; SQLite has one writer at a
+-- time, so one key's events commit in the order of their numbers.
+CREATE TABLE IF NOT EXISTS legato_outbox_key (
+    topic TEXT NOT NULL,
+    msg_key TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (topic, msg_key)
+);
+CREATE TABLE IF NOT EXISTS legato_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    msg_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sent_at TEXT,
+    UNIQUE (topic, msg_key, seq)
+);
+CREATE INDEX IF NOT EXISTS legato_outbox_unsent ON legato_outbox (id) WHERE sent_at IS NULL
+
+-- name: outbox_next_seq
+INSERT INTO legato_outbox_key (topic, msg_key, last_seq) VALUES (:topic, :key, 1)
+ON CONFLICT (topic, msg_key) DO UPDATE SET last_seq = last_seq + 1
+
+-- name: outbox_seq
+SELECT last_seq FROM legato_outbox_key WHERE topic = :topic AND msg_key = :key
+
+-- name: outbox_insert
+INSERT INTO legato_outbox (topic, msg_key, seq, message_id, body, headers)
+VALUES (:topic, :key, :seq, :message_id, :body, :headers)
+
+-- name: outbox_pending
+SELECT id, topic, msg_key, seq, message_id, body, headers FROM legato_outbox
+WHERE sent_at IS NULL ORDER BY id LIMIT :limit
+
+-- name: outbox_sent
+UPDATE legato_outbox SET sent_at = CURRENT_TIMESTAMP WHERE id = :id
+
+-- name: outbox_purge
+DELETE FROM legato_outbox WHERE id IN (
+    SELECT id FROM legato_outbox
+    WHERE sent_at < datetime('now', '-' || :age || ' seconds')
+    ORDER BY id
+    LIMIT :limit
+)

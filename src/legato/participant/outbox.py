@@ -1,0 +1,252 @@
+"""The transactional outbox: a service changes its database and records an event about
+it in one local transaction; a relay publishes what committed.
+
+::
+
+    from legato.participant import outbox
+
+    outbox.create_table(conn)                        # once, at start-up
+    with conn.transaction():                         # the business transaction
+        conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order_id,))
+        outbox.add(conn, "payments", key=order_id, event={"paid": 30}, headers={"gid": gid})
+
+    relay = outbox.Relay(lambda: psycopg.connect(url), broker)   # its own connection
+    await relay.run()                                # publishes committed rows, for ever
+
+Either the business change and its event both commit, or neither does: the event is
+a row (``legato_outbox``) written on the caller's connection inside the caller's
+transaction, which must be open (not autocommit). Connections: sqlite3, psycopg and
+PyMySQL, or a SQLAlchemy session or connection on them.
+
+**Order.** Each event of a ``(topic, key)`` gets the next number of that key
+(``legato_outbox_key``). Taking it locks the key's row until the business
+transaction ends, so two transactions writing one key commit in the order of their
+numbers, and a rolled-back transaction gives its number back: a key's committed
+events are numbered 1, 2, 3... with no gap, in commit order. The relay does not
+keep a high-water mark (a row with a lower id may commit after one with a higher id
+was read, and a mark would skip it): every pass reads the unsent rows afresh, oldest
+first, and publishes each key's in number order, stopping a key at its first failed
+publish so that nothing of that key goes out of turn.
+
+**Delivery** is at least once: a relay killed after a publish but before it marked
+the row sent publishes it again after its restart, with the same message id
+(consumers record ids in their inbox or barrier; NATS also drops the repeat by its
+``Nats-Msg-Id``). Run one relay per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..brokers.base import Broker, BrokerError, Message, check_name
+from ._drivers import SyncDriver, sync_driver_inside
+from ._sql import Execute, Fetch, Plan, first_row, rowcount, statements
+from ._transaction import SyncTransaction, transaction
+
+log = logging.getLogger("legato.outbox")
+
+__all__ = ["OutboxRow", "Relay", "add", "create_table", "purge"]
+
+
+def _create() -> Plan[None]:
+    yield Execute("outbox_create", {})
+
+
+def create_table(conn: object) -> None:
+    """Create ``legato_outbox`` and ``legato_outbox_key`` where they do not exist yet."""
+    with transaction(conn) as tx:
+        tx.run(_create())
+
+
+def _add(row: dict[str, object]) -> Plan[int]:
+    yield Execute("outbox_next_seq", row)
+    found = first_row((yield Fetch("outbox_seq", row)))
+    assert found is not None, "the key's row was written just now"
+    seq: int = int(str(found[0]))
+    yield Execute("outbox_insert", {**row, "seq": seq})
+    return seq
+
+
+def add(
+    conn: object,
+    topic: str,
+    key: str,
+    event: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """Record ``event`` (JSON, or ``bytes`` as they are) for ``topic`` inside the caller's
+    open transaction; it is published once that transaction commits. Returns the
+    message id (a new UUID unless given)."""
+    check_name("topic", topic)
+    if not isinstance(key, str) or not 0 < len(key) <= 200:
+        raise ValueError(f"an outbox key is a string of 1-200 characters, not {key!r}")
+    hdrs = dict(headers or {})
+    for k, v in hdrs.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"outbox headers are strings: {k!r}: {v!r}")
+    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    row: dict[str, object] = {
+        "topic": topic,
+        "key": key,
+        "message_id": message_id or uuid.uuid4().hex,
+        "body": body,
+        "headers": json.dumps(hdrs),
+    }
+    driver = sync_driver_inside(conn)
+    SyncTransaction(driver).run(_add(row))
+    return str(row["message_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    message: Message
+    seq: int
+
+
+def _rows(driver: SyncDriver, conn: Any, limit: int) -> list[OutboxRow]:
+    ((sql, args),) = statements(driver.dialect, driver.style, "outbox_pending", {"limit": limit})
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, args)
+        fetched = cur.fetchall()
+    finally:
+        cur.close()
+    out = []
+    for id_, topic, key, seq, message_id, body, headers in fetched:
+        message = Message(topic, key, bytes(body), str(message_id), json.loads(headers))
+        out.append(OutboxRow(int(id_), message, int(seq)))
+    return out
+
+
+def _mark(ids: list[int]) -> Plan[None]:
+    for id_ in ids:
+        yield Execute("outbox_sent", {"id": id_})
+
+
+def _purge(age: float, limit: int) -> Plan[int]:
+    return rowcount((yield Execute("outbox_purge", {"age": float(age), "limit": int(limit)})))
+
+
+def purge(conn: object, older_than_seconds: float, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` rows sent more than ``older_than_seconds`` ago."""
+    with transaction(conn) as tx:
+        deleted: int = tx.run(_purge(older_than_seconds, limit))
+        return deleted
+
+
+class Relay:
+    """Publishes committed outbox rows to ``broker``, each key's in order, and marks them
+    sent; retries (every ``poll_interval``, backing off to ``max_backoff``) while the
+    broker or the database is away. ``connect`` opens the relay's own connection
+    (sqlite3, psycopg or PyMySQL; autocommit off)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        broker: Broker,
+        *,
+        batch: int = 500,
+        poll_interval: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.connect = connect
+        self.broker = broker
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.published = 0
+        self._conn: Any = None
+
+    def _db(self) -> tuple[Any, SyncDriver]:
+        if self._conn is None:
+            self._conn = self.connect()
+        conn = self._conn
+        return conn, sync_driver_inside(conn, check=False)
+
+    def close(self) -> None:
+        """Close the relay's connection (``run`` does, when it is cancelled)."""
+        self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # a broken connection may not close cleanly
+                log.debug("closing the relay's connection: %r", exc)
+
+    def _pending(self) -> list[OutboxRow]:
+        conn, driver = self._db()
+        try:
+            return _rows(driver, conn, self.batch)
+        finally:
+            conn.rollback()  # a read: end it, so the next pass sees newer commits
+
+    def _mark_sent(self, ids: list[int]) -> None:
+        conn, _ = self._db()
+        with transaction(conn) as tx:
+            tx.run(_mark(ids))
+
+    async def run_once(self) -> int:
+        """One pass: publish what is pending (each key in order), mark it sent; the
+        number published. A key whose publish fails waits for the next pass."""
+        try:
+            rows = await asyncio.to_thread(self._pending)
+        except Exception:
+            await asyncio.to_thread(self._drop)
+            raise
+        stopped: set[tuple[str, str]] = set()
+        sent: list[int] = []
+        error: BrokerError | None = None
+        for row in rows:
+            k = (row.message.topic, row.message.key)
+            if k in stopped:
+                continue
+            try:
+                await self.broker.publish(row.message)
+            except BrokerError as exc:
+                stopped.add(k)  # nothing later of this key goes out before it
+                error = exc
+                continue
+            sent.append(row.id)
+        if sent:
+            try:
+                await asyncio.to_thread(self._mark_sent, sent)
+            except Exception:
+                await asyncio.to_thread(self._drop)
+                raise  # published, not marked: they go out again, with the same ids
+        self.published += len(sent)
+        if error is not None:
+            raise error
+        return len(sent)
+
+    async def run(self) -> None:
+        """Relay for ever (cancel the task to stop)."""
+        try:
+            await self._run()
+        finally:
+            self.close()
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            try:
+                n = await self.run_once()
+                backoff = self.poll_interval
+                if n:
+                    continue  # more may be waiting: go again at once
+            except Exception as exc:  # the broker or the database is away: wait, retry
+                log.warning("outbox relay: %s; retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            await asyncio.sleep(self.poll_interval)
