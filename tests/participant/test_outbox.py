@@ -233,3 +233,38 @@ async def test_a_broker_that_refuses_holds_the_key_back_until_it_takes_it(
             await task
     assert [json.loads(x.message.body)["order"] for x in got] == ["o0", "o1", "o2"]
     assert unsent(d) == 0
+
+
+async def test_a_redelivered_message_takes_effect_once_through_the_inbox(
+    db: Db, redis: Any
+) -> None:
+    """Outbox -> relay -> broker -> a consumer that commits its effect and dies before its
+    ack -> the redelivery finds the inbox row and changes nothing."""
+    from legato.participant import create_table, inbox
+
+    db.execute("CREATE TABLE charges (order_id VARCHAR(64) NOT NULL)")
+    with closing(db.connect()) as conn:
+        create_table(conn)
+    place(db, "o1", redis.topic, "o1")
+    await relay_for(db, redis).run_once()
+
+    def charge(conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute(f"INSERT INTO charges VALUES ({db.ph})", ("o1",))
+        cur.close()
+
+    first = await redis.subscribe(redis.topic, "readers", "c1")
+    d = await anext(aiter(first))
+    with closing(db.connect()) as conn:
+        assert inbox.consume(conn, d.message, "payments", charge).ran
+    await first.close()  # dies before its ack
+
+    second = await redis.subscribe(redis.topic, "readers", "c2")
+    async with asyncio.timeout(10):
+        again = await anext(aiter(second))
+    assert again.redelivered and again.message.id == d.message.id
+    with closing(db.connect()) as conn:
+        assert inbox.consume(conn, again.message, "payments", charge).skipped
+    await again.ack()
+    await second.close()
+    assert db.rows("SELECT order_id FROM charges") == [("o1",)]

@@ -22,7 +22,7 @@ the business transaction, ``outbox.Relay`` to publish what committed) is in
 ``legato.participant.outbox``.
 """
 
-from . import outbox, xa
+from . import inbox, outbox, xa
 from ._drivers import TransactionInProgress
 from .barrier import (
     Barrier,
@@ -49,6 +49,7 @@ __all__ = [
     "apurge",
     "aquery_prepared",
     "create_table",
+    "inbox",
     "outbox",
     "purge",
     "query_prepared",

@@ -45,8 +45,10 @@ OPS: Mapping[str, frozenset[str]] = {
     "tcc": frozenset({"try", "confirm", "cancel"}),
     "xa": frozenset({"action", "commit", "rollback"}),
     "msg": frozenset({"action", "msg"}),
+    "inbox": frozenset({"consume"}),
 }
-"""The ops each transaction type's branches have (``msg`` is the initiator's local op)."""
+"""The ops each transaction type's branches have (``msg`` is the initiator's local op;
+``inbox`` is a consumer's record of a message it handled: see ``inbox``)."""
 
 ORIGIN: Mapping[str, str] = {"compensate": "action", "cancel": "try", "rollback": "action"}
 """The op that each compensating op undoes."""
