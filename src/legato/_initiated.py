@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._errors import DefinitionError, GidConflict, IllegalStateChange
 from ._handle import Handle
 from ._model import Mode, OpRecord, TxRecord, TxStatus
+from ._msg import DEFAULT_MSG_TIMEOUT, prepared_msg
 from ._tcc import DEFAULT_TCC_TIMEOUT, TccTransaction, branch_ops, may_end, prepared
 from ._xa import RecoveryReport, XaResource, XaTransaction, http_branch_ops, prepared_xa
 from ._xa import branch_ops as xa_branch_ops
@@ -93,6 +95,36 @@ class InitiatedModes:
         where the log holds the decision to commit, roll back where it holds an abort
         or nothing at all (presumed abort)."""
         return await recover_xa(self._coordinator())
+
+    # -- msg --------------------------------------------------------------------------
+
+    async def begin_msg(
+        self,
+        gid: str | None,
+        steps: Sequence[HttpCall],
+        *,
+        query_prepared: HttpCall | None = None,
+        timeout_to_fail: float | None = DEFAULT_MSG_TIMEOUT,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Write a prepared message (two-phase message): ``steps`` deliver it once it is
+        submitted (``submit_tcc``); if it is still prepared after ``timeout_to_fail``
+        seconds, ``query_prepared`` is asked whether its local transaction committed.
+        Idempotent by ``gid``."""
+        self._require_started()
+        _check_gid(gid)
+        if not steps:
+            raise DefinitionError("a message needs at least one step to deliver it")
+        if timeout_to_fail is not None and not _positive(timeout_to_fail):
+            raise DefinitionError(
+                f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
+            )
+        gid = gid or uuid.uuid4().hex
+        new = prepared_msg(gid, steps, query_prepared, timeout_to_fail, headers, time.time())
+        existing = await self.log.create(new)
+        if existing is not None and existing.mode is not Mode.MSG:
+            raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
+        return gid
 
     # -- TCC --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ class Mode(StrEnum):
     SAGA = "saga"
     TCC = "tcc"
     XA = "xa"
+    MSG = "msg"
 
 
 class TxStatus(StrEnum):
@@ -39,6 +40,7 @@ class OpName(StrEnum):
     CANCEL = "cancel"
     COMMIT = "commit"
     ROLLBACK = "rollback"
+    MSG = "msg"  # a msg's local transaction, asked about through its query_prepared
 
 
 class OpStatus(StrEnum):

@@ -129,9 +129,14 @@ class Runner:
             else:
                 self._execute(commands)
                 self._check_done()
-            if self.state.status is TxStatus.PREPARED and not self._done:
+            busy = any(
+                op.status in (OpStatus.RUNNING, OpStatus.RETRY_WAIT)
+                for op in self.state.ops.values()
+            )
+            if self.state.status is TxStatus.PREPARED and not busy and not self._done:
                 # a TCC still open for registrations: nothing to drive until its initiator
-                # submits or aborts, or it times out; meanwhile no one may hold it
+                # submits or aborts, or it times out; meanwhile no one may hold it (a msg
+                # asking its initiator's query_prepared is busy: it is driven on)
                 await self.c.log.release(self.c.owner, self.gid, self.tx.timeout_at)
                 return
             if self.tx.timeout_at is not None and not self._done:

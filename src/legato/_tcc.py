@@ -70,8 +70,11 @@ def branch_ops(
 def may_end(tx: TxRecord, what: str) -> bool:
     """Whether ``submit`` / ``abort`` has anything to do (False: done already), or raise
     ``IllegalStateChange`` when the transaction went the other way."""
-    if tx.mode not in (Mode.TCC, Mode.XA):
-        raise IllegalStateChange(f"{tx.gid} is a {tx.mode} transaction, not a TCC or XA one")
+    if tx.mode not in (Mode.TCC, Mode.XA, Mode.MSG):
+        raise IllegalStateChange(
+            f"{tx.gid} is a {tx.mode} transaction, not a TCC, XA or msg one: its initiator "
+            "does not submit or abort it"
+        )
     other = (
         (TxStatus.ABORTING, TxStatus.FAILED)
         if what == "submit"

@@ -40,7 +40,8 @@ from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
 from ._initiated import InitiatedModes, _check_gid, _positive
 from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
-from ._runner import Runner, SagaDriver, TccDriver, _event_record, _transition_records
+from ._msg import WIRE_MSG, MsgDriver
+from ._runner import Driver, Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
 from ._xa import WIRE_XA, Connections, XaResource, xa_driver
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
@@ -422,7 +423,7 @@ class Coordinator(InitiatedModes):
         tx, ops = loaded
         if tx.lease_owner != self.owner or tx.status.ended:
             return
-        if tx.mode in (Mode.TCC, Mode.XA):
+        if tx.mode in (Mode.TCC, Mode.XA, Mode.MSG):
             self._resume_tcc(tx, ops, requested)
             return
         saga = self._sagas.get(tx.name)
@@ -474,11 +475,13 @@ class Coordinator(InitiatedModes):
             events.append(_request_event(requested, now))
         elif tx.status is TxStatus.PREPARED and tx.timeout_at is not None and tx.timeout_at <= now:
             events.append(machine.Timeout(now))
-        driver = (
-            xa_driver(ops, self.resources, self.xa_connections)
-            if tx.mode is Mode.XA
-            else TccDriver.from_ops(ops)
-        )
+        driver: Driver
+        if tx.mode is Mode.XA:
+            driver = xa_driver(ops, self.resources, self.xa_connections)
+        elif tx.mode is Mode.MSG:
+            driver = MsgDriver.from_ops(ops)
+        else:
+            driver = TccDriver.from_ops(ops)
         runner = Runner(self, driver, tx, _state_from_log(tx, ops), ops)
         self._start_runner(runner, events, handled=requested)
 
@@ -489,7 +492,7 @@ class Coordinator(InitiatedModes):
             self._wake_claims.clear()
             try:
                 now = time.time()
-                names = [*self._sagas, WIRE_SAGA, WIRE_TCC, WIRE_XA]
+                names = [*self._sagas, WIRE_SAGA, WIRE_TCC, WIRE_XA, WIRE_MSG]
                 claimed = await self.log.claim(
                     self.owner, now, now + self.lease, self.claim_batch, names
                 )

@@ -37,6 +37,7 @@ from .._model import (
     TxRecord,
     TxStatus,
 )
+from .._msg import DEFAULT_MSG_TIMEOUT
 from .._tcc import DEFAULT_TCC_TIMEOUT
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
@@ -136,9 +137,12 @@ async def prepare(request: Request, c: Coord) -> JSONResponse:
     if body.trans_type == "xa":
         await c.begin_xa(body.gid, timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT)
         return JSONResponse(SUCCESS)
+    if body.trans_type == "msg":
+        await _begin_msg(request, c, body)
+        return JSONResponse(SUCCESS)
     if body.trans_type != "tcc":
         raise BadRequest(
-            f"field trans_type: prepare takes 'tcc' or 'xa' here, not {body.trans_type!r}"
+            f"field trans_type: prepare takes 'tcc', 'xa' or 'msg', not {body.trans_type!r}"
         )
     await c.begin_tcc(
         body.gid,
@@ -200,9 +204,9 @@ async def register_branch(request: Request, c: Coord) -> JSONResponse:
 @router.post("/abort", dependencies=guarded, summary="TCC: cancel every branch")
 async def abort(request: Request, c: Coord) -> JSONResponse:
     body = await _body(request, TransBase)
-    if body.trans_type not in ("tcc", "xa", ""):
+    if body.trans_type not in ("tcc", "xa", "msg", ""):
         raise BadRequest(
-            f"field trans_type: abort takes 'tcc' or 'xa' here, not {body.trans_type!r}"
+            f"field trans_type: abort takes 'tcc', 'xa' or 'msg', not {body.trans_type!r}"
         )
     await c.abort_tcc(body.gid, body.rollback_reason or "aborted by the initiator")
     return await _maybe_wait(c, body)
@@ -237,6 +241,13 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
     if body.trans_type in ("tcc", "xa"):
         await c.submit_tcc(body.gid)
         return await _maybe_wait(c, body)
+    if body.trans_type == "msg":
+        # a message may be submitted without a prepare (nothing local to guard); a
+        # prepared one is submitted by its gid alone
+        if body.steps:
+            await _begin_msg(request, c, body)
+        await c.submit_tcc(body.gid)
+        return await _maybe_wait(c, body)
     if body.trans_type != "saga":
         raise BadRequest(f"field trans_type: {body.trans_type!r} is not supported by submit here")
     saga = saga_from_dtm(body)
@@ -244,6 +255,39 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
     headers = _headers(request, body)
     await c.submit(saga, None, gid=body.gid, timeout_to_fail=timeout, headers=headers)
     return await _maybe_wait(c, body)
+
+
+def msg_steps(body: TransBase) -> list[HttpCall]:
+    """DTM's message: step i is branch ``%02d % (i + 1)``, its payload the body."""
+    steps = body.steps or []
+    payloads = body.payloads or []
+    if not steps:
+        raise BadRequest("field steps: a message needs at least one step")
+    if payloads and len(payloads) != len(steps):
+        raise BadRequest(f"field payloads: {len(payloads)} payloads for {len(steps)} steps")
+    calls = []
+    for i, step in enumerate(steps):
+        where = f"steps.{i}.action"
+        action = _url(step.get("action") if isinstance(step, dict) else None, where)
+        if action is None:
+            raise BadRequest(f"field {where}: a URL is required")
+        calls.append(
+            HttpCall(
+                action, payloads[i] if payloads else None, timeout=body.request_timeout or None
+            )
+        )
+    return calls
+
+
+async def _begin_msg(request: Request, c: Coordinator, body: TransBase) -> None:
+    query = _url(body.query_prepared, "query_prepared")
+    await c.begin_msg(
+        body.gid,
+        msg_steps(body),
+        query_prepared=HttpCall(query, method="GET") if query else None,
+        timeout_to_fail=body.timeout_to_fail or DEFAULT_MSG_TIMEOUT,
+        headers=_headers(request, body),
+    )
 
 
 def saga_from_dtm(body: TransBase) -> Saga:

@@ -1,0 +1,89 @@
+"""Two-phase messages (DESIGN section 4, msg): what the log holds, and the driver.
+
+A message is written prepared with all its branches (``01``, ``02``, ...: each an
+HTTP call that delivers it) and, when the initiator gave one, its
+``query_prepared`` call (op ``("00", msg)``). The initiator runs its local
+transaction with the msg barrier row, then submits; see ``modes.msg`` for what
+happens after, or if it never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ._model import EventRecord, Json, Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
+from ._runner import OpCall, registration_order
+from .log import NewTransaction
+from .modes import msg
+from .modes import saga as machine
+from .saga import StepOp
+from .transports.http import HttpCall
+
+WIRE_MSG = "wire:msg"
+"""The name of every msg transaction: its branches' calls are in the log."""
+
+DEFAULT_MSG_TIMEOUT = 10.0
+"""Seconds a message may stay prepared before the coordinator asks its initiator."""
+
+
+def prepared_msg(
+    gid: str,
+    steps: Sequence[HttpCall],
+    query: HttpCall | None,
+    timeout_to_fail: float | None,
+    headers: Mapping[str, str] | None,
+    now: float,
+) -> NewTransaction:
+    """A message as prepared: its deliveries and its query, none run yet, held by no
+    coordinator, due when it times out (or when its initiator submits)."""
+    timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
+    options: dict[str, Json] = {"mode": "msg"}
+    if timeout_to_fail is not None:
+        options["timeout_to_fail"] = timeout_to_fail
+    if headers:
+        options["headers"] = dict(headers)
+    tx = TxRecord(
+        gid=gid,
+        mode=Mode.MSG,
+        name=WIRE_MSG,
+        fingerprint="msg",
+        status=TxStatus.PREPARED,
+        options=options,
+        created_at=now,
+        updated_at=now,
+        timeout_at=timeout_at,
+        next_attempt_at=timeout_at,
+    )
+    ops = [
+        OpRecord(gid, f"{i + 1:02d}", OpName.ACTION, i, call.target, updated_at=now,
+                 payload=call.to_json())
+        for i, call in enumerate(steps)
+    ]  # fmt: skip
+    if query is not None:
+        ops.append(
+            OpRecord(gid, msg.QUERY[0], OpName.MSG, len(ops), query.target, updated_at=now,
+                     payload=query.to_json())
+        )  # fmt: skip
+    event = EventRecord(gid, now, "prepared", detail={"timeout_to_fail": timeout_to_fail})
+    return NewTransaction(tx, ops, [event])
+
+
+class MsgDriver:
+    """The msg rules, and each op's call as the log holds it."""
+
+    def __init__(self, plan: msg.MsgPlan, calls: dict[OpKey, StepOp]) -> None:
+        self.plan = plan
+        self.calls = calls
+
+    @staticmethod
+    def from_ops(ops: Sequence[OpRecord]) -> MsgDriver:
+        calls: dict[OpKey, StepOp] = {o.key: HttpCall.from_json(o.payload) for o in ops}
+        deliveries = [o for o in ops if o.op is OpName.ACTION]
+        has_query = msg.QUERY in calls
+        return MsgDriver(msg.MsgPlan(registration_order(deliveries), has_query), calls)
+
+    def apply(self, state: machine.SagaState, event: msg.Event) -> machine.Transition:
+        return msg.apply(self.plan, state, event)
+
+    def call(self, key: OpKey) -> OpCall:
+        return OpCall(self.calls[key])

@@ -1,0 +1,173 @@
+"""The msg mode (two-phase message) as a pure state machine.
+
+The initiator prepares the message (its branches are known from the start), runs
+its local transaction with the msg barrier row, and submits. Then:
+
+* ``Submit``: ``submitted``; every branch's ``action`` (a delivery) starts at once;
+  when all have succeeded the transaction has ``succeeded``. A delivery is never
+  given up silently: a failure answer is retried like an unknown outcome, and past
+  its attempts the op is parked and the transaction stuck, until an operator
+  retries it.
+* ``AbortRequested`` while prepared (the local transaction failed): ``failed`` at
+  once; nothing was delivered, so nothing is undone.
+* ``Timeout`` while prepared (the initiator went quiet): the coordinator asks the
+  initiator's ``query_prepared`` (the op ``("00", msg)``): success (its barrier
+  row says the local transaction committed) submits; a definite failure (it
+  rolled back, or never will commit now) fails the message; "not yet" or no
+  answer asks again later. Without a query op, the timeout fails it.
+* Once submitted it only goes forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._model import DEFAULT_COMPENSATE_RETRY, OpKey, OpName, OpStatus, RetryPolicy, TxStatus
+from .saga import (
+    AbortRequested,
+    Draft,
+    ForceEnd,
+    OperatorRetry,
+    OpFailed,
+    OpOngoing,
+    OpState,
+    OpSucceeded,
+    OpUnknown,
+    Resume,
+    RetryDue,
+    SagaState,
+    Timeout,
+    Transition,
+    Wake,
+    is_current,
+    is_due,
+)
+from .saga import Event as SagaEvent
+from .tcc import Submit
+
+QUERY: OpKey = ("00", OpName.MSG)
+"""The initiator's local transaction, asked about through its ``query_prepared``."""
+
+Event = SagaEvent | Submit
+
+# asked again at this pace, for as long as the initiator's answer takes to come
+QUERY_RETRY = RetryPolicy(max_attempts=1000, backoff=1.0, max_backoff=30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class MsgPlan:
+    branches: tuple[str, ...]  # the deliveries, in order
+    has_query: bool
+    deliver_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
+    query_retry: RetryPolicy = QUERY_RETRY
+
+    def op_keys(self) -> list[OpKey]:
+        keys = [(b, OpName.ACTION) for b in self.branches]
+        return [*keys, QUERY] if self.has_query else keys
+
+    def policy(self, key: OpKey) -> RetryPolicy:
+        return self.query_retry if key == QUERY else self.deliver_retry
+
+
+def new_state(gid: str, plan: MsgPlan) -> SagaState:
+    return SagaState(gid, TxStatus.PREPARED, {k: OpState() for k in plan.op_keys()})
+
+
+class _Draft(Draft[MsgPlan]):
+    def retry_or_park(self, key: OpKey, attempt: int, error: str, now: float) -> None:
+        s = self.ops[key]
+        policy = self.plan.policy(key)
+        if s.budget < policy.max_attempts:
+            at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
+            self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
+            self.commands.append(Wake(key, attempt, at))
+            return
+        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
+        self.stuck = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
+
+    def advance(self) -> None:
+        if self.status is not TxStatus.SUBMITTED:
+            return
+        deliveries = [(b, OpName.ACTION) for b in self.plan.branches]
+        if all(self.ops[k].status is OpStatus.SUCCEEDED for k in deliveries):
+            self.status, self.stuck = TxStatus.SUCCEEDED, None
+            return
+        for k in deliveries:
+            if self.ops[k].status is OpStatus.PENDING:
+                self.start(k)
+
+    def fail(self, reason: str) -> None:
+        self.status, self.reason, self.stuck = TxStatus.FAILED, reason, None
+
+
+def apply(plan: MsgPlan, state: SagaState, event: Event) -> Transition:
+    """Feed one event to the message; see the module docstring for the rules."""
+    if state.status.ended and not isinstance(event, ForceEnd):
+        return Transition(state, changed=False, note="transaction has ended")
+    d = _Draft(plan, state)
+    asking = plan.has_query and state.ops[QUERY].status in (
+        OpStatus.RUNNING,
+        OpStatus.RETRY_WAIT,
+    )
+    match event:
+        case Resume(now=now, fresh=fresh):
+            for key, op in state.ops.items():
+                if op.status is OpStatus.RUNNING and not fresh:
+                    d.retry_or_park(key, op.attempts, "outcome lost: coordinator restarted", now)
+                elif op.status is OpStatus.RETRY_WAIT and op.next_at is not None:
+                    d.commands.append(Wake(key, op.attempts, op.next_at))
+            d.advance()
+        case Submit():
+            if state.status is not TxStatus.PREPARED:
+                return Transition(state, changed=False, note=f"cannot submit: {state.status}")
+            d.status = TxStatus.SUBMITTED
+            d.advance()
+        case AbortRequested(reason=reason):
+            if state.status is not TxStatus.PREPARED:
+                return Transition(state, changed=False, note=f"cannot abort: {state.status}")
+            d.fail(reason)
+        case Timeout():
+            if state.status is not TxStatus.PREPARED or asking:
+                return Transition(state, changed=False, note="not prepared, or asking already")
+            if not plan.has_query:
+                d.fail("timed out (timeout_to_fail), and no query_prepared to ask")
+            else:
+                d.start(QUERY)
+        case OpSucceeded(key=key, attempt=attempt, output=output):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            d.set(key, status=OpStatus.SUCCEEDED, output=output, error=None, next_at=None)
+            if key == QUERY and state.status is TxStatus.PREPARED:
+                d.status = TxStatus.SUBMITTED  # the local transaction committed
+            d.advance()
+        case OpFailed(key=key, attempt=attempt, now=now, error=error) if key == QUERY:
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            d.set(key, status=OpStatus.FAILED, error=error, next_at=None)
+            if state.status is TxStatus.PREPARED:
+                d.fail(f"the local transaction did not commit (query_prepared: {error})")
+        case (
+            OpFailed(key=key, attempt=attempt, now=now, error=error)
+            | OpUnknown(key=key, attempt=attempt, now=now, error=error)
+        ):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            # a delivery answering "failure" is not an end: it is delivered again
+            d.retry_or_park(key, attempt, f"{key[1]} failed: {error}", now)
+        case OpOngoing(key=key, attempt=attempt, now=now, error=error):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            d.wait_ongoing(key, attempt, now, error)
+        case RetryDue(key=key, attempt=attempt):
+            if not is_due(state, key, attempt):
+                return Transition(state, changed=False, note="stale wake-up")
+            d.start(key)
+        case OperatorRetry():
+            if not d.retry_parked():
+                return Transition(state, changed=False, note="nothing is stuck")
+            d.advance()
+        case ForceEnd(status=status, reason=reason):
+            if not status.ended or state.status.ended:
+                return Transition(state, changed=False, note="not an end, or already ended")
+            d.status, d.reason, d.stuck = status, reason, None
+    return Transition(d.freeze(), tuple(d.commands))
