@@ -18,6 +18,8 @@ Points:
 * ``before_op.<op>``: the op's start is logged, the op has not run yet.
 * ``xa.before_decision``: every branch of an XA transaction is prepared, its
   initiator has not asked for the decision yet.
+* ``outbox.after_publish``: the outbox relay published a row, and has not marked it
+  sent yet.
 * ``bank.after_prepare``, ``bank.after_register``, ``bank.before_phase2``: the
   demo ledger service (``legato._demo.bank.service``) prepared its XA branch but
   has not registered it; registered it but not answered; was asked for phase 2.

@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
+from ._dburl import check_url, connect
 from ._errors import DefinitionError, LegatoError
 from ._faults import fault_point
 from ._handle import Handle
@@ -53,67 +54,30 @@ class ResourceError(LegatoError):
     """An XA resource is unknown or unreachable."""
 
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
 @dataclass(frozen=True, slots=True)
 class XaResource:
     """A database the coordinator reaches for phase 2 and recovery:
-    ``postgresql://...`` (psycopg) or ``mysql://user:password@host:port/db`` (PyMySQL).
-
-    For MySQL / MariaDB, ``?ssl=true`` requires TLS and ``?ssl=false`` turns it off;
-    without it, TLS is off to a loopback host (it protects nothing there, and PyMySQL's
-    default, TLS if the server offers it, builds a new TLS context per connection: 30 ms)
-    and PyMySQL's default elsewhere.
-    """
+    ``postgresql://...`` (psycopg) or ``mysql://user:password@host:port/db`` (PyMySQL;
+    ``?ssl=`` as ``legato._dburl.connect`` says)."""
 
     name: str
     url: str
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("postgresql", "postgres", "mysql", "mariadb"):
+        if urlsplit(self.url).scheme not in ("postgresql", "postgres", "mysql", "mariadb"):
             raise DefinitionError(
                 f"resource {self.name!r}: an XA resource is postgresql://... or mysql://..., "
-                f"not {parts.scheme or self.url!r} (SQLite has no two-phase commit)"
+                f"not {urlsplit(self.url).scheme or self.url!r} (SQLite has no two-phase commit)"
             )
-        if self.mysql and self._ssl() not in (None, True, False):
-            raise DefinitionError(f"resource {self.name!r}: ssl= is true or false")
+        check_url(self.url, what=f"resource {self.name!r}")
 
     @property
     def mysql(self) -> bool:
         return urlsplit(self.url).scheme in ("mysql", "mariadb")
 
-    def _ssl(self) -> bool | str | None:
-        value = parse_qs(urlsplit(self.url).query).get("ssl", [None])[-1]
-        return {"true": True, "false": False, None: None}.get(value, value)
-
     def connect(self) -> Any:
         """A new autocommit connection (the caller closes it)."""
-        parts = urlsplit(self.url)
-        if not self.mysql:
-            import psycopg
-
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        import pymysql  # type: ignore[import-untyped]
-
-        host = parts.hostname or "127.0.0.1"
-        ssl = self._ssl()
-        tls: dict[str, Any] = {}
-        if ssl is False or (ssl is None and host in _LOOPBACK):
-            tls = {"ssl_disabled": True}
-        elif ssl is True:
-            tls = {"ssl_verify_cert": True}
-        return pymysql.connect(
-            host=host,
-            port=parts.port or 3306,
-            user=unquote(parts.username or "root"),
-            password=unquote(parts.password or ""),
-            database=parts.path.lstrip("/") or None,
-            autocommit=True,
-            connect_timeout=10,
-            **tls,
-        )
+        return connect(self.url)
 
 
 _BUSY_PAUSES = (0.002, 0.005, 0.01, 0.02, None)

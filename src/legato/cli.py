@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_serve import add_command
 
     add_command(sub)
+    from ._cli_relay import add_command as add_relay
+
+    add_relay(sub)
     return parser
 
 

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._faults import fault_point
 from ..brokers.base import Broker, BrokerError, Message, check_name
 from ._drivers import SyncDriver, sync_driver_inside
 from ._sql import Execute, Fetch, Plan, first_row, rowcount, statements
@@ -217,6 +218,7 @@ class Relay:
                 stopped.add(k)  # nothing later of this key goes out before it
                 error = exc
                 continue
+            fault_point("outbox.after_publish")  # the broker has it; the row is not marked
             sent.append(row.id)
         if sent:
             try:
