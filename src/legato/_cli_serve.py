@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from ._cli_tx import add_log_argument
@@ -39,6 +40,13 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=15.0,
         help="seconds another coordinator waits before taking over a dead one's work",
     )
+    serve.add_argument(
+        "--broker",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a broker msg branches may publish to (broker://NAME/topic); repeatable",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
 
@@ -50,6 +58,14 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["LEGATO_LOG"] = args.log
     os.environ["LEGATO_REQUEST_TIMEOUT"] = str(args.request_timeout)
     os.environ["LEGATO_LEASE"] = str(args.lease)
+    brokers = {}
+    for spec in args.broker:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not url:
+            raise SystemExit(f"legato serve: --broker takes NAME=URL, not {spec!r}")
+        brokers[name] = url
+    if brokers:
+        os.environ["LEGATO_BROKERS"] = json.dumps(brokers)
     if args.owner:
         if args.workers > 1:
             raise SystemExit("legato serve: --owner names one process; drop it with --workers")

@@ -19,6 +19,7 @@ from ._tcc import DEFAULT_TCC_TIMEOUT, TccTransaction, branch_ops, may_end, prep
 from ._xa import RecoveryReport, XaResource, XaTransaction, http_branch_ops, prepared_xa
 from ._xa import branch_ops as xa_branch_ops
 from ._xa import recover as recover_xa
+from .transports.broker import BrokerCall
 from .transports.http import HttpCall
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class InitiatedModes:
     async def begin_msg(
         self,
         gid: str | None,
-        steps: Sequence[HttpCall],
+        steps: Sequence[HttpCall | BrokerCall],
         *,
         query_prepared: HttpCall | None = None,
         timeout_to_fail: float | None = DEFAULT_MSG_TIMEOUT,

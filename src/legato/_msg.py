@@ -13,10 +13,12 @@ from collections.abc import Mapping, Sequence
 
 from ._model import EventRecord, Json, Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
 from ._runner import OpCall, registration_order
+from .brokers.base import Broker
 from .log import NewTransaction
 from .modes import msg
 from .modes import saga as machine
 from .saga import StepOp
+from .transports.broker import BrokerCall, is_broker_op
 from .transports.http import HttpCall
 
 WIRE_MSG = "wire:msg"
@@ -28,7 +30,7 @@ DEFAULT_MSG_TIMEOUT = 10.0
 
 def prepared_msg(
     gid: str,
-    steps: Sequence[HttpCall],
+    steps: Sequence[HttpCall | BrokerCall],
     query: HttpCall | None,
     timeout_to_fail: float | None,
     headers: Mapping[str, str] | None,
@@ -76,8 +78,18 @@ class MsgDriver:
         self.calls = calls
 
     @staticmethod
-    def from_ops(ops: Sequence[OpRecord]) -> MsgDriver:
-        calls: dict[OpKey, StepOp] = {o.key: HttpCall.from_json(o.payload) for o in ops}
+    def from_ops(
+        ops: Sequence[OpRecord],
+        brokers: Mapping[str, Broker] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> MsgDriver:
+        calls: dict[OpKey, StepOp] = {}
+        for o in ops:
+            if is_broker_op(o.payload):
+                call = BrokerCall.from_json(o.payload or {})
+                calls[o.key] = call.bind(brokers or {}, headers or {})
+            else:
+                calls[o.key] = HttpCall.from_json(o.payload)
         deliveries = [o for o in ops if o.op is OpName.ACTION]
         has_query = msg.QUERY in calls
         return MsgDriver(msg.MsgPlan(registration_order(deliveries), has_query), calls)

@@ -44,6 +44,7 @@ from ._msg import WIRE_MSG, MsgDriver
 from ._runner import Driver, Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
 from ._xa import WIRE_XA, Connections, XaResource, xa_driver
+from .brokers import Broker, broker_from_url
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
@@ -97,6 +98,7 @@ class Coordinator(InitiatedModes):
         hooks: Sequence[Hooks] = (),
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         resources: dict[str, str] | None = None,
+        brokers: dict[str, str] | None = None,
         xa_recovery_interval: float = 60.0,
     ) -> None:
         self.log: Log = open_log(log) if isinstance(log, str) else log
@@ -113,6 +115,9 @@ class Coordinator(InitiatedModes):
         self.http = HttpTransport(request_timeout=request_timeout)
         self.resources: dict[str, XaResource] = {}
         self.xa_connections = Connections()  # phase 2's, to the resources
+        # the brokers msg branches publish to, by name (connected at start)
+        self.broker_urls = dict(brokers or {})
+        self.brokers: dict[str, Broker] = {}
         for name, url in (resources or {}).items():
             self.register_resource(name, url)
         self.xa_recovery_interval = xa_recovery_interval
@@ -145,6 +150,10 @@ class Coordinator(InitiatedModes):
         # a coordinator restarted under the same owner name takes its own work back
         # at once: whatever its previous incarnation held is orphaned
         await self.log.release_owner(self.owner)
+        for name, url in self.broker_urls.items():
+            broker = broker_from_url(url)
+            await broker.connect()
+            self.brokers[name] = broker
         self._started = True
         self.xa_connections.open()
         loop = asyncio.get_running_loop()
@@ -180,6 +189,9 @@ class Coordinator(InitiatedModes):
         await self.http.close()
         await self.log.close()
         self.xa_connections.close()
+        for broker in self.brokers.values():
+            await broker.close()
+        self.brokers.clear()
         self._started = False
 
     # -- sagas ----------------------------------------------------------------------
@@ -479,7 +491,10 @@ class Coordinator(InitiatedModes):
         if tx.mode is Mode.XA:
             driver = xa_driver(ops, self.resources, self.xa_connections)
         elif tx.mode is Mode.MSG:
-            driver = MsgDriver.from_ops(ops)
+            headers = tx.options.get("headers")
+            driver = MsgDriver.from_ops(
+                ops, self.brokers, headers if isinstance(headers, dict) else None
+            )
         else:
             driver = TccDriver.from_ops(ops)
         runner = Runner(self, driver, tx, _state_from_log(tx, ops), ops)

@@ -5,6 +5,7 @@ in a real SQLite database), deliveries retried until they succeed, and bad input
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -24,7 +25,7 @@ from starlette.routing import Route
 
 from legato.participant import Barrier, create_table, query_prepared
 
-from .conftest import Participant, Served, serve
+from .conftest import Participant, Served, serve, start_serve, stop_serve
 
 
 def wait_status(server: Served, gid: str, timeout: float = 30) -> dict[str, Any]:
@@ -190,3 +191,56 @@ def test_a_bad_message_is_refused_naming_the_field(server: Served) -> None:
     r = httpx.post(server.dtm + "/prepare", json=bad)
     assert r.status_code == 400 and "query_prepared" in r.json()["message"]
     assert httpx.get(f"{server.url}/v1/transactions/{base['gid']}").status_code == 404
+
+
+async def test_a_message_branch_can_be_a_broker_topic(
+    log_url: str, participant: Participant
+) -> None:
+    """``legato serve --broker events=redis://...``: a branch ``broker://events/<topic>``
+    publishes the payload there, with the gid and a stable id (``<gid>/<branch>``)."""
+    import socket
+
+    from conftest import need_service
+    from legato.brokers import broker_from_url
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError as exc:
+        need_service("Redis", str(exc))
+    redis_url = "redis://127.0.0.1:6379/0"
+    broker = broker_from_url(redis_url)
+    await broker.connect()
+    topic = f"t{uuid.uuid4().hex[:12]}"
+    await broker.declare(topic, "shipping")
+    served = start_serve(log_url, env={"LEGATO_BROKERS": json.dumps({"events": redis_url})})
+    try:
+        gid = f"msg-{uuid.uuid4().hex[:8]}"
+        bill = participant.script("/bill", [(200, {"dtm_result": "SUCCESS"})])
+        body = {
+            "gid": gid,
+            "trans_type": "msg",
+            "steps": [{"action": bill}, {"action": f"broker://events/{topic}"}],
+            "payloads": ['{"amount": 30}', '{"ship": "parcel-1"}'],
+        }
+        async with httpx.AsyncClient() as http:
+            r = await http.post(served.dtm + "/submit", json=body)
+            assert r.status_code == 200, r.text
+            bad = {**body, "gid": gid + "-bad", "steps": [{"action": "broker://events/a b"}]}
+            bad["payloads"] = ["{}"]
+            r = await http.post(served.dtm + "/prepare", json=bad)
+            assert r.status_code == 400 and "steps.0.action" in r.text, r.text
+        sub = await broker.subscribe(topic, "shipping", "s1")
+        async with asyncio.timeout(15):
+            d = await anext(aiter(sub))
+        await d.ack()
+        await sub.close()
+        assert d.message.id == f"{gid}/02" and d.message.key == gid
+        assert d.message.headers["gid"] == gid and "traceparent" in d.message.headers
+        assert json.loads(d.message.body) == {"ship": "parcel-1"}
+        tx = await asyncio.to_thread(wait_status, served, gid)
+        assert tx["status"] == "succeeded"
+        assert delivered(participant, "/bill") == [b'{"amount": 30}']
+    finally:
+        stop_serve(served)
+        await broker.delete(topic)
+        await broker.close()

@@ -12,6 +12,7 @@ PostgreSQL log.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -91,7 +92,8 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app ``legato serve`` runs, configured by ``LEGATO_LOG``, ``LEGATO_OWNER``,
-    ``LEGATO_REQUEST_TIMEOUT``, ``LEGATO_LEASE`` and ``LEGATO_API_TOKEN``."""
+    ``LEGATO_REQUEST_TIMEOUT``, ``LEGATO_LEASE``, ``LEGATO_BROKERS`` (JSON: name -> URL)
+    and ``LEGATO_API_TOKEN``."""
     url = os.environ.get("LEGATO_LOG", "sqlite:///legato.db")
     log: Log | str = url
     if url.startswith("sqlite:"):
@@ -102,6 +104,7 @@ def app_from_env() -> FastAPI:
         owner=os.environ.get("LEGATO_OWNER") or None,
         request_timeout=float(os.environ.get("LEGATO_REQUEST_TIMEOUT", "10")),
         lease=float(os.environ.get("LEGATO_LEASE", "15")),
+        brokers=json.loads(os.environ.get("LEGATO_BROKERS") or "{}"),
     )
     return create_app(c)
 

@@ -42,6 +42,7 @@ from .._tcc import DEFAULT_TCC_TIMEOUT
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
 from ..saga import Saga
+from ..transports.broker import BrokerCall
 from ..transports.http import HttpCall
 from ._auth import require_token
 from ._schemas import http_url
@@ -257,18 +258,26 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
     return await _maybe_wait(c, body)
 
 
-def msg_steps(body: TransBase) -> list[HttpCall]:
-    """DTM's message: step i is branch ``%02d % (i + 1)``, its payload the body."""
+def msg_steps(body: TransBase) -> list[HttpCall | BrokerCall]:
+    """DTM's message: step i is branch ``%02d % (i + 1)``, its payload the body; an
+    action ``broker://<name>/<topic>`` publishes the payload to that topic instead."""
     steps = body.steps or []
     payloads = body.payloads or []
     if not steps:
         raise BadRequest("field steps: a message needs at least one step")
     if payloads and len(payloads) != len(steps):
         raise BadRequest(f"field payloads: {len(payloads)} payloads for {len(steps)} steps")
-    calls = []
+    calls: list[HttpCall | BrokerCall] = []
     for i, step in enumerate(steps):
         where = f"steps.{i}.action"
-        action = _url(step.get("action") if isinstance(step, dict) else None, where)
+        raw = step.get("action") if isinstance(step, dict) else None
+        if isinstance(raw, str) and raw.startswith("broker://"):
+            try:
+                calls.append(BrokerCall.from_url(raw, payloads[i] if payloads else None))
+            except DefinitionError as exc:
+                raise BadRequest(f"field {where}: {exc}") from exc
+            continue
+        action = _url(raw, where)
         if action is None:
             raise BadRequest(f"field {where}: a URL is required")
         calls.append(
