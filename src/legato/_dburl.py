@@ -41,7 +41,9 @@ def connect(url: str) -> Any:
     if parts.scheme == "sqlite":
         import sqlite3
 
-        return sqlite3.connect(url[len("sqlite:///") :], isolation_level=None, timeout=30)
+        # the outbox relay reaches it from worker threads, one call at a time
+        path = url[len("sqlite:///") :]
+        return sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
     if parts.scheme in ("postgresql", "postgres"):
         import psycopg
 

@@ -16,6 +16,7 @@ class Mode(StrEnum):
     TCC = "tcc"
     XA = "xa"
     MSG = "msg"
+    FLOW = "flow"  # a choreographed saga: services exchanging events, recorded as they go
 
 
 class TxStatus(StrEnum):

@@ -1,0 +1,1 @@
+"""The choreographed shop: four services, one broker, no coordinator in the middle."""
