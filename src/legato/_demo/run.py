@@ -66,7 +66,24 @@ class _Merge(argparse.Action):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        choices=("travel", "shop"),
+        default="travel",
+        help="travel (default): the saga of four services; shop: a choreographed saga "
+        "over a broker (--broker)",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("rabbitmq", "nats", "redis"),
+        default="redis",
+        help="shop: the broker the services talk through (default redis, on its local port)",
+    )
     parser.add_argument("--n", type=_positive, default=200, help="trips to book (default 200)")
+    parser.add_argument(
+        "--orders", type=_positive, default=60, help="shop: orders to place (default 60)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for trips and faults (default 1)")
     parser.add_argument(
         "--concurrency", type=_positive, default=32, help="trips in flight at once (default 32)"
@@ -150,6 +167,10 @@ class Tally:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scenario == "shop":
+        from .shop.show import main as shop
+
+        return shop(args)
     if args.http:
         from .http.demo import main as over_http
 
