@@ -268,3 +268,25 @@ async def test_a_redelivered_message_takes_effect_once_through_the_inbox(
     await again.ack()
     await second.close()
     assert db.rows("SELECT order_id FROM charges") == [("o1",)]
+
+
+def test_bad_events_are_refused_before_anything_is_written(db: Db) -> None:
+    from legato import PayloadError
+
+    with closing(db.connect()) as conn:
+        cur = conn.cursor()
+        cur.execute(f"INSERT INTO orders VALUES ({db.ph}, {db.ph})", ("o1", "placed"))
+        cur.close()
+        with pytest.raises(PayloadError, match="'orders' event for key 'k' is not JSON"):
+            outbox.add(conn, "orders", "k", {"when": object()})
+        with pytest.raises(PayloadError, match="not JSON"):
+            outbox.add(conn, "orders", "k", {"x": float("nan")})
+        with pytest.raises(ValueError, match="topic"):
+            outbox.add(conn, "orders/eu", "k", {"x": 1})
+        with pytest.raises(ValueError, match="key"):
+            outbox.add(conn, "orders", "", {"x": 1})
+        with pytest.raises(TypeError, match="headers"):
+            outbox.add(conn, "orders", "k", {"x": 1}, headers={"gid": 7})  # type: ignore[dict-item]
+        conn.rollback()
+    assert db.rows("SELECT count(*) FROM legato_outbox") == [(0,)]
+    assert db.rows("SELECT count(*) FROM legato_outbox_key") == [(0,)]

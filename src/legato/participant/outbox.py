@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import PayloadError
 from .._faults import fault_point
 from ..brokers.base import Broker, BrokerError, Message, check_name
 from ._drivers import SyncDriver, sync_driver_inside
@@ -93,7 +94,10 @@ def add(
     for k, v in hdrs.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"outbox headers are strings: {k!r}: {v!r}")
-    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    try:
+        body = event if isinstance(event, bytes) else json.dumps(event, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:  # before any SQL: nothing is written
+        raise PayloadError(f"the {topic!r} event for key {key!r} is not JSON: {exc}") from exc
     row: dict[str, object] = {
         "topic": topic,
         "key": key,
