@@ -299,3 +299,52 @@ def test_bad_events_are_refused_before_anything_is_written(db: Db) -> None:
         conn.rollback()
     assert db.rows("SELECT count(*) FROM legato_outbox") == [(0,)]
     assert db.rows("SELECT count(*) FROM legato_outbox_key") == [(0,)]
+
+
+async def test_aadd_records_the_event_in_an_asyncio_transaction(
+    fresh_pg: Db, fresh_mariadb: Db, redis: Any
+) -> None:
+    import aiomysql
+    import asyncpg
+
+    from legato.participant._drivers import NoTransaction
+
+    for d in (fresh_pg, fresh_mariadb):
+        d.execute("CREATE TABLE orders (id VARCHAR(64) PRIMARY KEY, status VARCHAR(32) NOT NULL)")
+        with closing(d.connect()) as conn:
+            outbox.create_table(conn)
+            conn.commit()
+
+    pg = await asyncpg.connect(fresh_pg.url)
+    try:
+        with pytest.raises(NoTransaction, match="outside a transaction"):
+            await outbox.aadd(pg, redis.topic, "a", {"n": 0})
+        async with pg.transaction():
+            await pg.execute("INSERT INTO orders VALUES ('a1', 'placed')")
+            await outbox.aadd(pg, redis.topic, "a", {"n": 1})
+    finally:
+        await pg.close()
+    apg = await psycopg.AsyncConnection.connect(fresh_pg.url)
+    async with apg:
+        await apg.execute("INSERT INTO orders VALUES ('a2', 'placed')")
+        await outbox.aadd(apg, redis.topic, "a", {"n": 2})
+        await apg.commit()
+    name = fresh_mariadb.url.rsplit("/", 1)[1]
+    my = await aiomysql.connect(host="127.0.0.1", user="root", db=name)
+    try:
+        async with my.cursor() as cur:
+            await cur.execute("INSERT INTO orders VALUES ('m1', 'placed')")
+        await outbox.aadd(my, redis.topic, "m", {"n": 3})
+        await my.commit()
+    finally:
+        my.close()
+
+    assert fresh_pg.rows("SELECT msg_key, seq FROM legato_outbox ORDER BY id") == [
+        ("a", 1),
+        ("a", 2),
+    ]
+    assert fresh_mariadb.rows("SELECT msg_key, seq FROM legato_outbox") == [("m", 1)]
+    assert await relay_for(fresh_pg, redis).run_once() == 2
+    assert await relay_for(fresh_mariadb, redis).run_once() == 1
+    got = await read(redis, redis.topic, 3)
+    assert sorted(json.loads(x.message.body)["n"] for x in got) == [1, 2, 3]

@@ -381,6 +381,35 @@ def sync_driver_inside(conn: object, *, check: bool = True) -> SyncDriver:
     return driver
 
 
+def async_driver_inside(conn: object) -> AsyncDriver:
+    """As :func:`sync_driver_inside`, for asyncio connections: refuses one that would
+    commit the outbox row on its own."""
+    c: Any = conn
+    if _is(conn, "psycopg", "AsyncConnection"):
+        alone = bool(c.autocommit) and not _psycopg_in_transaction(conn)
+        driver: AsyncDriver = _AsyncDbApi(conn, "postgresql")
+    elif _is(conn, "asyncpg", "Connection") or _is(conn, "asyncpg.pool", "PoolConnectionProxy"):
+        alone = not c.is_in_transaction()  # asyncpg commits each statement outside one
+        driver = _Asyncpg(conn)
+    elif _is(conn, "aiomysql", "Connection"):
+        alone = bool(c.get_autocommit()) and not c.get_transaction_status()
+        driver = _AsyncDbApi(conn, "mysql")
+    elif _is(conn, "sqlalchemy.ext.asyncio", "AsyncSession"):
+        alone = False
+        driver = _AsyncSqlAlchemy(conn, _sqlalchemy_dialect(c.get_bind().dialect.name))
+    elif _is(conn, "sqlalchemy.ext.asyncio", "AsyncConnection"):
+        alone = False
+        driver = _AsyncSqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
+    else:
+        raise _unsupported(conn)
+    if alone:
+        raise NoTransaction(
+            f"this {_type_name(conn)} is outside a transaction: the outbox row would commit "
+            "on its own; begin the business transaction first"
+        )
+    return driver
+
+
 def async_driver(conn: object) -> AsyncDriver:
     c: Any = conn
     if _is(conn, "psycopg", "AsyncConnection"):

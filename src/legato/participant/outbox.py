@@ -16,7 +16,9 @@ it in one local transaction; a relay publishes what committed.
 Either the business change and its event both commit, or neither does: the event is
 a row (``legato_outbox``) written on the caller's connection inside the caller's
 transaction, which must be open (not autocommit). Connections: sqlite3, psycopg and
-PyMySQL, or a SQLAlchemy session or connection on them.
+PyMySQL, or a SQLAlchemy session or connection on them; ``aadd`` takes psycopg's
+async connection, asyncpg (inside ``conn.transaction()``), aiomysql, and SQLAlchemy's
+async session or connection.
 
 **Order.** Each event of a ``(topic, key)`` gets the next number of that key
 (``legato_outbox_key``). Taking it locks the key's row until the business
@@ -47,13 +49,13 @@ from typing import Any
 from .._errors import PayloadError
 from .._faults import fault_point
 from ..brokers.base import Broker, BrokerError, Message, check_name
-from ._drivers import SyncDriver, sync_driver_inside
+from ._drivers import SyncDriver, async_driver_inside, sync_driver_inside
 from ._sql import Execute, Fetch, Plan, first_row, rowcount, statements
-from ._transaction import SyncTransaction, transaction
+from ._transaction import AsyncTransaction, SyncTransaction, transaction
 
 log = logging.getLogger("legato.outbox")
 
-__all__ = ["OutboxRow", "Relay", "add", "create_table", "purge"]
+__all__ = ["OutboxRow", "Relay", "aadd", "add", "create_table", "purge"]
 
 
 def _create() -> Plan[None]:
@@ -75,18 +77,14 @@ def _add(row: dict[str, object]) -> Plan[int]:
     return seq
 
 
-def add(
-    conn: object,
+def _row(
     topic: str,
     key: str,
     event: Any,
-    *,
-    headers: Mapping[str, str] | None = None,
-    message_id: str | None = None,
-) -> str:
-    """Record ``event`` (JSON, or ``bytes`` as they are) for ``topic`` inside the caller's
-    open transaction; it is published once that transaction commits. Returns the
-    message id (a new UUID unless given)."""
+    headers: Mapping[str, str] | None,
+    message_id: str | None,
+) -> dict[str, object]:
+    """The outbox row, or a clear error before any SQL."""
     check_name("topic", topic)
     if not isinstance(key, str) or not 0 < len(key) <= 200:
         raise ValueError(f"an outbox key is a string of 1-200 characters, not {key!r}")
@@ -103,10 +101,48 @@ def add(
         "key": key,
         "message_id": message_id or uuid.uuid4().hex,
         "body": body,
+        # MySQL takes it as hex (UNHEX): aiomysql's own escaping of bytes is broken beside
+        # PyMySQL 1.1+, and a string would go through the connection's character set
+        "body_hex": body.hex(),
         "headers": json.dumps(hdrs),
     }
+    return row
+
+
+def add(
+    conn: object,
+    topic: str,
+    key: str,
+    event: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """Record ``event`` (JSON, or ``bytes`` as they are) for ``topic`` inside the caller's
+    open transaction; it is published once that transaction commits. Returns the
+    message id (a new UUID unless given)."""
+    row = _row(topic, key, event, headers, message_id)
     driver = sync_driver_inside(conn)
     SyncTransaction(driver).run(_add(row))
+    return str(row["message_id"])
+
+
+async def aadd(
+    conn: object,
+    topic: str,
+    key: str,
+    event: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """As :func:`add`, on an asyncio connection (psycopg async, asyncpg inside
+    ``conn.transaction()``, aiomysql, SQLAlchemy's async session or connection)."""
+    row = _row(topic, key, event, headers, message_id)
+    driver = async_driver_inside(conn)
+    if driver.dialect == "mysql":
+        del row["body"]  # aiomysql escapes every parameter given; MySQL's SQL takes body_hex
+    await AsyncTransaction(driver).run(_add(row))
     return str(row["message_id"])
 
 

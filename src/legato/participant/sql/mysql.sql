@@ -69,7 +69,7 @@ SELECT last_seq FROM legato_outbox_key WHERE topic = :topic AND msg_key = :key
 
 -- name: outbox_insert
 INSERT INTO legato_outbox (topic, msg_key, seq, message_id, body, headers)
-VALUES (:topic, :key, :seq, :message_id, :body, :headers)
+VALUES (:topic, :key, :seq, :message_id, UNHEX(:body_hex), :headers)
 
 -- name: outbox_pending
 SELECT id, topic, msg_key, seq, message_id, body, headers FROM legato_outbox
