@@ -109,7 +109,7 @@ class InitiatedModes:
         headers: dict[str, str] | None = None,
     ) -> str:
         """Write a prepared message (two-phase message): ``steps`` deliver it once it is
-        submitted (``submit_tcc``); if it is still prepared after ``timeout_to_fail``
+        submitted (``submit_msg``); if it is still prepared after ``timeout_to_fail``
         seconds, ``query_prepared`` is asked whether its local transaction committed.
         Idempotent by ``gid``."""
         self._require_started()
@@ -126,6 +126,21 @@ class InitiatedModes:
         if existing is not None and existing.mode is not Mode.MSG:
             raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
         return gid
+
+    async def submit_msg(self, gid: str) -> Handle:
+        """The local transaction committed: deliver the message's branches."""
+        await self._expect(gid, Mode.MSG)
+        return await self.submit_tcc(gid)
+
+    async def abort_msg(self, gid: str, reason: str = "the local transaction failed") -> Handle:
+        """The local transaction did not commit: the message is dropped, never delivered."""
+        await self._expect(gid, Mode.MSG)
+        return await self.abort_tcc(gid, reason)
+
+    async def _expect(self, gid: str, mode: Mode) -> None:
+        tx, _ = await self.get(gid)
+        if tx.mode is not mode:
+            raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not a {mode} one")
 
     # -- TCC --------------------------------------------------------------------------
 

@@ -244,3 +244,24 @@ async def test_a_message_branch_can_be_a_broker_topic(
         stop_serve(served)
         await broker.delete(topic)
         await broker.close()
+
+
+async def test_the_in_process_api_prepares_submits_and_aborts_messages(
+    log_url: str, participant: Participant
+) -> None:
+    from legato import Coordinator, IllegalStateChange, TxStatus
+    from legato.transports.http import HttpCall
+
+    ship = participant.script("/ship", [(200, {"dtm_result": "SUCCESS"})])
+    async with Coordinator(log_url, poll_interval=0.05) as c:
+        gid = await c.begin_msg(None, [HttpCall(ship, {"parcel": 1})], timeout_to_fail=30)
+        out = await (await c.submit_msg(gid)).result(timeout=20)
+        assert out.status is TxStatus.SUCCEEDED
+        dropped = await c.begin_msg(None, [HttpCall(ship, {"parcel": 2})], timeout_to_fail=30)
+        out = await (await c.abort_msg(dropped)).result(timeout=20)
+        assert out.status is TxStatus.FAILED
+        tcc = await c.begin_tcc()
+        with pytest.raises(IllegalStateChange, match="not a msg"):
+            await c.submit_msg(tcc)
+        await c.abort_tcc(tcc)
+    assert [json.loads(b) for b in delivered(participant, "/ship")] == [{"parcel": 1}]
