@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ._model import EventRecord, Json, Mode, OpKey, OpName, OpRecord, TxRecord, TxStatus
+from ._model import Mode, OpKey, OpName, OpRecord
 from ._runner import OpCall, registration_order
+from ._tcc import prepared
 from .brokers.base import Broker
 from .log import NewTransaction
 from .modes import msg
@@ -38,24 +39,7 @@ def prepared_msg(
 ) -> NewTransaction:
     """A message as prepared: its deliveries and its query, none run yet, held by no
     coordinator, due when it times out (or when its initiator submits)."""
-    timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
-    options: dict[str, Json] = {"mode": "msg"}
-    if timeout_to_fail is not None:
-        options["timeout_to_fail"] = timeout_to_fail
-    if headers:
-        options["headers"] = dict(headers)
-    tx = TxRecord(
-        gid=gid,
-        mode=Mode.MSG,
-        name=WIRE_MSG,
-        fingerprint="msg",
-        status=TxStatus.PREPARED,
-        options=options,
-        created_at=now,
-        updated_at=now,
-        timeout_at=timeout_at,
-        next_attempt_at=timeout_at,
-    )
+    new = prepared(gid, timeout_to_fail, headers, now, mode=Mode.MSG, name=WIRE_MSG)
     ops = [
         OpRecord(gid, f"{i + 1:02d}", OpName.ACTION, i, call.target, updated_at=now,
                  payload=call.to_json())
@@ -66,8 +50,8 @@ def prepared_msg(
             OpRecord(gid, msg.QUERY[0], OpName.MSG, len(ops), query.target, updated_at=now,
                      payload=query.to_json())
         )  # fmt: skip
-    event = EventRecord(gid, now, "prepared", detail={"timeout_to_fail": timeout_to_fail})
-    return NewTransaction(tx, ops, [event])
+    new.ops = ops
+    return new
 
 
 class MsgDriver:

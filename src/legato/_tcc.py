@@ -32,10 +32,17 @@ WIRE_TCC = "wire:tcc"
 
 
 def prepared(
-    gid: str, timeout_to_fail: float | None, headers: Mapping[str, str] | None, now: float
+    gid: str,
+    timeout_to_fail: float | None,
+    headers: Mapping[str, str] | None,
+    now: float,
+    *,
+    mode: Mode = Mode.TCC,
+    name: str = WIRE_TCC,
 ) -> NewTransaction:
-    """A TCC transaction as begun: prepared, no branches yet, held by no coordinator, and
-    due only once it times out (or its initiator asks to end it)."""
+    """A transaction its initiator begins (TCC, and XA and msg through their own names):
+    prepared, held by no coordinator, and due only once it times out (or its initiator
+    asks to end it). Its branches come with ``NewTransaction.ops`` or are registered."""
     timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
     options: dict[str, Json] = {}
     if timeout_to_fail is not None:
@@ -44,9 +51,9 @@ def prepared(
         options["headers"] = dict(headers)
     tx = TxRecord(
         gid=gid,
-        mode=Mode.TCC,
-        name=WIRE_TCC,
-        fingerprint="tcc",
+        mode=mode,
+        name=name,
+        fingerprint=str(mode),
         status=TxStatus.PREPARED,
         options=options,
         created_at=now,

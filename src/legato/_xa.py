@@ -199,11 +199,7 @@ def http_branch_ops(gid: str, branch: str, call: HttpCall, now: float) -> list[O
 
 
 def prepared_xa(gid: str, timeout_to_fail: float | None, now: float) -> NewTransaction:
-    new = prepared(gid, timeout_to_fail, None, now)
-    new.tx.mode = Mode.XA
-    new.tx.name = WIRE_XA
-    new.tx.fingerprint = "xa"
-    return new
+    return prepared(gid, timeout_to_fail, None, now, mode=Mode.XA, name=WIRE_XA)
 
 
 class XaTransaction:

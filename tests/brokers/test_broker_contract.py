@@ -18,14 +18,8 @@ import pytest
 from conftest import need_service
 from legato.brokers import Broker, BrokerError, Delivery, Message, broker_from_url
 
-BROKERS = {
-    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, {}),
-    "nats": ("nats://127.0.0.1:4222", 4222, {"redeliver_after": 1.0}),
-    "redis": ("redis://127.0.0.1:6379/0", 6379, {"redeliver_after": 1.0}),
-}
 
-
-def _down(port: int) -> str | None:
+def port_problem(port: int) -> str | None:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     except OSError as exc:
@@ -33,10 +27,17 @@ def _down(port: int) -> str | None:
     return None
 
 
+BROKERS = {
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, {}),
+    "nats": ("nats://127.0.0.1:4222", 4222, {"redeliver_after": 1.0}),
+    "redis": ("redis://127.0.0.1:6379/0", 6379, {"redeliver_after": 1.0}),
+}
+
+
 @pytest.fixture(params=sorted(BROKERS))
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     url, port, options = BROKERS[request.param]
-    need_service(request.param, _down(port))
+    need_service(request.param, port_problem(port))
     b = broker_from_url(url, **options)
     await b.connect()
     b.made = []  # (topic, groups) to delete after

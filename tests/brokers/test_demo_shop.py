@@ -13,10 +13,8 @@ from conftest import need_service
 from legato._demo.shop.run import BROKERS, run_shop
 from legato.cli import main
 
-PORTS = {"rabbitmq": 5672, "nats": 4222, "redis": 6379}
 
-
-def _down(port: int) -> str | None:
+def port_problem(port: int) -> str | None:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     except OSError as exc:
@@ -24,9 +22,12 @@ def _down(port: int) -> str | None:
     return None
 
 
+PORTS = {"rabbitmq": 5672, "nats": 4222, "redis": 6379}
+
+
 @pytest.mark.parametrize("broker", sorted(BROKERS))
 async def test_the_shop_ends_consistent_on_every_broker(broker: str, tmp_path: Path) -> None:
-    need_service(broker, _down(PORTS[broker]))
+    need_service(broker, port_problem(PORTS[broker]))
     report = await run_shop(tmp_path / "shop", broker, n=40, seed=3, crash_rate=0.15)
     failed = [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
     assert not failed, failed
@@ -37,7 +38,7 @@ async def test_the_shop_ends_consistent_on_every_broker(broker: str, tmp_path: P
 def test_legato_demo_shop_prints_the_checks_and_exits_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    need_service("redis", _down(6379))
+    need_service("redis", port_problem(6379))
     assert (
         main(["demo", "shop", "--broker", "redis", "--orders", "20", "--dir", str(tmp_path)]) == 0
     )

@@ -27,14 +27,6 @@ from legato.participant import outbox
 from legato.participant._drivers import NoTransaction
 
 
-def _down(port: int) -> str | None:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError as exc:
-        return str(exc)
-    return None
-
-
 def _db(request: pytest.FixtureRequest) -> Iterator[Db]:
     fixture = {"sqlite": "fresh_sqlite", "postgresql": "fresh_pg", "mysql": "fresh_mariadb"}
     d: Db = request.getfixturevalue(fixture[request.param])
@@ -58,7 +50,7 @@ def server_db(request: pytest.FixtureRequest) -> Iterator[Db]:
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Any]:
-    need_service("Redis", _down(6379))
+    need_service("Redis", port_problem(6379))
     b = broker_from_url("redis://127.0.0.1:6379/0", redeliver_after=1.0)
     await b.connect()
     b.topic = f"t{uuid.uuid4().hex[:12]}"
@@ -104,6 +96,14 @@ def _close_relays() -> Iterator[None]:
     yield
     while RELAYS:
         RELAYS.pop().close()
+
+
+def port_problem(port: int) -> str | None:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def relay_for(d: Db, broker: Broker) -> outbox.Relay:
@@ -205,7 +205,7 @@ async def test_one_key_s_events_go_out_in_commit_order_when_writers_race(
 
 @pytest.fixture
 async def rabbit() -> AsyncIterator[Any]:
-    need_service("RabbitMQ", _down(5672))
+    need_service("RabbitMQ", port_problem(5672))
     b = broker_from_url("amqp://guest:guest@127.0.0.1:5672/")
     await b.connect()
     b.topic = f"t{uuid.uuid4().hex[:12]}"

@@ -39,12 +39,13 @@ the row sent publishes it again after its restart, with the same message id
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._errors import PayloadError
 from .._faults import fault_point
@@ -54,6 +55,7 @@ from ._sql import Execute, Fetch, Plan, first_row, rowcount, statements
 from ._transaction import AsyncTransaction, SyncTransaction, transaction
 
 log = logging.getLogger("legato.outbox")
+T = TypeVar("T")
 
 __all__ = ["OutboxRow", "Relay", "aadd", "add", "create_table", "purge"]
 
@@ -209,6 +211,14 @@ class Relay:
         self.max_backoff = max_backoff
         self.published = 0
         self._conn: Any = None
+        # one thread for every database call: the connection stays with the thread that
+        # opened it (sqlite3 refuses to be used from another)
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, "legato-relay")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def _db(self) -> tuple[Any, SyncDriver]:
         if self._conn is None:
@@ -218,7 +228,12 @@ class Relay:
 
     def close(self) -> None:
         """Close the relay's connection (``run`` does, when it is cancelled)."""
-        self._drop()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.submit(self._drop).result()
+            thread.shutdown()
+        else:
+            self._drop()
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -244,9 +259,9 @@ class Relay:
         """One pass: publish what is pending (each key in order), mark it sent; the
         number published. A key whose publish fails waits for the next pass."""
         try:
-            rows = await asyncio.to_thread(self._pending)
+            rows = await self._call(self._pending)
         except Exception:
-            await asyncio.to_thread(self._drop)
+            await self._call(self._drop)
             raise
         # each key's rows in order, one after the other; different keys side by side (a
         # publish waits for the broker's confirm: one at a time, the relay would be as
@@ -273,9 +288,9 @@ class Relay:
         error = errors[0] if errors else None
         if sent:
             try:
-                await asyncio.to_thread(self._mark_sent, sent)
+                await self._call(self._mark_sent, sent)
             except Exception:
-                await asyncio.to_thread(self._drop)
+                await self._call(self._drop)
                 raise  # published, not marked: they go out again, with the same ids
         self.published += len(sent)
         if error is not None:
