@@ -10,8 +10,9 @@ real servers:
 * A *group* is a durable consumer: every message published to its topic after
   the group was declared (``declare``) reaches the group once, whichever of the
   group's consumers takes it. A message a consumer took but did not ack (it
-  died, or closed) is delivered again, flagged ``redelivered``: at once on
-  RabbitMQ, after ``redeliver_after`` seconds on JetStream and Redis.
+  died, or closed) is delivered again, flagged ``redelivered`` (on JetStream the
+  flag is its delivery count, a hint: once seen 1 on a redelivery under load): at
+  once on RabbitMQ, after ``redeliver_after`` seconds on JetStream and Redis.
 * One consumer sees one key's messages in the order they were published.
 * Headers travel with the message (``gid``, ``traceparent``, ...), as strings.
 """
