@@ -25,25 +25,17 @@ from dataclasses import dataclass
 from .._model import DEFAULT_COMPENSATE_RETRY, OpKey, OpName, OpStatus, RetryPolicy, TxStatus
 from .saga import (
     AbortRequested,
-    Draft,
     ForceEnd,
-    OperatorRetry,
     OpFailed,
-    OpOngoing,
     OpState,
     OpSucceeded,
-    OpUnknown,
-    Resume,
-    RetryDue,
     SagaState,
     Timeout,
     Transition,
-    Wake,
     is_current,
-    is_due,
 )
 from .saga import Event as SagaEvent
-from .tcc import Submit
+from .tcc import RetryingDraft, Submit, apply_retrying
 
 QUERY: OpKey = ("00", OpName.MSG)
 """The initiator's local transaction, asked about through its ``query_prepared``."""
@@ -73,18 +65,7 @@ def new_state(gid: str, plan: MsgPlan) -> SagaState:
     return SagaState(gid, TxStatus.PREPARED, {k: OpState() for k in plan.op_keys()})
 
 
-class _Draft(Draft[MsgPlan]):
-    def retry_or_park(self, key: OpKey, attempt: int, error: str, now: float) -> None:
-        s = self.ops[key]
-        policy = self.plan.policy(key)
-        if s.budget < policy.max_attempts:
-            at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
-            self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
-            self.commands.append(Wake(key, attempt, at))
-            return
-        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
-        self.stuck = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
-
+class _Draft(RetryingDraft[MsgPlan]):
     def advance(self) -> None:
         if self.status is not TxStatus.SUBMITTED:
             return
@@ -110,13 +91,6 @@ def apply(plan: MsgPlan, state: SagaState, event: Event) -> Transition:
         OpStatus.RETRY_WAIT,
     )
     match event:
-        case Resume(now=now, fresh=fresh):
-            for key, op in state.ops.items():
-                if op.status is OpStatus.RUNNING and not fresh:
-                    d.retry_or_park(key, op.attempts, "outcome lost: coordinator restarted", now)
-                elif op.status is OpStatus.RETRY_WAIT and op.next_at is not None:
-                    d.commands.append(Wake(key, op.attempts, op.next_at))
-            d.advance()
         case Submit():
             if state.status is not TxStatus.PREPARED:
                 return Transition(state, changed=False, note=f"cannot submit: {state.status}")
@@ -140,34 +114,13 @@ def apply(plan: MsgPlan, state: SagaState, event: Event) -> Transition:
             if key == QUERY and state.status is TxStatus.PREPARED:
                 d.status = TxStatus.SUBMITTED  # the local transaction committed
             d.advance()
-        case OpFailed(key=key, attempt=attempt, now=now, error=error) if key == QUERY:
+        case OpFailed(key=key, attempt=attempt, error=error) if key == QUERY:
             if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
             d.set(key, status=OpStatus.FAILED, error=error, next_at=None)
             if state.status is TxStatus.PREPARED:
                 d.fail(f"the local transaction did not commit (query_prepared: {error})")
-        case (
-            OpFailed(key=key, attempt=attempt, now=now, error=error)
-            | OpUnknown(key=key, attempt=attempt, now=now, error=error)
-        ):
-            if not is_current(state, key, attempt, OpStatus.RUNNING):
-                return Transition(state, changed=False, note="stale result")
-            # a delivery answering "failure" is not an end: it is delivered again
-            d.retry_or_park(key, attempt, f"{key[1]} failed: {error}", now)
-        case OpOngoing(key=key, attempt=attempt, now=now, error=error):
-            if not is_current(state, key, attempt, OpStatus.RUNNING):
-                return Transition(state, changed=False, note="stale result")
-            d.wait_ongoing(key, attempt, now, error)
-        case RetryDue(key=key, attempt=attempt):
-            if not is_due(state, key, attempt):
-                return Transition(state, changed=False, note="stale wake-up")
-            d.start(key)
-        case OperatorRetry():
-            if not d.retry_parked():
-                return Transition(state, changed=False, note="nothing is stuck")
-            d.advance()
-        case ForceEnd(status=status, reason=reason):
-            if not status.ended or state.status.ended:
-                return Transition(state, changed=False, note="not an end, or already ended")
-            d.status, d.reason, d.stuck = status, reason, None
+        case _:
+            # deliveries (and a query without an answer) are retried like TCC's ops
+            return apply_retrying(d, state, event)
     return Transition(d.freeze(), tuple(d.commands))

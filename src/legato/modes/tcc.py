@@ -39,6 +39,7 @@ from .saga import (
     OpState,
     OpSucceeded,
     OpUnknown,
+    P,
     Resume,
     RetryDue,
     SagaState,
@@ -83,7 +84,11 @@ def new_state(gid: str, plan: TccPlan) -> SagaState:
     return SagaState(gid, TxStatus.PREPARED, {k: OpState() for k in plan.op_keys()})
 
 
-class _Draft(Draft[TccPlan]):
+class RetryingDraft(Draft[P]):
+    """The working copy of a machine whose every op is retried until it succeeds (TCC
+    and XA's confirm/cancel, msg's deliveries): a failure is no end, and past its
+    attempts an op is parked and the transaction stuck."""
+
     def retry_or_park(self, key: OpKey, attempt: int, error: str, now: float) -> None:
         s = self.ops[key]
         policy = self.plan.policy(key)
@@ -95,6 +100,49 @@ class _Draft(Draft[TccPlan]):
         self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
         self.stuck = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
 
+    def advance(self) -> None:
+        raise NotImplementedError
+
+
+def apply_retrying(d: RetryingDraft[P], state: SagaState, event: object) -> Transition:
+    """The events such a machine handles alike: a restart, an op's failed or unknown
+    outcome (retried), "not yet", a due retry, an operator's retry, a forced end."""
+    match event:
+        case Resume(now=now, fresh=fresh):
+            for key, op in state.ops.items():
+                if op.status is OpStatus.RUNNING and not fresh:
+                    d.retry_or_park(key, op.attempts, "outcome lost: coordinator restarted", now)
+                elif op.status is OpStatus.RETRY_WAIT and op.next_at is not None:
+                    d.commands.append(Wake(key, op.attempts, op.next_at))
+            d.advance()
+        case (
+            OpFailed(key=key, attempt=attempt, now=now, error=error)
+            | OpUnknown(key=key, attempt=attempt, now=now, error=error)
+        ):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            # a forward or undo op answering "failure" is not an end (DESIGN 3.4)
+            d.retry_or_park(key, attempt, f"{key[1]} failed: {error}", now)
+        case OpOngoing(key=key, attempt=attempt, now=now, error=error):
+            if not is_current(state, key, attempt, OpStatus.RUNNING):
+                return Transition(state, changed=False, note="stale result")
+            d.wait_ongoing(key, attempt, now, error)
+        case RetryDue(key=key, attempt=attempt):
+            if not is_due(state, key, attempt):
+                return Transition(state, changed=False, note="stale wake-up")
+            d.start(key)
+        case OperatorRetry():
+            if not d.retry_parked():
+                return Transition(state, changed=False, note="nothing is stuck")
+            d.advance()
+        case ForceEnd(status=status, reason=reason):
+            if not status.ended or state.status.ended:
+                return Transition(state, changed=False, note="not an end, or already ended")
+            d.status, d.reason, d.stuck = status, reason, None
+    return Transition(d.freeze(), tuple(d.commands))
+
+
+class _Draft(RetryingDraft[TccPlan]):
     def advance(self) -> None:
         if self.status is TxStatus.SUBMITTED:
             confirms = [(b, self.plan.forward) for b in self.plan.branches]
@@ -122,13 +170,6 @@ def apply(plan: TccPlan, state: SagaState, event: Event) -> Transition:
         return Transition(state, changed=False, note="transaction has ended")
     d = _Draft(plan, state)
     match event:
-        case Resume(now=now, fresh=fresh):
-            for key, op in state.ops.items():
-                if op.status is OpStatus.RUNNING and not fresh:
-                    d.retry_or_park(key, op.attempts, "outcome lost: coordinator restarted", now)
-                elif op.status is OpStatus.RETRY_WAIT and op.next_at is not None:
-                    d.commands.append(Wake(key, op.attempts, op.next_at))
-            d.advance()
         case Submit():
             if state.status is not TxStatus.PREPARED:
                 return Transition(state, changed=False, note=f"cannot submit: {state.status}")
@@ -147,28 +188,6 @@ def apply(plan: TccPlan, state: SagaState, event: Event) -> Transition:
                 return Transition(state, changed=False, note="stale result")
             d.set(key, status=OpStatus.SUCCEEDED, output=output, error=None, next_at=None)
             d.advance()
-        case (
-            OpFailed(key=key, attempt=attempt, now=now, error=error)
-            | OpUnknown(key=key, attempt=attempt, now=now, error=error)
-        ):
-            if not is_current(state, key, attempt, OpStatus.RUNNING):
-                return Transition(state, changed=False, note="stale result")
-            # a confirm or cancel answering "failure" is not an end (DESIGN 3.4)
-            d.retry_or_park(key, attempt, f"{key[1]} failed: {error}", now)
-        case OpOngoing(key=key, attempt=attempt, now=now, error=error):
-            if not is_current(state, key, attempt, OpStatus.RUNNING):
-                return Transition(state, changed=False, note="stale result")
-            d.wait_ongoing(key, attempt, now, error)
-        case RetryDue(key=key, attempt=attempt):
-            if not is_due(state, key, attempt):
-                return Transition(state, changed=False, note="stale wake-up")
-            d.start(key)
-        case OperatorRetry():
-            if not d.retry_parked():
-                return Transition(state, changed=False, note="nothing is stuck")
-            d.advance()
-        case ForceEnd(status=status, reason=reason):
-            if not status.ended or state.status.ended:
-                return Transition(state, changed=False, note="not an end, or already ended")
-            d.status, d.reason, d.stuck = status, reason, None
+        case _:
+            return apply_retrying(d, state, event)
     return Transition(d.freeze(), tuple(d.commands))
