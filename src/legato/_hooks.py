@@ -1,8 +1,10 @@
-"""Hooks: where tracing, metrics and logging attach, one middleware each.
+"""Hooks: where metrics, logging and alerts attach, one middleware each.
 
 Subclass ``Hooks`` and override what you need; pass instances to
 ``Coordinator(hooks=[...])``. Hooks run inline on the coordinator's event loop:
-keep them quick, and never raise (an exception is logged and ignored).
+keep them quick (hand slow work to a task), and never raise (an exception is
+logged and ignored). Tracing is not a hook: it must put its context on the
+calls themselves (see ``legato.observe.tracing``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._model import OpName
+from ._model import OpName, TxRecord
 
 if TYPE_CHECKING:
     from .modes.saga import SagaState
@@ -20,41 +22,75 @@ logger = logging.getLogger("legato.hooks")
 
 
 class Hooks:
-    def before_op(self, gid: str, branch: str, op: OpName, attempt: int) -> None:
+    def on_created(self, tx: TxRecord) -> None:
+        """A transaction was written to the log for the first time."""
+
+    def on_resumed(self, tx: TxRecord, previous: str | None) -> None:
+        """This coordinator took a transaction up from the log: at start, on a claim,
+        or on a request. ``previous`` names the owner whose lease had expired (a
+        takeover)."""
+
+    def before_op(self, tx: TxRecord, branch: str, op: OpName, attempt: int) -> None:
         """An op attempt is about to run."""
 
     def after_op(
-        self, gid: str, branch: str, op: OpName, attempt: int, outcome: str, seconds: float
+        self,
+        tx: TxRecord,
+        branch: str,
+        op: OpName,
+        attempt: int,
+        outcome: str,
+        seconds: float,
+        detail: object,
     ) -> None:
-        """An op attempt ended: ``outcome`` is 'ok', 'failed' or 'unknown'."""
+        """An op attempt ended: ``outcome`` is 'ok', 'failed', 'ongoing' or 'unknown';
+        ``detail`` is its output, or the reason."""
 
-    def after_write(self, gid: str, state: SagaState, before: SagaState) -> None:
-        """A transition was logged (``state.status`` tells whether the saga ended)."""
+    def after_write(self, tx: TxRecord, state: SagaState, before: SagaState) -> None:
+        """A transition was logged (``state.status`` tells whether it ended, ``state.stuck``
+        whether it is stuck)."""
+
+    def on_log_batch(self, size: int, seconds: float) -> None:
+        """The log committed ``size`` writes together, in ``seconds``."""
+
+
+_NAMES = ("on_created", "on_resumed", "before_op", "after_op", "after_write", "on_log_batch")
 
 
 class HookChain(Hooks):
+    """Calls each hook in turn, only those that override a method."""
+
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self.hooks = list(hooks)
+        # per method, only the hooks overriding it: most ops then call nothing at all
+        self._by_name = {
+            name: [getattr(h, name) for h in self.hooks if _overrides(h, name)] for name in _NAMES
+        }
+        for name, fns in self._by_name.items():
+            setattr(self, name, _calling(name, fns) if fns else _nothing)
 
-    def before_op(self, gid: str, branch: str, op: OpName, attempt: int) -> None:
-        for h in self.hooks:
-            try:
-                h.before_op(gid, branch, op, attempt)
-            except Exception:
-                logger.exception("hook %r failed in before_op", h)
+    def add(self, hook: Hooks) -> None:
+        self.__init__([*self.hooks, hook])  # type: ignore[misc]
 
-    def after_op(
-        self, gid: str, branch: str, op: OpName, attempt: int, outcome: str, seconds: float
-    ) -> None:
-        for h in self.hooks:
-            try:
-                h.after_op(gid, branch, op, attempt, outcome, seconds)
-            except Exception:
-                logger.exception("hook %r failed in after_op", h)
+    @property
+    def empty(self) -> bool:
+        return not self.hooks
 
-    def after_write(self, gid: str, state: SagaState, before: SagaState) -> None:
-        for h in self.hooks:
+
+def _overrides(hook: Hooks, name: str) -> bool:
+    return getattr(type(hook), name, None) is not getattr(Hooks, name)
+
+
+def _nothing(*args: object) -> None:
+    return None
+
+
+def _calling(name: str, fns: list[object]) -> object:
+    def call(*args: object) -> None:
+        for fn in fns:
             try:
-                h.after_write(gid, state, before)
+                fn(*args)  # type: ignore[operator]
             except Exception:
-                logger.exception("hook %r failed in after_write", h)
+                logger.exception("hook %r failed in %s", fn, name)
+
+    return call

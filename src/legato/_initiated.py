@@ -24,7 +24,7 @@ from .transports.http import HttpCall
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
-    from .log import Log
+    from .log import Log, NewTransaction
 
 
 class InitiatedModes:
@@ -36,6 +36,8 @@ class InitiatedModes:
     if TYPE_CHECKING:
 
         def _require_started(self) -> None: ...
+
+        async def _create(self, new: NewTransaction) -> TxRecord | None: ...
 
         async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]:
             raise NotImplementedError
@@ -68,7 +70,7 @@ class InitiatedModes:
         self._require_started()
         _check_gid(gid)
         gid = gid or uuid.uuid4().hex
-        existing = await self.log.create(prepared_xa(gid, timeout_to_fail, time.time()))
+        existing = await self._create(prepared_xa(gid, timeout_to_fail, time.time()))
         if existing is not None and (
             existing.mode is not Mode.XA or existing.status is not TxStatus.PREPARED
         ):
@@ -122,7 +124,7 @@ class InitiatedModes:
             )
         gid = gid or uuid.uuid4().hex
         new = prepared_msg(gid, steps, query_prepared, timeout_to_fail, headers, time.time())
-        existing = await self.log.create(new)
+        existing = await self._create(new)
         if existing is not None and existing.mode is not Mode.MSG:
             raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
         return gid
@@ -172,7 +174,7 @@ class InitiatedModes:
                 f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
             )
         gid = gid or uuid.uuid4().hex
-        existing = await self.log.create(prepared(gid, timeout_to_fail, headers, time.time()))
+        existing = await self._create(prepared(gid, timeout_to_fail, headers, time.time()))
         if existing is not None and existing.mode is not Mode.TCC:
             raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
         if existing is not None and existing.status is not TxStatus.PREPARED:

@@ -22,6 +22,7 @@ from ._model import EventRecord, Json, OpKey, OpName, OpRecord, OpStatus, TxReco
 from .log.base import TxWrite
 from .modes import saga as machine
 from .modes import tcc
+from .observe.tracing import Attempt
 from .saga import Saga, StepContext, StepOp
 from .transports.http import CallInfo, HttpCall
 
@@ -216,7 +217,9 @@ class Runner:
         await self.c.log.write(change)
         fault_point("after_log_write")
         self.state = state
-        self.c.hooks.after_write(self.gid, state, before)
+        self.c.hooks.after_write(self.tx, state, before)
+        if state.status.ended and not before.status.ended:
+            self.c.tracing.ended(self.tx, str(state.status), state.reason)
         self._execute(commands)
         self._check_done()
 
@@ -266,7 +269,9 @@ class Runner:
         call = self.driver.call(cmd.key)
         fn = call.fn
         fault_point(f"before_op.{op}")
-        done = self._reporter(cmd)
+        remote = isinstance(fn, HttpCall)
+        attempt = self.c.tracing.attempt(self.tx, name, str(op), cmd.attempt, remote=remote)
+        done = self._reporter(cmd, attempt)
         task: asyncio.Task[None] | None
         if isinstance(fn, HttpCall):
             info = CallInfo(
@@ -275,7 +280,7 @@ class Runner:
                 branch_id=name,
                 op=str(op),
                 attempt=cmd.attempt,
-                headers=self.tx.options.get("headers") or {},
+                headers={**(self.tx.options.get("headers") or {}), **attempt.headers(self.gid)},
             )
             task = self.c.http.start(fn, info, timeout=cmd.timeout, done=done)
         else:
@@ -290,29 +295,32 @@ class Runner:
                 if (action := self.state.ops.get((name, OpName.ACTION)))
                 else None,
             )
-            task = self.c.transport.start(
-                fn,
-                ctx,
-                timeout=cmd.timeout,
-                failures=call.failures,
-                in_thread=call.in_thread,
-                done=done,
-            )
+            with attempt.current():  # the step's task or thread runs in the attempt's span
+                task = self.c.transport.start(
+                    fn,
+                    ctx,
+                    timeout=cmd.timeout,
+                    failures=call.failures,
+                    in_thread=call.in_thread,
+                    done=done,
+                )
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _reporter(self, cmd: machine.RunOp) -> Callable[[tuple[str, Json]], None]:
+    def _reporter(self, cmd: machine.RunOp, attempt: Attempt) -> Callable[[tuple[str, Json]], None]:
         """What turns an attempt's outcome into the machine's event, on the loop."""
         name, op = cmd.key
         hooks = self.c.hooks
-        hooks.before_op(self.gid, name, op, cmd.attempt)
+        tx = self.tx
+        hooks.before_op(tx, name, op, cmd.attempt)
         started = time.perf_counter()
 
         def done(outcome: tuple[str, Json]) -> None:
             kind, value = outcome
             took = time.perf_counter() - started
-            hooks.after_op(self.gid, name, op, cmd.attempt, kind, took)
+            attempt.end(kind, value)
+            hooks.after_op(tx, name, op, cmd.attempt, kind, took, value)
             fault_point(f"after_op.{op}")
             now = time.time()
             event: Event

@@ -48,6 +48,7 @@ from .brokers import Broker, broker_from_url
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .modes import saga as machine
 from .modes import tcc
+from .observe.tracing import Tracing
 from .saga import Saga
 from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpTransport
 from .transports.local import LocalTransport
@@ -100,6 +101,7 @@ class Coordinator(InitiatedModes):
         resources: dict[str, str] | None = None,
         brokers: dict[str, str] | None = None,
         xa_recovery_interval: float = 60.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self.log: Log = open_log(log) if isinstance(log, str) else log
         self.owner = owner or _default_owner()
@@ -109,6 +111,7 @@ class Coordinator(InitiatedModes):
         self.recover = recover
         self.retention = retention
         self.hooks = HookChain(hooks)
+        self.tracing = tracing or Tracing()
         self._pool = concurrent.futures.ThreadPoolExecutor(step_threads, "legato-step")
         self.transport = LocalTransport(self._pool)
         self.request_timeout = request_timeout
@@ -144,6 +147,8 @@ class Coordinator(InitiatedModes):
     async def start(self) -> None:
         if self._started:
             return
+        if hasattr(self.log, "batch_observer") and not self.hooks.empty:
+            self.log.batch_observer = self.hooks.on_log_batch
         await self.log.open()
         if self.http.closed:
             self.http = HttpTransport(request_timeout=self.request_timeout)
@@ -293,13 +298,21 @@ class Coordinator(InitiatedModes):
             for i, ((name, op), s) in enumerate(t.state.ops.items())
         ]
         events = [_event_record(gid, first, t), *_transition_records(gid, state0, t, first)]
-        existing = await self.log.create(NewTransaction(tx, ops, events))
+        existing = await self._create(NewTransaction(tx, ops, events))
         if existing is not None:
             self._check_existing(existing, saga, payload_text)
             return Handle(self, gid)
         runner = Runner(self, SagaDriver(saga), tx, t.state, ops)
         self._start_runner(runner, None, t.commands)
         return Handle(self, gid)
+
+    async def _create(self, new: NewTransaction) -> TxRecord | None:
+        """Write a new transaction (its trace begins here), or return the existing row."""
+        self.tracing.begin(new.tx)
+        existing = await self.log.create(new)
+        if existing is None:
+            self.hooks.on_created(new.tx)
+        return existing
 
     async def _check_same(self, gid: str, saga: Saga, payload_text: str) -> None:
         loaded = await self.log.load(gid)
@@ -319,22 +332,28 @@ class Coordinator(InitiatedModes):
 
     # -- operator requests ----------------------------------------------------------
 
-    async def retry(self, gid: str) -> None:
-        """Ask a stuck transaction to try its parked ops again."""
-        await self._request(gid, "retry")
+    async def retry(self, gid: str, *, by: str | None = None) -> None:
+        """Ask a stuck transaction to try its parked ops again; ``by`` (who asks) is
+        recorded with the request."""
+        await self._request(gid, "retry", by=by)
 
-    async def abort(self, gid: str) -> None:
+    async def abort(self, gid: str, *, by: str | None = None) -> None:
         """Ask a transaction to roll back (refused once past its pivot)."""
-        await self._request(gid, "abort")
+        await self._request(gid, "abort", by=by)
 
-    async def force_end(self, gid: str, status: TxStatus | str) -> None:
+    async def force_end(self, gid: str, status: TxStatus | str, *, by: str | None = None) -> None:
         """End a transaction by decree, after an operator has repaired it by hand."""
-        status = TxStatus(status)
+        try:
+            status = TxStatus(status)
+        except ValueError:
+            status = TxStatus.SUBMITTED  # refused just below
         if not status.ended:
             raise IllegalStateChange(f"force_end needs succeeded or failed, not {status}")
-        await self._request(gid, str(status))
+        await self._request(gid, str(status), by=by)
 
-    async def _request(self, gid: str, what: str, *, drive: bool = False) -> None:
+    async def _request(
+        self, gid: str, what: str, *, drive: bool = False, by: str | None = None
+    ) -> None:
         """Log a request for whoever drives ``gid``. With ``drive`` (a TCC or XA
         transaction, which any coordinator can drive), take the lease with the request
         where no one holds it and start driving it here at once, instead of on the
@@ -343,7 +362,7 @@ class Coordinator(InitiatedModes):
         assert _is_request(what)
         now = time.time()
         claim = (self.owner, now + self.lease) if drive else None
-        tx = await self.log.request(gid, what, now, claim)
+        tx = await self.log.request(gid, what, now, claim, by)
         runner = self._runners.get(gid)
         if runner is not None:
             runner.push(_request_event(what, time.time()), what)
@@ -419,22 +438,25 @@ class Coordinator(InitiatedModes):
 
         task.add_done_callback(done)
 
-    async def _resume(self, gid: str, requested: str | None) -> None:
+    async def _resume(self, gid: str, requested: str | None, previous: str | None = None) -> None:
         if gid in self._runners or gid in self._resuming:
             return  # claimed and requested at once: one runner only
         self._resuming.add(gid)
         try:
-            await self._resume_loaded(gid, requested)
+            await self._resume_loaded(gid, requested, previous)
         finally:
             self._resuming.discard(gid)
 
-    async def _resume_loaded(self, gid: str, requested: str | None) -> None:
+    async def _resume_loaded(
+        self, gid: str, requested: str | None, previous: str | None = None
+    ) -> None:
         loaded = await self.log.load(gid)
         if loaded is None:
             return
         tx, ops = loaded
         if tx.lease_owner != self.owner or tx.status.ended:
             return
+        self.hooks.on_resumed(tx, previous)
         if tx.mode in (Mode.TCC, Mode.XA, Mode.MSG):
             self._resume_tcc(tx, ops, requested)
             return
@@ -515,7 +537,7 @@ class Coordinator(InitiatedModes):
                 # kept the last waiting for every load before it
                 resumed = await asyncio.gather(
                     *(
-                        self._resume(c.gid, c.requested)
+                        self._resume(c.gid, c.requested, c.previous)
                         for c in claimed
                         if c.gid not in self._runners
                     ),

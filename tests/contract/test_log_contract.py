@@ -310,6 +310,12 @@ async def test_claim_takes_only_due_unended_transactions_with_a_free_or_expired_
 
     assert sorted(c.gid for c in claimed) == ["due", "due_exactly_now", "expired"]
     assert all(c.requested is None for c in claimed)
+    # a takeover names the owner whose lease had expired
+    assert {c.gid: c.previous for c in claimed} == {
+        "due": None,
+        "due_exactly_now": None,
+        "expired": "beta",
+    }
     for gid in ("due", "due_exactly_now", "expired"):
         tx = await tx_of(log, gid)
         assert (tx.lease_owner, tx.lease_expires_at) == ("alpha", T0 + 40)
@@ -639,6 +645,30 @@ async def test_list_combines_its_filters(log: Log) -> None:
     await make_listing(log)
     assert await gids(log, name="trip", status=[TxStatus.SUBMITTED], since=T0 + 3.5) == ["e"]
     assert await gids(log, name="shop", stuck=False, limit=1, offset=1) == ["b"]
+
+
+async def test_list_searches_a_part_of_the_gid(log: Log) -> None:
+    await make_listing(log)
+    await log.create(new("order-42", created_at=T0 + 7))
+    await log.create(new("order-420", created_at=T0 + 8))
+    assert await gids(log, search="order-42") == ["order-420", "order-42"]
+    assert await gids(log, search="der-420") == ["order-420"]
+    assert await gids(log, search="%") == []  # a literal part, never a pattern
+    assert await gids(log, search="_") == []
+
+
+async def test_summary_counts_the_window_and_finds_the_oldest_unfinished(log: Log) -> None:
+    empty = await log.summary(T0)
+    assert (empty.counts, empty.stuck, empty.oldest_unfinished_at) == ({}, 0, None)
+    assert (empty.started, empty.ended, empty.unfinished) == (0, {}, 0)
+    await make_listing(log)  # a and b ended at T0 + 10; c, d, e, f are open
+
+    s = await log.summary(T0 + 3)
+    assert s.counts == {"prepared": 1, "submitted": 2, "aborting": 1, "succeeded": 1, "failed": 1}
+    assert (s.stuck, s.unfinished, s.oldest_unfinished_at) == (1, 4, T0 + 3)
+    assert (s.since, s.started, s.ended) == (T0 + 3, 4, {"succeeded": 1, "failed": 1})
+    later = await log.summary(T0 + 11)
+    assert (later.started, later.ended) == (0, {})
 
 
 async def test_counts_give_transactions_by_status_plus_unended_stuck(log: Log) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .._errors import LogError
-from .base import Claimed, Log, NewTransaction, TxQuery, TxWrite
+from .base import Claimed, Log, LogSummary, NewTransaction, TxQuery, TxWrite
 
-__all__ = ["Claimed", "Log", "NewTransaction", "TxQuery", "TxWrite", "open_log"]
+__all__ = ["Claimed", "Log", "LogSummary", "NewTransaction", "TxQuery", "TxWrite", "open_log"]
 
 
 def open_log(url: str, *, auto_migrate: bool = True) -> Log:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +62,8 @@ class GroupCommit(Generic[C]):
         self._alone_waiting = 0
         self.batches = 0
         self.jobs = 0
+        # told each batch's size and seconds, once committed (metrics)
+        self.observer: Callable[[int, float], None] | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,6 +119,7 @@ class GroupCommit(Generic[C]):
             del self._queue[: self._max_batch]
             jobs = [job for job, _ in batch]
             alone = self._flushers > 1 and not (self._shared is not None and self._shared(jobs))
+            started = time.perf_counter()
             try:
                 if self._flushers > 1:
                     await self._enter(alone)
@@ -140,6 +144,8 @@ class GroupCommit(Generic[C]):
                 continue
             self.batches += 1
             self.jobs += len(batch)
+            if self.observer is not None:
+                self.observer(len(batch), time.perf_counter() - started)
             for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
                 if fut.done():
                     continue

@@ -21,7 +21,15 @@ from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable, SchemaMi
 from .._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 from ._group import GroupCommit, Job, Outcome, WouldBlock
 from ._queries import migrations, queries
-from .base import Claimed, NewTransaction, TxQuery, TxWrite, registration_refused
+from .base import (
+    Claimed,
+    LogSummary,
+    NewTransaction,
+    TxQuery,
+    TxWrite,
+    registration_refused,
+    requested_event,
+)
 
 T = TypeVar("T")
 Conn = Any  # a DB-API connection: sqlite3.Connection or psycopg.Connection
@@ -40,6 +48,7 @@ class SqlLog(ABC):
         self._writer_pool = self._reader_pool = _closed_pool()
         self._local = threading.local()
         self._group: GroupCommit[Conn] | None = None
+        self.batch_observer: Callable[[int, float], None] | None = None
 
     # -- what an adapter supplies ---------------------------------------------------
 
@@ -178,6 +187,7 @@ class SqlLog(ABC):
             flushers=self.flushers,
             shared=self._shared_batch,
         )
+        self._group.observer = self.batch_observer
         self._group.start()
 
     async def close(self) -> None:
@@ -361,7 +371,12 @@ class SqlLog(ABC):
         def job(conn: Conn) -> list[Claimed]:
             cur = conn.cursor()
             cur.execute(self.q["claim"], params)
-            return [Claimed(r["gid"], r["requested"]) for r in cur.fetchall()]
+            claimed = [Claimed(r["gid"], r["requested"], r["previous"]) for r in cur.fetchall()]
+            take = self.q.get("claim_take")
+            if take is not None and claimed:  # a database whose RETURNING sees no old row
+                gids = self._array([c.gid for c in claimed])
+                cur.execute(take, {"owner": owner, "until": until, "gids": gids})
+            return claimed
 
         result: list[Claimed] = await self._write(job)
         return result
@@ -392,9 +407,16 @@ class SqlLog(ABC):
         return result
 
     async def request(
-        self, gid: str, what: str, now: float, claim: tuple[str, float] | None = None
+        self,
+        gid: str,
+        what: str,
+        now: float,
+        claim: tuple[str, float] | None = None,
+        by: str | None = None,
     ) -> TxRecord:
         from .._errors import IllegalStateChange, TransactionNotFound
+
+        q_event = self.q["insert_event"]
 
         def job(conn: Conn) -> TxRecord:
             cur = conn.cursor()
@@ -412,6 +434,7 @@ class SqlLog(ABC):
             tx = _tx_from_row(row)
             if updated == 0:
                 raise IllegalStateChange(f"{gid} has already ended ({tx.status})")
+            cur.execute(q_event, _event_params(requested_event(gid, what, now, by)))
             return tx
 
         result: TxRecord = await self._write(job)
@@ -467,6 +490,7 @@ class SqlLog(ABC):
             "stuck": query.stuck,
             "since": query.since,
             "until": query.until,
+            "search": query.search,
             "limit": query.limit,
             "offset": query.offset,
         }
@@ -489,6 +513,31 @@ class SqlLog(ABC):
             out["stuck"] = int(cur.fetchone()["n"])
             conn.commit()
             return out
+
+        return await self._read(run)
+
+    async def summary(self, since: float) -> LogSummary:
+        def run(conn: Conn) -> LogSummary:
+            cur = conn.cursor()
+            cur.execute(self.q["count_by_status"], {})
+            counts = {str(r["status"]): int(r["n"]) for r in cur.fetchall()}
+            cur.execute(self.q["count_stuck"], {})
+            stuck = int(cur.fetchone()["n"])
+            cur.execute(self.q["oldest_unfinished"], {})
+            oldest = cur.fetchone()["t"]
+            cur.execute(self.q["count_started_since"], {"since": since})
+            started = int(cur.fetchone()["n"])
+            cur.execute(self.q["count_ended_since"], {"since": since})
+            ended = {str(r["status"]): int(r["n"]) for r in cur.fetchall()}
+            conn.commit()
+            return LogSummary(
+                counts=counts,
+                stuck=stuck,
+                oldest_unfinished_at=None if oldest is None else float(oldest),
+                since=since,
+                started=started,
+                ended=ended,
+            )
 
         return await self._read(run)
 

@@ -49,6 +49,7 @@ class TxWrite:
 class Claimed:
     gid: str
     requested: str | None = None
+    previous: str | None = None  # the owner whose lease had expired: a takeover
 
 
 @dataclass(slots=True)
@@ -59,8 +60,26 @@ class TxQuery:
     stuck: bool | None = None
     since: float | None = None
     until: float | None = None
+    search: str | None = None  # a part of the gid
     limit: int = 100
     offset: int = 0
+
+
+@dataclass(slots=True)
+class LogSummary:
+    """The log at a glance: what the dashboard's header, ``legato stats`` and the
+    metrics' gauges show."""
+
+    counts: dict[str, int]  # transactions by status
+    stuck: int  # unended and stuck
+    oldest_unfinished_at: float | None  # when the oldest unended transaction was created
+    since: float  # the window the next two count over
+    started: int  # created at or after ``since``
+    ended: dict[str, int]  # ended at or after ``since``, by status
+
+    @property
+    def unfinished(self) -> int:
+        return sum(n for s, n in self.counts.items() if not TxStatus(s).ended)
 
 
 @runtime_checkable
@@ -107,12 +126,19 @@ class Log(Protocol):
         under a stable name, since whatever its previous incarnation held is orphaned."""
 
     async def request(
-        self, gid: str, what: str, now: float, claim: tuple[str, float] | None = None
+        self,
+        gid: str,
+        what: str,
+        now: float,
+        claim: tuple[str, float] | None = None,
+        by: str | None = None,
     ) -> TxRecord:
         """Record a request ('retry', 'abort', 'succeeded', 'failed', 'submit', ...) for
         the coordinator that drives ``gid``; makes it due now. With ``claim=(owner,
         until)``, also take the lease for ``owner`` where no live owner holds it, so that
-        the requester drives it at once; the record returned says who holds it."""
+        the requester drives it at once; the record returned says who holds it. The
+        request is recorded as a ``requested`` event naming ``by`` (who asked: 'cli',
+        'dashboard', 'api'...)."""
 
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None: ...
 
@@ -123,8 +149,20 @@ class Log(Protocol):
     async def counts(self) -> dict[str, int]:
         """Transactions by status, plus 'stuck'."""
 
+    async def summary(self, since: float) -> LogSummary:
+        """Counts by status, the stuck, the oldest unfinished, and how many started and
+        ended from ``since`` on."""
+
     async def purge(self, ended_before: float, limit: int) -> int:
         """Delete up to ``limit`` transactions that ended before the time given."""
+
+
+def requested_event(gid: str, what: str, now: float, by: str | None) -> EventRecord:
+    """The event that records an operator's (or an initiator's) request."""
+    detail: dict[str, object] = {"what": what}
+    if by:
+        detail["by"] = by
+    return EventRecord(gid, now, "requested", detail=detail)
 
 
 def registration_refused(

@@ -13,7 +13,15 @@ from typing import Any
 from .. import _json
 from .._errors import IllegalStateChange, LeaseLost, TransactionNotFound
 from .._model import EventRecord, OpRecord, TxRecord, TxStatus
-from .base import Claimed, NewTransaction, TxQuery, TxWrite, registration_refused
+from .base import (
+    Claimed,
+    LogSummary,
+    NewTransaction,
+    TxQuery,
+    TxWrite,
+    registration_refused,
+    requested_event,
+)
 
 
 def _stored(value: Any, what: str) -> Any:
@@ -122,9 +130,10 @@ class MemoryLog:
             ),
             key=lambda t: t.next_attempt_at or 0,
         )[:limit]
+        out = [Claimed(t.gid, t.requested, t.lease_owner) for t in due]
         for t in due:
             t.lease_owner, t.lease_expires_at = owner, until
-        return [Claimed(t.gid, t.requested) for t in due]
+        return out
 
     async def renew(
         self, owner: str, gids: Sequence[str], now: float, until: float
@@ -152,7 +161,12 @@ class MemoryLog:
         return n
 
     async def request(
-        self, gid: str, what: str, now: float, claim: tuple[str, float] | None = None
+        self,
+        gid: str,
+        what: str,
+        now: float,
+        claim: tuple[str, float] | None = None,
+        by: str | None = None,
     ) -> TxRecord:
         t = self._tx.get(gid)
         if t is None:
@@ -160,6 +174,7 @@ class MemoryLog:
         if t.ended_at is not None:
             raise IllegalStateChange(f"{gid} has already ended ({t.status})")
         t.requested, t.next_attempt_at = what, now
+        self._append([requested_event(gid, what, now, by)])
         if claim is not None and (t.lease_owner is None or (t.lease_expires_at or 0) < now):
             t.lease_owner, t.lease_expires_at = claim
         return copy.deepcopy(t)
@@ -184,6 +199,7 @@ class MemoryLog:
             and (query.stuck is None or (t.stuck is not None) == query.stuck)
             and (query.since is None or t.created_at >= query.since)
             and (query.until is None or t.created_at < query.until)
+            and (query.search is None or query.search in t.gid)
         ]
         rows.sort(key=lambda t: (-t.created_at, t.gid))
         return copy.deepcopy(rows[query.offset : query.offset + query.limit])
@@ -194,6 +210,23 @@ class MemoryLog:
             out[str(t.status)] = out.get(str(t.status), 0) + 1
         out["stuck"] = sum(1 for t in self._tx.values() if t.stuck and t.ended_at is None)
         return out
+
+    async def summary(self, since: float) -> LogSummary:
+        counts = await self.counts()
+        stuck = counts.pop("stuck")
+        unended = [t.created_at for t in self._tx.values() if t.ended_at is None]
+        ended: dict[str, int] = {}
+        for t in self._tx.values():
+            if t.ended_at is not None and t.ended_at >= since:
+                ended[str(t.status)] = ended.get(str(t.status), 0) + 1
+        return LogSummary(
+            counts=counts,
+            stuck=stuck,
+            oldest_unfinished_at=min(unended, default=None),
+            since=since,
+            started=sum(1 for t in self._tx.values() if t.created_at >= since),
+            ended=ended,
+        )
 
     async def purge(self, ended_before: float, limit: int) -> int:
         old = sorted(

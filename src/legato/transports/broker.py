@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from .._errors import DefinitionError
 from .._model import Json
 from ..brokers.base import Broker, BrokerError, Message, check_name
+from ..observe.tracing import headers_for
 from ..saga import StepContext
-from .http import traceparent
 
 SCHEME = "broker"
 
@@ -79,7 +79,8 @@ class BrokerCall:
                 self.key or ctx.gid,
                 data,
                 id=f"{ctx.gid}/{ctx.step}",
-                headers={**headers, "gid": ctx.gid, "traceparent": traceparent(ctx.gid)},
+                # the attempt's span is current here: the consumer continues its trace
+                headers={**headers, "gid": ctx.gid, **headers_for(ctx.gid)},
             )
             await broker.publish(message)
 

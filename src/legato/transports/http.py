@@ -17,9 +17,7 @@ anything else, a timeout, no connection unknown (retried with backoff)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +27,7 @@ import aiohttp
 
 from .._errors import DefinitionError
 from .._model import Json
+from ..observe.tracing import gid_traceparent
 
 Outcome = tuple[str, Json]  # ("ok"|"failed"|"ongoing"|"unknown", output or reason)
 Done = Callable[[Outcome], None]
@@ -117,13 +116,6 @@ class CallInfo:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def traceparent(gid: str) -> str:
-    """A W3C ``traceparent`` whose trace id is derived from the gid, so that every
-    call of one transaction, before and after a coordinator restart, is one trace."""
-    trace_id = hashlib.blake2b(gid.encode(), digest_size=16).hexdigest()
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
-
-
 class HttpTransport:
     """Calls HTTP participants through one pooled ``aiohttp`` session.
 
@@ -178,9 +170,10 @@ class HttpTransport:
             **info.headers,
             **call.headers,
             "Idempotency-Key": f"{info.gid}/{info.branch_id}/{info.op}",
-            "traceparent": traceparent(info.gid),
             "Legato-Attempt": str(info.attempt),
         }
+        if "traceparent" not in headers:  # the coordinator passes the attempt span's
+            headers["traceparent"] = gid_traceparent(info.gid)
         content = call.content()
         if content is not None:
             headers.setdefault("Content-Type", "application/json")

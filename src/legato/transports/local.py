@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ class LocalTransport:
                 loop.call_soon_threadsafe(finished, outcome)
 
         try:
-            self.pool.submit(work)
+            # the thread runs in the caller's context (the attempt's span, for tracing)
+            self.pool.submit(contextvars.copy_context().run, work)
         except RuntimeError:  # the pool is shut down: the coordinator is stopping
             finished(("unknown", "the coordinator is stopping"))
             return None

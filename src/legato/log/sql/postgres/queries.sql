@@ -40,17 +40,19 @@ WHERE gid = :gid AND branch = :branch AND op = :op
 -- The one place that claims work. FOR UPDATE SKIP LOCKED: coordinators claiming at
 -- the same moment each lock different rows instead of queueing behind one another;
 -- a row locked by another claimer is simply not due for us this round.
-UPDATE legato_tx SET lease_owner = :owner, lease_expires_at = :until
-WHERE gid IN (
-    SELECT gid FROM legato_tx
+-- ``previous`` is the owner whose lease had expired (a takeover), or NULL.
+UPDATE legato_tx AS t SET lease_owner = :owner, lease_expires_at = :until
+FROM (
+    SELECT gid, lease_owner AS previous FROM legato_tx
     WHERE ended_at IS NULL AND next_attempt_at <= :now
         AND (lease_owner IS NULL OR lease_expires_at < :now)
         AND (:any_name OR name = ANY(:names))
     ORDER BY next_attempt_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-)
-RETURNING gid, requested
+) AS due
+WHERE t.gid = due.gid
+RETURNING t.gid, t.requested, due.previous
 
 -- name: renew
 -- Only the gids named: a lease its coordinator no longer drives (its runner stopped on
@@ -99,6 +101,7 @@ WHERE (:any_status OR status = ANY(:statuses))
     AND (CAST(:stuck AS boolean) IS NULL OR (stuck IS NOT NULL) = CAST(:stuck AS boolean))
     AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
     AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
+    AND (CAST(:search AS text) IS NULL OR strpos(gid, :search) > 0)
 ORDER BY created_at DESC, gid
 LIMIT :limit OFFSET :offset
 
@@ -107,6 +110,15 @@ SELECT status, count(*) AS n FROM legato_tx GROUP BY status
 
 -- name: count_stuck
 SELECT count(*) AS n FROM legato_tx WHERE stuck IS NOT NULL AND ended_at IS NULL
+
+-- name: oldest_unfinished
+SELECT min(created_at) AS t FROM legato_tx WHERE ended_at IS NULL
+
+-- name: count_started_since
+SELECT count(*) AS n FROM legato_tx WHERE created_at >= :since
+
+-- name: count_ended_since
+SELECT status, count(*) AS n FROM legato_tx WHERE ended_at >= :since GROUP BY status
 
 -- name: purgeable
 SELECT gid FROM legato_tx WHERE ended_at IS NOT NULL AND ended_at < :before

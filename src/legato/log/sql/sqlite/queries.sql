@@ -37,16 +37,18 @@ WHERE gid = :gid AND branch = :branch AND op = :op
 
 -- name: claim
 -- SQLite has one writer at a time, so the sub-select and the update cannot race.
+-- then claim_take, in the same transaction. ``previous`` is the owner whose lease had
+-- expired (a takeover), or NULL (SQLite's RETURNING sees only the new row).
+SELECT gid, requested, lease_owner AS previous FROM legato_tx
+WHERE ended_at IS NULL AND next_attempt_at <= :now
+    AND (lease_owner IS NULL OR lease_expires_at < :now)
+    AND (:any_name OR name IN (SELECT value FROM json_each(:names)))
+ORDER BY next_attempt_at
+LIMIT :limit
+
+-- name: claim_take
 UPDATE legato_tx SET lease_owner = :owner, lease_expires_at = :until
-WHERE gid IN (
-    SELECT gid FROM legato_tx
-    WHERE ended_at IS NULL AND next_attempt_at <= :now
-        AND (lease_owner IS NULL OR lease_expires_at < :now)
-        AND (:any_name OR name IN (SELECT value FROM json_each(:names)))
-    ORDER BY next_attempt_at
-    LIMIT :limit
-)
-RETURNING gid, requested
+WHERE gid IN (SELECT value FROM json_each(:gids))
 
 -- name: renew
 -- Only the gids named: a lease its coordinator no longer drives (its runner stopped on
@@ -96,6 +98,7 @@ WHERE (:any_status OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:stuck IS NULL OR (stuck IS NOT NULL) = :stuck)
     AND (:since IS NULL OR created_at >= :since)
     AND (:until IS NULL OR created_at < :until)
+    AND (:search IS NULL OR instr(gid, :search) > 0)
 ORDER BY created_at DESC, gid
 LIMIT :limit OFFSET :offset
 
@@ -104,6 +107,15 @@ SELECT status, count(*) AS n FROM legato_tx GROUP BY status
 
 -- name: count_stuck
 SELECT count(*) AS n FROM legato_tx WHERE stuck IS NOT NULL AND ended_at IS NULL
+
+-- name: oldest_unfinished
+SELECT min(created_at) AS t FROM legato_tx WHERE ended_at IS NULL
+
+-- name: count_started_since
+SELECT count(*) AS n FROM legato_tx WHERE created_at >= :since
+
+-- name: count_ended_since
+SELECT status, count(*) AS n FROM legato_tx WHERE ended_at >= :since GROUP BY status
 
 -- name: purgeable
 SELECT gid FROM legato_tx WHERE ended_at IS NOT NULL AND ended_at < :before

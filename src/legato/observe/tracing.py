@@ -1,0 +1,186 @@
+"""Tracing with OpenTelemetry: one trace per global transaction.
+
+A transaction's first span (``begin``) is a child of whatever span the caller
+is in (an instrumented web request, a test), or a new trace's root. Its
+context is kept in the log with the transaction (``options["trace"]``), so
+every op attempt, before or after any number of coordinator restarts, is a
+span of the same trace, the child of that first span. The attempt's own
+context goes to the participant: as ``traceparent`` on an HTTP call, in a
+broker message's headers, or as the current span while a Python step runs.
+
+Spans are made through the global tracer provider unless one is given: with
+no OpenTelemetry SDK configured they cost next to nothing and record nothing.
+``configure()`` sets the SDK up the way ``legato serve`` does: an OTLP/HTTP
+exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, no exporter otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._model import Json, TxRecord
+
+_SCOPE = "legato"
+
+
+def gid_traceparent(gid: str) -> str:
+    """A ``traceparent`` derived from the gid alone, sent when tracing is off: every
+    call of one transaction, before and after a restart, then still carries one
+    trace id that a participant's logs can be joined on."""
+    trace_id = hashlib.blake2b(gid.encode(), digest_size=16).hexdigest()
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+
+def headers_for(gid: str) -> dict[str, str]:
+    """The trace headers for a call made now: the current span's context where there is
+    a valid one, else a ``traceparent`` derived from ``gid``."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    if "traceparent" not in carrier:
+        carrier["traceparent"] = gid_traceparent(gid)
+    return carrier
+
+
+class Attempt:
+    """One op attempt's span, from its start to its outcome."""
+
+    __slots__ = ("context", "span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.context = trace.set_span_in_context(span)
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Make the attempt's span the current one: tasks and threads started inside
+        inherit it."""
+        token = otel_context.attach(self.context)
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+    def headers(self, gid: str) -> dict[str, str]:
+        carrier: dict[str, str] = {}
+        inject(carrier, context=self.context)
+        if "traceparent" not in carrier:
+            carrier["traceparent"] = gid_traceparent(gid)
+        return carrier
+
+    def end(self, outcome: str, detail: Json) -> None:
+        span = self.span
+        if span.is_recording():
+            span.set_attribute("legato.outcome", outcome)
+            if outcome in ("failed", "unknown"):
+                message = str(detail)[:500]
+                attributes = {"exception.type": outcome, "exception.message": message}
+                span.add_event("exception", attributes)
+                span.set_status(Status(StatusCode.ERROR, message))
+        span.end()
+
+
+class Tracing:
+    """Makes the coordinator's spans."""
+
+    def __init__(self, provider: trace.TracerProvider | None = None) -> None:
+        from .. import __version__
+
+        self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=provider)
+
+    def begin(self, tx: TxRecord) -> None:
+        """The transaction's first span, ended at once; its context goes in
+        ``tx.options['trace']`` to be written with the transaction."""
+        attributes = {"legato.gid": tx.gid, "legato.mode": str(tx.mode), "legato.name": tx.name}
+        with self.tracer.start_as_current_span(
+            f"legato {tx.mode} {tx.name}", kind=SpanKind.INTERNAL, attributes=attributes
+        ):
+            carrier: dict[str, str] = {}
+            inject(carrier)
+        if carrier.get("traceparent"):
+            tx.options["trace"] = carrier
+
+    def attempt(self, tx: TxRecord, branch: str, op: str, attempt: int, *, remote: bool) -> Attempt:
+        """Start the span of one op attempt, a child of the transaction's first span."""
+        parent = _stored_context(tx.options.get("trace"))
+        span = self.tracer.start_span(
+            f"{op} {branch}",
+            context=parent,
+            kind=SpanKind.CLIENT if remote else SpanKind.INTERNAL,
+            attributes={
+                "legato.gid": tx.gid,
+                "legato.mode": str(tx.mode),
+                "legato.branch": branch,
+                "legato.op": op,
+                "legato.attempt": attempt,
+            },
+        )
+        return Attempt(span)
+
+    def ended(self, tx: TxRecord, status: str, reason: str | None) -> None:
+        """A short span marking the transaction's end, in its trace."""
+        parent = _stored_context(tx.options.get("trace"))
+        attributes: dict[str, Any] = {"legato.gid": tx.gid, "legato.status": status}
+        if reason:
+            attributes["legato.reason"] = reason[:500]
+        span = self.tracer.start_span(
+            f"legato {tx.mode} {tx.name} {status}", context=parent, attributes=attributes
+        )
+        if status == "failed" and span.is_recording():
+            span.set_status(Status(StatusCode.ERROR, (reason or "")[:500]))
+        span.end()
+
+
+def _stored_context(stored: Json) -> otel_context.Context:
+    """The context kept in the log; an empty one (so a new trace) when there is none.
+    Never the caller's current context: the op runs in the transaction's trace."""
+    if isinstance(stored, Mapping):
+        return extract({str(k): str(v) for k, v in stored.items()}, context=otel_context.Context())
+    return otel_context.Context()
+
+
+def continued(headers: Mapping[str, str]) -> otel_context.Context:
+    """The context a participant continues from a call's or a message's headers."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return extract(lowered)
+
+
+def configure(service_name: str | None = None) -> bool:
+    """Set up the OpenTelemetry SDK as the global tracer provider, exporting over
+    OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its traces variant) is set.
+    Returns whether an exporter was configured; a provider already set is kept."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    current = trace.get_tracer_provider()
+    if not isinstance(current, trace.ProxyTracerProvider):
+        return False  # the application configured its own
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "legato"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def shutdown() -> None:
+    """Flush and stop the global SDK provider, if one is set (at process exit)."""
+    provider = trace.get_tracer_provider()
+    stop = getattr(provider, "shutdown", None)
+    if callable(stop):
+        stop()
