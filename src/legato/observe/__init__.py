@@ -1,0 +1,1 @@
+"""Seeing what transactions do: traces, metrics, logs, timelines and alerts."""
