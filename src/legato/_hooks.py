@@ -72,9 +72,9 @@ class HookChain(Hooks):
     def add(self, hook: Hooks) -> None:
         self.__init__([*self.hooks, hook])  # type: ignore[misc]
 
-    @property
-    def empty(self) -> bool:
-        return not self.hooks
+    def wants(self, name: str) -> bool:
+        """Does any hook override ``name``?"""
+        return bool(self._by_name.get(name))
 
 
 def _overrides(hook: Hooks, name: str) -> bool:

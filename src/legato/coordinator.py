@@ -147,7 +147,7 @@ class Coordinator(InitiatedModes):
     async def start(self) -> None:
         if self._started:
             return
-        if hasattr(self.log, "batch_observer") and not self.hooks.empty:
+        if hasattr(self.log, "batch_observer") and self.hooks.wants("on_log_batch"):
             self.log.batch_observer = self.hooks.on_log_batch
         await self.log.open()
         if self.http.closed:
@@ -329,6 +329,11 @@ class Coordinator(InitiatedModes):
 
     def handle(self, gid: str) -> Handle:
         return Handle(self, gid)
+
+    @property
+    def in_flight(self) -> int:
+        """Transactions this coordinator is driving now."""
+        return len(self._runners)
 
     # -- operator requests ----------------------------------------------------------
 

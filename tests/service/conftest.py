@@ -13,10 +13,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -132,6 +134,10 @@ class Served:
     url: str
     process: subprocess.Popen[bytes]
     log: str
+    output: Path | None = None  # the process's stderr (its log lines)
+
+    def lines(self) -> str:
+        return self.output.read_text(errors="replace") if self.output else ""
 
     @property
     def dtm(self) -> str:
@@ -143,20 +149,26 @@ def start_serve(log: str, *, env: dict[str, str] | None = None, owner: str | Non
     args = [sys.executable, "-m", "legato.cli", "serve", "--log", log, "--port", str(port)]
     if owner:
         args += ["--owner", owner]
-    process = subprocess.Popen(
-        args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # its log lines go to a file: a pipe nobody reads would fill up and stall it
+    fd, name = tempfile.mkstemp(prefix="legato-serve-", suffix=".log")
+    output = Path(name)
+    with os.fdopen(fd, "wb") as err_file:
+        process = subprocess.Popen(
+            args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=err_file
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Served(url, process, log)
+                return Served(url, process, log, output)
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            err = process.stderr.read().decode() if process.stderr else ""
+            process.wait()
+            err = output.read_text(errors="replace")
+            output.unlink(missing_ok=True)
             raise RuntimeError(f"legato serve did not start: {err[-2000:]}")
         time.sleep(0.05)
 
@@ -169,8 +181,8 @@ def stop_serve(served: Served) -> None:
         except subprocess.TimeoutExpired:
             served.process.kill()
             served.process.wait()
-    if served.process.stderr:
-        served.process.stderr.close()
+    if served.output is not None:
+        served.output.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -178,6 +178,19 @@ def configure(service_name: str | None = None) -> bool:
     return True
 
 
+def active() -> bool:
+    """Is a real tracer provider (an SDK's) set globally?"""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def flush(timeout_ms: int = 5000) -> None:
+    """Export the spans still buffered by the global SDK provider, if one is set."""
+    provider = trace.get_tracer_provider()
+    force = getattr(provider, "force_flush", None)
+    if callable(force):
+        force(timeout_ms)
+
+
 def shutdown() -> None:
     """Flush and stop the global SDK provider, if one is set (at process exit)."""
     provider = trace.get_tracer_provider()

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from ..brokers.base import Message
 from .barrier import Barrier, BarrierResult
+from .tracing import message_span
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -38,12 +39,19 @@ def _barrier(message: Message, group: str) -> Barrier:
 
 def consume(conn: C, message: Message, group: str, fn: Callable[[C], T]) -> BarrierResult[T]:
     """Run ``fn(conn)`` as ``message``'s effect for ``group``, once: in a new local
-    transaction with the message's inbox row (``conn`` outside any transaction)."""
-    return _barrier(message, group).call(conn, fn)
+    transaction with the message's inbox row (``conn`` outside any transaction). It
+    runs in a consumer span continuing the trace the message's headers carry."""
+    with message_span(message.topic, message.headers, f"consume {message.topic} {group}") as span:
+        result = _barrier(message, group).call(conn, fn)
+        span.set_attribute("legato.inbox.skipped", result.skipped)
+        return result
 
 
 async def aconsume(
     conn: C, message: Message, group: str, fn: Callable[[C], Awaitable[T]]
 ) -> BarrierResult[T]:
     """As :func:`consume`, on an asyncio connection."""
-    return await _barrier(message, group).acall(conn, fn)
+    with message_span(message.topic, message.headers, f"consume {message.topic} {group}") as span:
+        result = await _barrier(message, group).acall(conn, fn)
+        span.set_attribute("legato.inbox.skipped", result.skipped)
+        return result

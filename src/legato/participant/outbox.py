@@ -47,6 +47,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from opentelemetry.propagate import inject
+
 from .._errors import PayloadError
 from .._faults import fault_point
 from ..brokers.base import Broker, BrokerError, Message, check_name
@@ -91,6 +93,12 @@ def _row(
     if not isinstance(key, str) or not 0 < len(key) <= 200:
         raise ValueError(f"an outbox key is a string of 1-200 characters, not {key!r}")
     hdrs = dict(headers or {})
+    # added inside a traced request: the message carries that span's context, so its
+    # consumers continue the same trace
+    trace_headers: dict[str, str] = {}
+    inject(trace_headers)
+    for k, v in trace_headers.items():
+        hdrs.setdefault(k, v)
     for k, v in hdrs.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"outbox headers are strings: {k!r}: {v!r}")

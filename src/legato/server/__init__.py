@@ -31,7 +31,11 @@ from .._errors import (
 from ..coordinator import Coordinator
 from ..log import Log
 from ..log.sqlite import SqliteLog
-from . import api, dtm
+from ..observe import tracing
+from ..observe.alerts import Webhook
+from ..observe.logs import TxLogging
+from ..observe.metrics import Metrics
+from . import api, dtm, telemetry
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
     (DefinitionError, 422),
@@ -54,6 +58,7 @@ def create_app(
     something: it must come as ``Authorization: Bearer <token>``.
     """
     c = Coordinator(coordinator) if isinstance(coordinator, str) else coordinator
+    metrics = observed(c)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +67,7 @@ def create_app(
             yield
         finally:
             await c.stop()
+            tracing.flush()  # spans still buffered go out before the process ends
 
     from .. import __version__
 
@@ -72,6 +78,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.coordinator = c
+    app.state.metrics = metrics
     app.state.token = token if token is not None else os.environ.get("LEGATO_API_TOKEN") or None
 
     async def legato_error(request: Request, exc: Exception) -> JSONResponse:
@@ -87,13 +94,43 @@ def create_app(
     app.include_router(api.health)
     app.include_router(dtm.router)
     app.include_router(dtm.misc)
+
+    app.include_router(telemetry.router)
+    if tracing.active():
+        # each request a server span, current while it is handled: a transaction begun
+        # by a traced initiator joins the initiator's trace
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["send", "receive"])
     return app
+
+
+def observed(c: Coordinator) -> Metrics:
+    """Give ``c`` the hooks the service needs: metrics (for ``/metrics``), log lines, and
+    the alert webhook named by ``LEGATO_ALERT_WEBHOOK``; returns its ``Metrics``."""
+    for hook in c.hooks.hooks:
+        if isinstance(hook, Metrics):
+            return hook
+    metrics = Metrics()
+    c.hooks.add(metrics)
+    if not any(isinstance(h, TxLogging) for h in c.hooks.hooks):
+        c.hooks.add(TxLogging())
+    webhook = os.environ.get("LEGATO_ALERT_WEBHOOK")
+    if webhook and not any(isinstance(h, Webhook) for h in c.hooks.hooks):
+        c.hooks.add(Webhook(webhook))
+    return metrics
 
 
 def app_from_env() -> FastAPI:
     """The app ``legato serve`` runs, configured by ``LEGATO_LOG``, ``LEGATO_OWNER``,
-    ``LEGATO_REQUEST_TIMEOUT``, ``LEGATO_LEASE``, ``LEGATO_BROKERS`` (JSON: name -> URL)
-    and ``LEGATO_API_TOKEN``."""
+    ``LEGATO_REQUEST_TIMEOUT``, ``LEGATO_LEASE``, ``LEGATO_BROKERS`` (JSON: name -> URL),
+    ``LEGATO_RETENTION`` (seconds an ended transaction is kept), ``LEGATO_API_TOKEN``,
+    ``LEGATO_ALERT_WEBHOOK``, ``LEGATO_LOG_FORMAT`` (json or text) and OpenTelemetry's
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_SERVICE_NAME``."""
+    from ..observe import logs
+
+    logs.configure(level=os.environ.get("LEGATO_LOG_LEVEL", "INFO"))
+    tracing.configure("legato")
     url = os.environ.get("LEGATO_LOG", "sqlite:///legato.db")
     log: Log | str = url
     if url.startswith("sqlite:"):
@@ -105,6 +142,9 @@ def app_from_env() -> FastAPI:
         request_timeout=float(os.environ.get("LEGATO_REQUEST_TIMEOUT", "10")),
         lease=float(os.environ.get("LEGATO_LEASE", "15")),
         brokers=json.loads(os.environ.get("LEGATO_BROKERS") or "{}"),
+        retention=float(os.environ["LEGATO_RETENTION"])
+        if "LEGATO_RETENTION" in os.environ
+        else None,
     )
     return create_app(c)
 

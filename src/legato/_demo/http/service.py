@@ -92,8 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = plan_inventory(make_trips(200, args.seed), args.seed, 0.15)
         stock = stock_of(plan, args.kind)
     load_stock(app.state.participant.store, args.kind, stock)
+    from ...observe import tracing
+    from ...participant.tracing import instrument
+
+    # with OTEL_EXPORTER_OTLP_ENDPOINT set, each request continues the coordinator's trace
+    served = instrument(app) if tracing.configure(f"travel-{args.kind}") else app
     uvicorn.run(
-        app,
+        served,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -101,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # late requests (held up by a fault) finish before the process exits
         timeout_graceful_shutdown=10,
     )
+    tracing.shutdown()  # the spans still buffered go out before the process ends
     return 0
 
 

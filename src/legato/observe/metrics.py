@@ -1,0 +1,177 @@
+"""Prometheus metrics: a hook counting what this coordinator does, and gauges read
+from the log when scraped.
+
+Labels are bounded: mode, op, outcome; never a gid, a branch or a saga name
+given by a caller. Counters count this process's work (sum them over
+processes); the log-wide gauges (unfinished, stuck, oldest unfinished age)
+read the shared log, so every process reports the same value (take the max).
+
+>>> metrics = Metrics()                                     # doctest: +SKIP
+>>> coordinator = Coordinator(log, hooks=[metrics])         # doctest: +SKIP
+>>> await metrics.refresh(coordinator); metrics.render()   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .._hooks import Hooks
+from .._model import OpName, TxRecord, TxStatus
+
+if TYPE_CHECKING:
+    from ..coordinator import Coordinator
+    from ..modes.saga import SagaState
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics(Hooks):
+    """Counters and histograms fed by the coordinator's hooks, in a registry of their
+    own (several coordinators in one process each keep theirs)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.started = Counter(
+            "legato_transactions_started", "Transactions written to the log", ["mode"], registry=r
+        )
+        self.ended = Counter(
+            "legato_transactions_ended",
+            "Transactions that ended, by outcome (succeeded or failed)",
+            ["mode", "outcome"],
+            registry=r,
+        )
+        self.became_stuck = Counter(
+            "legato_transactions_became_stuck",
+            "Transactions parked as stuck (an op past its retry limit, a changed definition)",
+            ["mode"],
+            registry=r,
+        )
+        self.op_seconds = Histogram(
+            "legato_op_duration_seconds",
+            "One op attempt's duration, from its start to its outcome",
+            ["mode", "op"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.op_attempts = Counter(
+            "legato_op_attempts",
+            "Op attempts by outcome (ok, failed, unknown, ongoing)",
+            ["mode", "op", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "legato_op_retries", "Op attempts after the first", ["mode", "op"], registry=r
+        )
+        self.resumed = Counter(
+            "legato_transactions_resumed",
+            "Transactions this coordinator took up from the log (recovery, requests)",
+            registry=r,
+        )
+        self.takeovers = Counter(
+            "legato_lease_takeovers",
+            "Transactions claimed after another coordinator's lease expired",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "legato_log_batch_size",
+            "Writes committed together by the log's group commit",
+            buckets=_BATCH,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "legato_log_batch_seconds",
+            "Time to commit one batch of log writes",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "legato_transactions_in_flight",
+            "Transactions this coordinator is driving now",
+            registry=r,
+        )
+        self.unfinished = Gauge(
+            "legato_transactions_unfinished",
+            "Unended transactions in the log, by status",
+            ["status"],
+            registry=r,
+        )
+        self.stuck = Gauge(
+            "legato_transactions_stuck", "Unended transactions marked stuck", registry=r
+        )
+        self.oldest_age = Gauge(
+            "legato_oldest_unfinished_age_seconds",
+            "Age of the oldest unended transaction (0 when there is none)",
+            registry=r,
+        )
+        self.scrape_errors = Counter(
+            "legato_metrics_log_errors",
+            "Scrapes whose log-wide gauges could not be read",
+            registry=r,
+        )
+
+    # -- hooks ---------------------------------------------------------------------
+
+    def on_created(self, tx: TxRecord) -> None:
+        self.started.labels(str(tx.mode)).inc()
+
+    def on_resumed(self, tx: TxRecord, previous: str | None) -> None:
+        self.resumed.inc()
+        if previous is not None:
+            self.takeovers.inc()
+
+    def before_op(self, tx: TxRecord, branch: str, op: OpName, attempt: int) -> None:
+        if attempt > 1:
+            self.retries.labels(str(tx.mode), str(op)).inc()
+
+    def after_op(
+        self,
+        tx: TxRecord,
+        branch: str,
+        op: OpName,
+        attempt: int,
+        outcome: str,
+        seconds: float,
+        detail: object,
+    ) -> None:
+        mode, name = str(tx.mode), str(op)
+        self.op_seconds.labels(mode, name).observe(seconds)
+        self.op_attempts.labels(mode, name, outcome).inc()
+
+    def after_write(self, tx: TxRecord, state: SagaState, before: SagaState) -> None:
+        if state.status.ended and not before.status.ended:
+            self.ended.labels(str(tx.mode), str(state.status)).inc()
+        if state.stuck and not before.stuck:
+            self.became_stuck.labels(str(tx.mode)).inc()
+
+    def on_log_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+
+    # -- scrape --------------------------------------------------------------------
+
+    async def refresh(self, coordinator: Coordinator) -> None:
+        """Set the gauges: this coordinator's in-flight count, and the log's."""
+        from .._errors import LogError
+
+        self.in_flight.set(coordinator.in_flight)
+        try:
+            summary = await coordinator.log.summary(time.time())
+        except LogError:
+            self.scrape_errors.inc()
+            return
+        for status in TxStatus:
+            if not status.ended:
+                self.unfinished.labels(str(status)).set(summary.counts.get(str(status), 0))
+        self.stuck.set(summary.stuck)
+        oldest = summary.oldest_unfinished_at
+        self.oldest_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
