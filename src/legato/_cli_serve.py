@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from ._cli_ops import parse_age
 from ._cli_tx import add_log_argument
 
 
@@ -47,6 +48,25 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="NAME=URL",
         help="a broker msg branches may publish to (broker://NAME/topic); repeatable",
     )
+    serve.add_argument(
+        "--retention",
+        type=parse_age,
+        default=None,
+        metavar="AGE",
+        help="delete transactions that ended longer ago than this (7d, 12h...), in batches",
+    )
+    serve.add_argument(
+        "--alert-webhook",
+        default=os.environ.get("LEGATO_ALERT_WEBHOOK"),
+        metavar="URL",
+        help="POST a JSON alert here when a transaction becomes stuck",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        default=os.environ.get("LEGATO_LOG_FORMAT", "auto"),
+        help="auto: text on a terminal, JSON otherwise",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
 
@@ -58,6 +78,13 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["LEGATO_LOG"] = args.log
     os.environ["LEGATO_REQUEST_TIMEOUT"] = str(args.request_timeout)
     os.environ["LEGATO_LEASE"] = str(args.lease)
+    os.environ["LEGATO_LOG_LEVEL"] = args.log_level.upper()
+    if args.log_format != "auto":
+        os.environ["LEGATO_LOG_FORMAT"] = args.log_format
+    if args.retention is not None:
+        os.environ["LEGATO_RETENTION"] = str(args.retention)
+    if args.alert_webhook:
+        os.environ["LEGATO_ALERT_WEBHOOK"] = args.alert_webhook
     brokers = {}
     for spec in args.broker:
         name, sep, url = spec.partition("=")

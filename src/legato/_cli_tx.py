@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from ._cli_timeline import draw
 from ._errors import LegatoError, LogError
 from ._model import EventRecord, OpRecord, TxRecord, TxStatus
 from .log import Log, TxQuery, open_log
+from .observe.timeline import build
 
 T = TypeVar("T")
 DEFAULT_LOG = "sqlite:///legato.db"
@@ -81,6 +83,13 @@ def parse_time(text: str) -> float:
             f"{text!r} is neither an ISO time nor a span such as 15m or 2h"
         ) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _limit(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"a limit is 1 to 1000, not {n}")
+    return n
 
 
 def _tx_json(tx: TxRecord) -> dict[str, Any]:
@@ -158,6 +167,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         stuck=True if args.stuck else None,
         since=args.since,
         until=args.until,
+        search=args.search,
         limit=args.limit,
         offset=args.offset,
     )
@@ -218,7 +228,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             o.branch, str(o.op), str(o.status), str(o.attempts), o.error or "", o.target
         )
     console.print(ops_table)
-    timeline = Table(title="timeline")
+    console.print(draw(build(tx, ops, events, time.time()), max(20, min(60, console.width - 50))))
+    timeline = Table(title="events")
     for col in ("at (UTC)", "event", "branch.op", "attempt", "detail"):
         timeline.add_column(col)
     for e in events:
@@ -235,7 +246,7 @@ def _request(what: str) -> Callable[[argparse.Namespace], int]:
     def cmd(args: argparse.Namespace) -> int:
         request = args.status if what == "force-end" else what
         try:
-            tx = _run(args.log, lambda log: log.request(args.gid, request, time.time()))
+            tx = _run(args.log, lambda log: log.request(args.gid, request, time.time(), by="cli"))
         except LegatoError as exc:
             Console(stderr=True).print(f"[red]{exc}[/red]")
             return 1
@@ -264,7 +275,8 @@ def add_commands(sub: Any) -> None:
     ls.add_argument("--stuck", action="store_true", help="only stuck transactions")
     ls.add_argument("--since", type=parse_time, help="created at or after (ISO time or 15m, 2h...)")
     ls.add_argument("--until", type=parse_time, help="created before")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--search", help="gids containing this text")
+    ls.add_argument("--limit", type=_limit, default=50, help="at most 1000 (%(default)s)")
     ls.add_argument("--offset", type=int, default=0)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
@@ -275,12 +287,12 @@ def add_commands(sub: Any) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
 
-    for what, help_text in (
-        ("retry", "retry a stuck transaction's parked ops"),
-        ("abort", "roll a transaction back (refused past its pivot)"),
-        ("force-end", "end a transaction by decree, after repairing it by hand"),
+    for what, command, aliases, help_text in (
+        ("retry", "retry", [], "retry a stuck transaction's parked ops"),
+        ("abort", "cancel", ["abort"], "roll a transaction back (refused past its pivot)"),
+        ("force-end", "force-end", [], "end a transaction by decree, after repairing it by hand"),
     ):
-        p = tx_sub.add_parser(what, help=help_text)
+        p = tx_sub.add_parser(command, aliases=aliases, help=help_text)
         p.add_argument("gid")
         add_log_argument(p)
         if what == "force-end":

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_tx import add_commands
 
     add_commands(sub)
+    from ._cli_ops import add_commands as add_ops
+
+    add_ops(sub)
     from ._cli_serve import add_command
 
     add_command(sub)

@@ -127,3 +127,95 @@ def test_tx_list_show_and_retry_read_and_nudge_the_log(
     assert "already ended" in capsys.readouterr().err
     assert main(["tx", "show", "nope", "--log", log_url]) == 1
     assert legato.TxStatus.SUCCEEDED == "succeeded"
+
+
+def test_tx_show_draws_the_timeline_with_the_compensation_path(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_book(log_url))
+    capsys.readouterr()
+    assert main(["tx", "show", "no-car", "--log", log_url]) == 0
+    out = capsys.readouterr().out
+    timeline = out[out.index("timeline (") : out.index("events")]
+    lanes = [line for line in timeline.splitlines() if "█" in line]
+    assert [line.split()[0] for line in lanes] == [
+        "hotel.action",
+        "car.action",
+        "↩",  # car.compensate: the compensations in the order they ran
+        "↩",  # hotel.compensate
+    ]
+    assert "✗" in lanes[1] and "failed" in lanes[1]
+    assert "car.compensate" in lanes[2] and "ok" in lanes[2]
+    assert "hotel.compensate" in lanes[3] and "ok" in lanes[3]
+
+
+def test_cancel_search_and_stats(log_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(_book(log_url))
+
+    def run(*args: str) -> str:
+        capsys.readouterr()
+        assert main([*args, "--log", log_url]) == 0
+        return capsys.readouterr().out
+
+    assert [t["gid"] for t in json.loads(run("tx", "list", "--json", "--search", "-1"))] == [
+        "stuck-1",
+        "ok-1",
+    ]
+    stats = json.loads(run("stats", "--json", "--window", "5m"))
+    assert stats["counts"]["succeeded"] == 1 and stats["counts"]["failed"] == 1
+    assert stats["counts"]["aborting"] == 1 and stats["stuck"] == 1
+    assert stats["unfinished"] == 1 and stats["started"] == 3
+    assert stats["ended"] == {"succeeded": 1, "failed": 1}
+    assert stats["oldest_unfinished_age_s"] >= 0
+    assert "stuck" in run("stats")
+
+    assert "abort requested for stuck-1" in run("tx", "cancel", "stuck-1")
+    shown = json.loads(run("tx", "show", "stuck-1", "--json"))
+    assert {"kind": "requested", "detail": {"what": "abort", "by": "cli"}}.items() <= next(
+        e for e in shown["events"] if e["kind"] == "requested"
+    ).items()
+
+
+def test_purge_deletes_old_ended_transactions_and_keeps_the_rest(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_book(log_url))
+    out = legato_cli("purge", "--log", log_url, "--older-than", "1h")
+    assert out.returncode == 0 and "deleted 0 transactions" in out.stdout, out.stderr
+    import time
+
+    time.sleep(1.1)
+    out = legato_cli("purge", "--log", log_url, "--older-than", "1s", "--batch", "1")
+    assert out.returncode == 0 and "deleted 2 transactions" in out.stdout, out.stderr
+    capsys.readouterr()
+    assert main(["tx", "list", "--json", "--log", log_url]) == 0
+    # the unended (stuck) one is never purged
+    assert [t["gid"] for t in json.loads(capsys.readouterr().out)] == ["stuck-1"]
+    bad = legato_cli("purge", "--log", log_url, "--older-than", "soon")
+    assert bad.returncode == 2 and "not an age" in bad.stderr
+
+
+def test_purge_deletes_old_barrier_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "service.db"
+    conn = sqlite3.connect(db)
+    from legato.participant import barrier
+
+    barrier.create_table(conn)
+    conn.close()
+    conn = sqlite3.connect(db)
+    for i, age in enumerate((10, 7200, 9000)):
+        conn.execute(
+            "INSERT INTO legato_barrier (trans_type, gid, branch_id, op, barrier_id, reason,"
+            " created_at) VALUES ('saga', ?, 'b', 'action', '01', 'action',"
+            " datetime('now', ?))",
+            (f"g{i}", f"-{age} seconds"),
+        )
+    conn.commit()
+    conn.close()
+    out = legato_cli("purge", "--barrier", f"sqlite:///{db}", "--older-than", "1h")
+    assert out.returncode == 0 and "deleted 2 barrier rows" in out.stdout, out.stderr
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT gid FROM legato_barrier")] == ["g0"]
+    conn.close()

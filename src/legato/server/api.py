@@ -88,6 +88,9 @@ async def list_transactions(
     stuck: bool | None = None,
     since: Annotated[float | None, Query(description="created at or after (unix s)")] = None,
     until: Annotated[float | None, Query(description="created before (unix s)")] = None,
+    search: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="a part of the gid")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -98,6 +101,7 @@ async def list_transactions(
             stuck=stuck,
             since=since,
             until=until,
+            search=search,
             limit=limit,
             offset=offset,
         )
@@ -115,21 +119,22 @@ async def _known(c: Coordinator, gid: str) -> None:
 @router.post("/transactions/{gid}/retry", dependencies=guarded, summary="Retry a stuck one")
 async def retry(gid: str, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
-    await c.retry(gid)
+    await c.retry(gid, by="api")
     return {"gid": gid, "requested": "retry"}
 
 
 @router.post("/transactions/{gid}/abort", dependencies=guarded, summary="Roll one back")
+@router.post("/transactions/{gid}/cancel", dependencies=guarded, summary="Roll one back")
 async def abort(gid: str, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
-    await c.abort(gid)
+    await c.abort(gid, by="api")
     return {"gid": gid, "requested": "abort"}
 
 
 @router.post("/transactions/{gid}/force-end", dependencies=guarded, summary="End one by decree")
 async def force_end(gid: str, body: ForceEndIn, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
-    await c.force_end(gid, body.status)
+    await c.force_end(gid, body.status, by="api")
     return {"gid": gid, "requested": body.status}
 
 

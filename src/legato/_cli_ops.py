@@ -1,0 +1,164 @@
+"""``legato stats`` (the dashboard's header in a terminal) and ``legato purge`` (retention:
+ended transactions in the log, barrier rows in a participant's database)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ._cli_tx import _run, add_log_argument
+from ._model import TxStatus
+from .log import Log, LogSummary
+
+_SPAN = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> float:
+    """Seconds, or a span such as ``90s``, ``15m``, ``12h``, ``7d``."""
+    raw = text.strip()
+    unit = _SPAN.get(raw[-1:])
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        problem = f"{text!r} is not an age such as 3600, 90m or 7d"
+        raise argparse.ArgumentTypeError(problem) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"an age must be positive, not {text!r}")
+    return value
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def summary_json(s: LogSummary, now: float, window: float) -> dict[str, Any]:
+    return {
+        "counts": {str(st): s.counts.get(str(st), 0) for st in TxStatus},
+        "unfinished": s.unfinished,
+        "stuck": s.stuck,
+        "oldest_unfinished_age_s": None
+        if s.oldest_unfinished_at is None
+        else round(now - s.oldest_unfinished_at, 3),
+        "window_s": window,
+        "started": s.started,
+        "ended": {str(st): s.ended.get(str(st), 0) for st in TxStatus if st.ended},
+        "started_per_s": round(s.started / window, 3),
+        "ended_per_s": round(sum(s.ended.values()) / window, 3),
+    }
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    async def body(log: Log) -> LogSummary:
+        return await log.summary(time.time() - args.window)
+
+    now = time.time()
+    s = _run(args.log, body)
+    data = summary_json(s, now, args.window)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    console = Console()
+    counts = Table(title=f"transactions in {args.log}")
+    for st in TxStatus:
+        counts.add_column(str(st), justify="right")
+    counts.add_column("stuck", justify="right", style="red" if s.stuck else "")
+    counts.add_column("oldest unfinished", justify="right")
+    counts.add_row(
+        *(str(data["counts"][str(st)]) for st in TxStatus),
+        str(s.stuck),
+        _age(data["oldest_unfinished_age_s"]),
+    )
+    console.print(counts)
+    rates = Table(title=f"the last {_age(args.window)}")
+    for col in ("started", "succeeded", "failed", "started/s", "ended/s"):
+        rates.add_column(col, justify="right")
+    rates.add_row(
+        str(s.started),
+        str(data["ended"]["succeeded"]),
+        str(data["ended"]["failed"]),
+        f"{data['started_per_s']:.2f}",
+        f"{data['ended_per_s']:.2f}",
+    )
+    console.print(rates)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    console = Console()
+    total = 0
+    if args.barrier:
+        total = _purge_barrier(args.barrier, args.older_than, args.batch)
+        console.print(f"deleted {total} barrier rows older than {_age(args.older_than)}")
+        return 0
+
+    async def body(log: Log) -> int:
+        import asyncio
+
+        deleted = 0
+        cutoff = time.time() - args.older_than
+        while True:
+            n = await log.purge(cutoff, args.batch)
+            deleted += n
+            if n < args.batch:
+                return deleted
+            await asyncio.sleep(args.pause)  # other writers go between the batches
+
+    total = _run(args.log, body)
+    console.print(f"deleted {total} transactions that ended over {_age(args.older_than)} ago")
+    return 0
+
+
+def _purge_barrier(url: str, older_than: float, batch: int) -> int:
+    """One transaction per batch (``barrier.purge`` commits each)."""
+    from sqlalchemy import create_engine
+
+    from .participant import barrier
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return barrier.purge(conn, older_than, batch)
+    finally:
+        engine.dispose()
+
+
+def add_commands(sub: Any) -> None:
+    stats = sub.add_parser("stats", help="counts and rates of the log's transactions")
+    add_log_argument(stats)
+    stats.add_argument(
+        "--window", type=parse_age, default=60.0, help="rates over this span (60s, 5m...)"
+    )
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
+
+    purge = sub.add_parser(
+        "purge",
+        help="delete old ended transactions from the log, or old barrier rows",
+        description=(
+            "Retention, in batches with a pause between them so the coordinators' own "
+            "writes go in between. Unended transactions are never deleted. With "
+            "--barrier URL (a SQLAlchemy URL of a participant's database), delete its "
+            "barrier rows instead: keep them longer than any retry of their ops may "
+            "arrive."
+        ),
+    )
+    add_log_argument(purge)
+    purge.add_argument(
+        "--older-than", type=parse_age, required=True, help="an age: 3600, 90m, 12h, 7d"
+    )
+    purge.add_argument("--barrier", metavar="DB_URL", help="purge this database's barrier rows")
+    purge.add_argument("--batch", type=int, default=500)
+    purge.add_argument("--pause", type=float, default=0.05, help="seconds between batches")
+    purge.set_defaults(func=cmd_purge)
