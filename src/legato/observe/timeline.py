@@ -148,21 +148,12 @@ def build(
         key=lambda lane: min((b.start for b in lane.bars), default=float("inf")),
     )
     lanes = forward + backward
-    # the compensation path in the order it ran (the forward path's reverse, usually):
-    # drawn that way, it reads as a staircase back to the start
-    lanes = [lane for lane in lanes if not lane.backward] + sorted(
-        (lane for lane in lanes if lane.backward), key=_first_start
-    )
     moments = [tx.created_at, *(b.start for lane in lanes for b in lane.bars)]
     start = min(moments)
     ends = [b.end for lane in lanes for b in lane.bars] + [m.at for m in marks]
     end = tx.ended_at if tx.ended_at is not None else now
     end = max([end, *ends])
     return Timeline(start, end, lanes, sorted(marks, key=lambda m: m.at))
-
-
-def _first_start(lane: Lane) -> float:
-    return min((b.start for b in lane.bars), default=float("inf"))
 
 
 def _label(e: EventRecord) -> str:
