@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_relay import add_command as add_relay
 
     add_relay(sub)
+    from ._cli_dashboard import add_command as add_dashboard
+
+    add_dashboard(sub)
     return parser
 
 

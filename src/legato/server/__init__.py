@@ -94,7 +94,9 @@ def create_app(
     app.include_router(api.health)
     app.include_router(dtm.router)
     app.include_router(dtm.misc)
+    from ..dashboard import mount as mount_dashboard  # pages at /, over this coordinator
 
+    mount_dashboard(app, c)
     app.include_router(telemetry.router)
     if tracing.active():
         # each request a server span, current while it is handled: a transaction begun

@@ -1,0 +1,54 @@
+"""``legato dashboard``: the web dashboard alone, over a log, with no coordinator.
+
+Its buttons record requests in the log (retry, cancel, force-end); the
+coordinator that drives or next claims the transaction carries them out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ._cli_tx import add_log_argument
+
+
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "dashboard",
+        help="serve the web dashboard over a log, without running a coordinator",
+        description=(
+            "Serve the transaction list, each transaction's timeline and the operator's "
+            "buttons over a log. With LEGATO_API_TOKEN set, the buttons need it: log in "
+            "at /login."
+        ),
+    )
+    add_log_argument(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=36790, help="default: %(default)s")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_dashboard)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ._errors import LogError
+    from .dashboard import create_app
+    from .log import Log
+
+    log: Log | str = args.log
+    if args.log.startswith("sqlite:"):
+        from .log.sqlite import SqliteLog, path_from_url
+
+        if not os.path.exists(path_from_url(args.log)):
+            raise LogError(f"there is no log at {args.log} (--log or $LEGATO_LOG names the log)")
+        # the loop serves the pages too: an fsync on it would hold every request up
+        log = SqliteLog(args.log, inline_commits=False)
+    uvicorn.run(
+        create_app(log),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,256 @@
+"""A timeline as SVG geometry: where each lane, bar, tick and mark goes.
+
+Pure: it turns ``observe.timeline.Timeline`` into numbers and CSS classes, and
+the ``_timeline.html`` template writes them out as SVG (escaped like any other
+text). The SVG is drawn on a fixed 1000-unit-wide canvas and scales with the page.
+
+The axis is linear except across long idle stretches (a stuck transaction
+waiting for an operator, a retry a minute later), which are cut short and
+labelled with the time they stand for: otherwise the attempts on either side
+would shrink to slivers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..observe.timeline import Bar, Mark, Timeline
+from ._format import duration
+
+WIDTH = 1000
+LABELS = 270  # the left column holding each lane's name and status
+RIGHT = 16
+TOP = 40  # the axis's labels and the marks' flags
+LANE = 24
+BAR = 14
+MIN_BAR = 3  # an attempt of a millisecond is still visible
+BAND = 18  # the "compensation path" caption above its lanes
+GAP = 44  # the width of a cut idle stretch
+MIN_IDLE = 1.0  # seconds: a shorter pause is drawn to scale
+IDLE_SHARE = 0.1  # ...and so is one under this share of the time drawn to scale
+LABEL_CHARS = 30
+
+_MARK_CLASS = {
+    "stuck": "stuck",
+    "requested": "requested",
+    "operator_retry": "requested",
+    "abort_requested": "requested",
+    "force_end": "requested",
+    "timeout": "timeout",
+    "status": "status",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DrawnLane:
+    y: float
+    label: str
+    title: str
+    status: str
+    backward: bool
+    branch: str
+    op: str
+
+
+@dataclass(frozen=True, slots=True)
+class DrawnBar:
+    x: float
+    y: float
+    width: float
+    css: str  # "bar ok", "bar backward failed"...
+    outcome: str
+    op: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    x: float
+    label: str
+    anchor: str = "middle"  # "end" near the right edge, so that the label is not cut off
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """An idle stretch drawn short."""
+
+    x: float
+    width: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class DrawnMark:
+    x: float
+    css: str
+    label: str
+
+
+@dataclass(slots=True)
+class Drawing:
+    width: int
+    height: float
+    plot_left: float
+    plot_right: float
+    lanes: list[DrawnLane] = field(default_factory=list)
+    bars: list[DrawnBar] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    cuts: list[Cut] = field(default_factory=list)
+    marks: list[DrawnMark] = field(default_factory=list)
+    backward_from: float | None = None  # where the compensation path's caption begins
+
+    @property
+    def bottom(self) -> float:
+        return self.height - 8
+
+
+class Axis:
+    """Time to x: to scale, but for the idle stretches in ``cuts``, each ``GAP`` wide."""
+
+    def __init__(
+        self,
+        start: float,
+        end: float,
+        cuts: Sequence[tuple[float, float]],
+        left: float,
+        right: float,
+    ) -> None:
+        self.start, self.end, self.left, self.right = start, end, left, right
+        self.gap = min(float(GAP), 0.3 * (right - left) / len(cuts)) if cuts else 0.0
+        scaled = (end - start) - sum(b - a for a, b in cuts)
+        room = (right - left) - self.gap * len(cuts)
+        self.per_second = room / scaled if scaled > 0 else 0.0
+        self.cuts = list(cuts)
+        # each piece of the axis: (from, to, x where it begins, drawn to scale?)
+        self.pieces: list[tuple[float, float, float, bool]] = []
+        x, t = left, start
+        for a, b in self.cuts:
+            self.pieces.append((t, a, x, True))
+            x += (a - t) * self.per_second
+            self.pieces.append((a, b, x, False))
+            x += self.gap
+            t = b
+        self.pieces.append((t, end, x, True))
+
+    def x(self, at: float) -> float:
+        for a, b, x0, to_scale in self.pieces:
+            if at <= b:
+                at = max(at, a)
+                if to_scale:
+                    return x0 + (at - a) * self.per_second
+                return x0 + (self.gap * (at - a) / (b - a) if b > a else 0.0)
+        return self.right
+
+    def scaled_pieces(self) -> list[tuple[float, float]]:
+        return [(a, b) for a, b, _, to_scale in self.pieces if to_scale]
+
+
+def idle_stretches(
+    start: float, end: float, busy: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The stretches between ``busy`` spans worth cutting short: longer than
+    ``MIN_IDLE`` and than ``IDLE_SHARE`` of whatever time is left drawn to scale."""
+    idle: list[tuple[float, float]] = []
+    cursor = start
+    for a, b in sorted(busy):
+        if a > cursor:
+            idle.append((cursor, a))
+        cursor = max(cursor, b)
+    if end > cursor:
+        idle.append((cursor, end))
+    chosen: set[tuple[float, float]] = set()
+    while True:  # cutting the longest stretches shows up the shorter ones: look again
+        scaled = (end - start) - sum(b - a for a, b in chosen)
+        threshold = max(MIN_IDLE, IDLE_SHARE * scaled)
+        more = {s for s in idle if s[1] - s[0] > threshold} - chosen
+        if not more:
+            return sorted(chosen)
+        chosen |= more
+
+
+def draw(timeline: Timeline) -> Drawing:
+    """Lay ``timeline`` out on the canvas."""
+    left, right = float(LABELS), float(WIDTH - RIGHT)
+    bars = [b for lane in timeline.lanes for b in lane.bars]
+    busy = [(b.start, b.end) for b in bars] + [(m.at, m.at) for m in timeline.marks]
+    busy.append((timeline.start, timeline.start))
+    cuts = idle_stretches(timeline.start, timeline.end, busy)
+    axis = Axis(timeline.start, timeline.end, cuts, left, right)
+    has_backward = any(lane.backward for lane in timeline.lanes)
+    height = TOP + LANE * max(1, len(timeline.lanes)) + (BAND if has_backward else 0) + 16
+    out = Drawing(WIDTH, height, left, right)
+
+    y = float(TOP)
+    for lane in timeline.lanes:
+        if lane.backward and out.backward_from is None:
+            out.backward_from = y
+            y += BAND
+        name = f"{lane.branch} · {lane.op}"
+        label = name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
+        out.lanes.append(
+            DrawnLane(y, label, name, lane.status, lane.backward, lane.branch, lane.op)
+        )
+        for bar in lane.bars:
+            start = axis.x(bar.start)
+            width = max(float(MIN_BAR), axis.x(bar.end) - start)
+            start = min(start, right - width)
+            out.bars.append(
+                DrawnBar(
+                    round(start, 2),
+                    y + (LANE - BAR) / 2,
+                    round(width, 2),
+                    _bar_class(bar),
+                    bar.outcome,
+                    bar.op,
+                    _bar_title(bar),
+                )
+            )
+        y += LANE
+    out.ticks = _ticks(timeline.start, axis)
+    out.cuts = [Cut(round(axis.x(a), 2), round(axis.gap, 2), duration(b - a)) for a, b in axis.cuts]
+    out.marks = [_mark(m, axis.x(m.at)) for m in timeline.marks]
+    return out
+
+
+def nice_step(span: float, most: int = 8) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving at most ``most`` ticks."""
+    raw = span / most
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return float(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+
+
+def _ticks(start: float, axis: Axis, spacing: float = 56) -> list[Tick]:
+    """Round offsets from the start, on the stretches drawn to scale, ``spacing`` apart
+    at least."""
+    pieces = axis.scaled_pieces()
+    scaled = sum(b - a for a, b in pieces)
+    if scaled <= 0:
+        return [Tick(round(axis.left, 2), "0")]
+    step = nice_step(scaled)
+    out: list[Tick] = []
+    for a, b in pieces:
+        k = math.ceil((a - start) / step - 1e-9)
+        while start + k * step <= b + 1e-9:
+            offset = k * step
+            x = axis.x(start + offset)
+            if not out or x - out[-1].x >= spacing:
+                anchor = "end" if x > axis.right - spacing / 2 else "middle"
+                out.append(Tick(round(x, 2), "0" if k == 0 else "+" + duration(offset), anchor))
+            k += 1
+    return out
+
+
+def _bar_class(bar: Bar) -> str:
+    return f"bar {'backward ' if bar.backward else ''}{bar.outcome}"
+
+
+def _bar_title(bar: Bar) -> str:
+    attempt = f" attempt {bar.attempt}" if bar.attempt is not None else ""
+    text = f"{bar.branch} {bar.op}{attempt}: {bar.outcome}, {duration(bar.seconds)}"
+    return f"{text}: {bar.error}" if bar.error else text
+
+
+def _mark(m: Mark, x: float) -> DrawnMark:
+    return DrawnMark(round(x, 2), f"mark {_MARK_CLASS.get(m.kind, 'other')}", m.label)

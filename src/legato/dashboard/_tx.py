@@ -1,0 +1,121 @@
+"""What the transaction page shows, from the log's records (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._model import EventRecord, Json, OpRecord, TxRecord
+from ..log import LogSummary
+from ..observe import timeline
+from ._draw import Drawing, draw
+from ._format import ago, duration
+
+HEADER = (
+    ("prepared", "prepared"),
+    ("submitted", "running"),
+    ("aborting", "aborting"),
+    ("succeeded", "succeeded"),
+    ("failed", "failed"),
+    ("stuck", "stuck"),
+    ("oldest", "oldest unfinished"),
+    ("started", "started / min"),
+    ("ended", "ended / min"),
+)
+"""The header's live counts: key, label."""
+
+
+def header(summary: LogSummary, now: float) -> dict[str, str]:
+    """The header's values as text, keyed as in ``HEADER`` (the page and its
+    ``/summary.json`` share them)."""
+    out = {status: str(summary.counts.get(status, 0)) for status, _ in HEADER[:5]}
+    out["stuck"] = str(summary.stuck)
+    oldest = summary.oldest_unfinished_at
+    out["oldest"] = "-" if oldest is None else duration(max(0.0, now - oldest))
+    out["started"] = str(summary.started)
+    ended = summary.ended
+    out["ended"] = (
+        f"{sum(ended.values())} ({ended.get('succeeded', 0)} ok, {ended.get('failed', 0)} failed)"
+    )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class OpRow:
+    op: OpRecord
+    body: Json  # what the op sends the participant, where the log holds it
+    has_body: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    event: EventRecord
+    offset: str  # since the transaction was created
+    detail: str
+    css: str
+
+
+@dataclass(frozen=True, slots=True)
+class TxPage:
+    tx: TxRecord
+    ops: list[OpRow]
+    events: list[EventRow]
+    drawing: Drawing
+    timeline: timeline.Timeline
+    age: str
+
+
+def tx_page(
+    tx: TxRecord, ops: Sequence[OpRecord], events: Sequence[EventRecord], now: float
+) -> TxPage:
+    line = timeline.build(tx, ops, events, now)
+    steps = _spec_steps(tx)
+    rows = []
+    for o in ops:
+        found, body = _body(o, steps)
+        rows.append(OpRow(o, body, found))
+    return TxPage(
+        tx=tx,
+        ops=rows,
+        events=[_event_row(e, tx.created_at) for e in events],
+        drawing=draw(line),
+        timeline=line,
+        age=ago(tx.created_at, now),
+    )
+
+
+def _spec_steps(tx: TxRecord) -> dict[str, Mapping[str, Any]]:
+    spec = tx.options.get("spec")
+    if not isinstance(spec, Mapping):
+        return {}
+    steps = spec.get("steps")
+    if not isinstance(steps, list):
+        return {}
+    return {str(s.get("name")): s for s in steps if isinstance(s, Mapping)}
+
+
+def _body(o: OpRecord, steps: Mapping[str, Mapping[str, Any]]) -> tuple[bool, Json]:
+    """The body of the op's call: from the op (an op registered at run time) or
+    from the saga's stored definition. Headers are left out: they may carry secrets."""
+    call: Any = o.payload
+    if call is None:
+        call = steps.get(o.branch, {}).get(str(o.op))
+    if isinstance(call, Mapping) and "url" in call:
+        return ("body" in call, call.get("body"))
+    return (call is not None, call)
+
+
+def _event_row(e: EventRecord, start: float) -> EventRow:
+    d = e.detail
+    if e.kind == "requested":
+        by = d.get("by") or "someone"
+        text = f"{d.get('what')} requested by {by}"
+        rest = {k: v for k, v in d.items() if k not in ("what", "by")}
+    else:
+        text = ""
+        rest = dict(d)
+    parts = [text] if text else []
+    parts += [f"{k}={v}" for k, v in rest.items()]
+    css = "event " + e.kind.replace(".", "-").replace("_", "-")
+    return EventRow(e, "+" + duration(e.at - start), ", ".join(parts), css)
