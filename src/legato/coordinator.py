@@ -617,11 +617,19 @@ class Coordinator(InitiatedModes):
         assert self.retention is not None
         while True:
             try:
-                while await self.log.purge(time.time() - self.retention, 500) == 500:
-                    pass
+                # small batches with a pause between them: the transactions' own writes
+                # (which share the log's writer) go in between, never queued behind a purge
+                while True:
+                    deleted = await self.log.purge(time.time() - self.retention, _PURGE_BATCH)
+                    if deleted < _PURGE_BATCH:
+                        break
+                    await asyncio.sleep(0.05)
             except LogError as exc:
                 logger.error("retention purge failed: %s", exc)
             await asyncio.sleep(min(3600.0, max(1.0, self.retention / 10)))
+
+
+_PURGE_BATCH = 200
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
