@@ -154,7 +154,12 @@ def test_with_a_token_set_every_mutating_call_needs_it_and_reads_do_not(
     good = {"Authorization": "Bearer s3cret"}
     assert httpx.post(url + "/v1/sagas", json=body, headers=good, timeout=30).status_code == 200
     assert httpx.get(url + "/v1/transactions/tok-1").status_code == 200
-    assert httpx.post(url + "/v1/transactions/tok-1/retry").status_code == 401
+    for action in ("retry", "cancel", "abort"):
+        assert httpx.post(url + f"/v1/transactions/tok-1/{action}").status_code == 401
+    forced = httpx.post(url + "/v1/transactions/tok-1/force-end", json={"status": "failed"})
+    assert forced.status_code == 401
+    events = httpx.get(url + "/v1/transactions/tok-1").json()["events"]
+    assert not [e for e in events if e["kind"] == "requested"]  # nothing was recorded
 
 
 def test_an_operator_can_abort_a_saga_in_flight_over_the_api(
@@ -164,7 +169,7 @@ def test_an_operator_can_abort_a_saga_in_flight_over_the_api(
     participant.script("/hotel", [(425, {"dtm_result": "ONGOING"})])  # never done
     body["wait"] = False
     assert httpx.post(server.url + "/v1/sagas", json=body).json()["status"] == "submitted"
-    r = httpx.post(server.url + "/v1/transactions/op-1/abort")
+    r = httpx.post(server.url + "/v1/transactions/op-1/cancel")
     assert r.status_code == 200
     for _ in range(200):
         tx = httpx.get(server.url + "/v1/transactions/op-1").json()
@@ -172,5 +177,8 @@ def test_an_operator_can_abort_a_saga_in_flight_over_the_api(
             break
         time.sleep(0.05)
     assert tx["status"] == "failed"
+    # the request is recorded on the transaction, with who asked
+    requested = [e for e in tx["events"] if e["kind"] == "requested"]
+    assert [e["detail"] for e in requested] == [{"what": "abort", "by": "api"}]
     assert [op for b, op, _ in participant.ops() if b == "flight"] == ["action", "compensate"]
     assert httpx.post(server.url + "/v1/transactions/nope/abort").status_code == 404
