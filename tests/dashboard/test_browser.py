@@ -1,0 +1,176 @@
+"""The dashboard in a real headless browser: Debian's Chromium, driven by Playwright.
+
+Playwright never downloads a browser here: it starts ``/usr/bin/chromium``
+(``scripts/setup`` installs it). Without it these tests skip, except under
+``CI=true``, where they fail. Each test leaves a screenshot of the transaction
+page in ``test-output/dashboard/`` at the repository's root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import IN_CI
+from service.conftest import Participant
+
+from .conftest import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "dashboard"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Chromium, for one test: Playwright's sync API marks the thread's event loop as
+    running while it is up, so it must start after the fixtures that run one
+    (the PostgreSQL template's migration): tests name it after their server."""
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is absent: scripts/setup installs Debian's chromium"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: the browser tests must run)")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    shutil.copy(path, tmp_path / path.name)
+    return path
+
+
+def reload_until(page: Any, selector: str, text: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while page.locator(selector).inner_text().strip() != text:
+        assert time.monotonic() < deadline, f"{selector} never read {text!r}"
+        time.sleep(0.2)
+        page.reload()
+
+
+def test_the_list_opens_a_failed_saga_whose_timeline_shows_the_compensations(
+    serve: Process, participant: Participant, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    submit(serve.url, saga(participant, "trip-ok"))
+    submit(serve.url, saga(participant, "trip-sold-out", car=[SOLD_OUT]))
+
+    page.goto(serve.url + "/")
+    expect(page.locator("table.transactions tbody tr")).to_have_count(2)
+    expect(page.locator('[data-summary="failed"]')).to_have_text("1")
+    # the header's counts refresh by themselves
+    submit(serve.url, saga(participant, "trip-ok-2"))
+    expect(page.locator('[data-summary="succeeded"]')).to_have_text("2", timeout=10_000)
+
+    page.get_by_role("link", name="trip-sold-out").click()
+    expect(page).to_have_title("trip-sold-out · Legato")
+    expect(page.locator("#tx-status")).to_have_text("failed")
+    expect(page.locator("#tx-reason")).to_have_text("car failed: HTTP 409: sold out")
+    timeline = page.locator("figure.timeline svg")
+    failed = timeline.locator("rect.bar.failed")
+    expect(failed).to_have_count(1)
+    assert failed.get_attribute("data-op") == "action"
+    compensations = timeline.locator("rect.bar.backward")
+    expect(compensations).to_have_count(3)
+    assert {compensations.nth(i).get_attribute("data-outcome") for i in range(3)} == {"ok"}
+    lanes = timeline.locator("g.lane.backward")
+    assert [lanes.nth(i).get_attribute("data-branch") for i in range(3)] == [
+        "car",
+        "hotel",
+        "flight",
+    ]  # in the order they ran
+    expect(timeline.locator("text.band-label")).to_contain_text("compensation path")
+    # the failure and the compensations are drawn in colours of their own
+    fill = "el => getComputedStyle(el).fill"
+    colours = {failed.evaluate(fill), compensations.first.evaluate(fill)}
+    forward_ok = timeline.locator("rect.bar.ok:not(.backward)").first.evaluate(fill)
+    assert len(colours | {forward_ok}) == 3
+    # the compensations ran after the failure, left to right
+    xs = [float(compensations.nth(i).get_attribute("x") or 0) for i in range(3)]
+    assert min(xs) >= float(failed.get_attribute("x") or 0)
+    screenshot(page, "failed-saga", tmp_path)
+
+
+def test_an_operator_logs_in_and_retries_a_stuck_saga_from_the_page(
+    guarded: Process, participant: Participant, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    body = saga(participant, "stuck-1", car=[SOLD_OUT], hotel_cancel=[(500, "hotel db down")])
+    submit(guarded.url, body, token=TOKEN)
+    wait_stuck(guarded.url, "stuck-1")
+
+    page.goto(guarded.url + "/")
+    stuck = page.locator("#stuck table tbody tr")
+    expect(stuck).to_have_count(1)
+    expect(page.locator('[data-summary="stuck"]')).to_have_text("1")
+    stuck.get_by_role("link", name="stuck-1").click()
+    expect(page.locator("#tx-stuck")).to_contain_text("hotel db down")
+    expect(page.locator("#retry")).to_have_count(0)  # not logged in: no buttons
+
+    page.locator(".actions").get_by_role("link", name="Log in").click()
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(guarded.url + "/tx/stuck-1")
+
+    participant.script("/stuck-1/hotel/cancel", [(200, {})])  # the hotel service is fixed
+    page.locator("#retry").click()
+    expect(page.locator(".flash")).to_contain_text("Retry requested.")
+    reload_until(page, "#tx-status", "failed")
+    expect(page.locator("#tx-stuck")).to_have_count(0)
+    expect(page.locator("table.events")).to_contain_text("retry requested by dashboard")
+    expect(page.locator("figure.timeline rect.bar.backward.ok")).to_have_count(3)
+    screenshot(page, "stuck-saga-retried", tmp_path)
+
+    tx = transaction(guarded.url, "stuck-1")
+    assert [o["status"] for o in tx["ops"] if o["op"] == "compensate"] == ["succeeded"] * 3
+    assert [c.params["op"] for c in participant.calls_to("/stuck-1/hotel/cancel")] == [
+        "compensate"
+    ] * 3  # two failed attempts, then the retry
+
+
+def test_cancelling_a_saga_in_flight_asks_first_and_rolls_it_back(
+    serve: Process, participant: Participant, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    body = saga(participant, "slow-1", wait=False)
+    participant.script("/slow-1/hotel", [(425, {"dtm_result": "ONGOING"})])  # never done
+    submit(serve.url, body)
+
+    page.goto(serve.url + "/tx/slow-1")
+    expect(page.locator("#tx-status")).to_have_text("submitted")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.locator("#abort").click()
+    assert asked == ["Roll this transaction back?"]
+    assert transaction(serve.url, "slow-1")["requested"] is None  # dismissed: nothing sent
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#abort").click()
+    expect(page.locator(".flash")).to_contain_text("Cancel (abort) requested.")
+    reload_until(page, "#tx-status", "failed")
+    screenshot(page, "cancelled-saga", tmp_path)
+    assert [op for b, op, _ in participant.ops() if b == "flight"] == ["action", "compensate"]
