@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..observe.timeline import Bar, Mark, Timeline
-from ._format import duration
+from ._format import clock, duration
 
 WIDTH = 1000
 LABELS = 270  # the left column holding each lane's name and status
@@ -222,22 +222,34 @@ def nice_step(span: float, most: int = 8) -> float:
 
 
 def _ticks(start: float, axis: Axis, spacing: float = 56) -> list[Tick]:
-    """Round offsets from the start, on the stretches drawn to scale, ``spacing`` apart
-    at least."""
+    """Round offsets on the stretches drawn to scale, ``spacing`` apart at least: from
+    the start on the first stretch; on each stretch after a cut, its clock time (UTC)
+    and then offsets from it, since an offset from the start would read "+10 min"
+    all along."""
     pieces = axis.scaled_pieces()
     scaled = sum(b - a for a, b in pieces)
     if scaled <= 0:
         return [Tick(round(axis.left, 2), "0")]
     step = nice_step(scaled)
     out: list[Tick] = []
-    for a, b in pieces:
-        k = math.ceil((a - start) / step - 1e-9)
-        while start + k * step <= b + 1e-9:
-            offset = k * step
-            x = axis.x(start + offset)
-            if not out or x - out[-1].x >= spacing:
+    room = 0.0  # how far the last label reaches past its tick
+    for i, (a, b) in enumerate(pieces):
+        origin = start
+        if i > 0:
+            origin = a
+            if axis.x(a) > axis.right - 80:
+                continue  # a stretch at the very end (now, for a transaction still open)
+            out.append(Tick(round(axis.x(a), 2), clock(a), "start"))
+            room = 2 * spacing
+        k = 0 if i == 0 else 1
+        while origin + k * step <= b + 1e-9:
+            x = axis.x(origin + k * step)
+            if not out or x - out[-1].x >= spacing + room:
                 anchor = "end" if x > axis.right - spacing / 2 else "middle"
-                out.append(Tick(round(x, 2), "0" if k == 0 else "+" + duration(offset), anchor))
+                out.append(
+                    Tick(round(x, 2), "0" if i == k == 0 else "+" + duration(k * step), anchor)
+                )
+                room = 0.0
             k += 1
     return out
 
