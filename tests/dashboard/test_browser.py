@@ -48,6 +48,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    from playwright.sync_api import expect
+
+    # a loaded CI machine can take seconds to render a page: wait longer than the 5 s default
+    expect.set_options(timeout=15_000)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     yield context.new_page()
@@ -83,7 +87,7 @@ def test_the_list_opens_a_failed_saga_whose_timeline_shows_the_compensations(
     expect(page.locator('[data-summary="failed"]')).to_have_text("1")
     # the header's counts refresh by themselves
     submit(serve.url, saga(participant, "trip-ok-2"))
-    expect(page.locator('[data-summary="succeeded"]')).to_have_text("2", timeout=10_000)
+    expect(page.locator('[data-summary="succeeded"]')).to_have_text("2")
 
     page.get_by_role("link", name="trip-sold-out").click()
     expect(page).to_have_title("trip-sold-out · Legato")
