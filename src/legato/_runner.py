@@ -295,7 +295,8 @@ class Runner:
                 if (action := self.state.ops.get((name, OpName.ACTION)))
                 else None,
             )
-            with attempt.current():  # the step's task or thread runs in the attempt's span
+            token = attempt.enter()  # the step's task or thread runs in the attempt's span
+            try:
                 task = self.c.transport.start(
                     fn,
                     ctx,
@@ -304,6 +305,8 @@ class Runner:
                     in_thread=call.in_thread,
                     done=done,
                 )
+            finally:
+                attempt.leave(token)
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -31,14 +31,9 @@ FIELDS = ("gid", "branch_id", "op", "attempt", "trace_id", "mode", "status")
 def trace_id_of(tx: TxRecord) -> str:
     """The transaction's trace id: from the trace context kept in the log, else the one
     derived from its gid (what participants receive when tracing is off)."""
-    stored = tx.options.get("trace")
-    if isinstance(stored, dict):
-        parts = str(stored.get("traceparent", "")).split("-")
-        if len(parts) == 4 and len(parts[1]) == 32:
-            return parts[1]
-    from .tracing import gid_traceparent
+    from .tracing import gid_traceparent, stored_trace_id
 
-    return gid_traceparent(tx.gid).split("-")[1]
+    return stored_trace_id(tx.options.get("trace")) or gid_traceparent(tx.gid).split("-")[1]
 
 
 class TxLogging(Hooks):

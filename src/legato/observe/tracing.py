@@ -60,15 +60,21 @@ class Attempt:
         self.span = span
         self.context = trace.set_span_in_context(span)
 
+    def enter(self) -> object:
+        """Make the attempt's span the current one (tasks and threads started meanwhile
+        inherit it) until ``leave`` with what this returned."""
+        return otel_context.attach(self.context)
+
+    def leave(self, token: object) -> None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
     @contextlib.contextmanager
     def current(self) -> Iterator[None]:
-        """Make the attempt's span the current one: tasks and threads started inside
-        inherit it."""
-        token = otel_context.attach(self.context)
+        token = self.enter()
         try:
             yield
         finally:
-            otel_context.detach(token)
+            self.leave(token)
 
     def headers(self, gid: str) -> dict[str, str]:
         carrier: dict[str, str] = {}
@@ -89,17 +95,49 @@ class Attempt:
         span.end()
 
 
+class _Untraced(Attempt):
+    """An attempt while no tracer records anything: no span to make or make current.
+    Its calls still carry a ``traceparent``: the transaction's stored trace id, if it
+    has one, else the one derived from its gid."""
+
+    __slots__ = ("trace_id",)
+
+    def __init__(self, trace_id: str | None) -> None:
+        self.trace_id = trace_id
+
+    def enter(self) -> object:
+        return None
+
+    def leave(self, token: object) -> None:
+        pass
+
+    def headers(self, gid: str) -> dict[str, str]:
+        if self.trace_id is None:
+            return {"traceparent": gid_traceparent(gid)}
+        return {"traceparent": f"00-{self.trace_id}-{secrets.token_hex(8)}-01"}
+
+    def end(self, outcome: str, detail: Json) -> None:
+        pass
+
+
 class Tracing:
-    """Makes the coordinator's spans."""
+    """Makes the coordinator's spans: through ``provider``, or the global provider once
+    one is set (until then, nothing is made at all: a transaction costs no span)."""
 
     def __init__(self, provider: trace.TracerProvider | None = None) -> None:
         from .. import __version__
 
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=provider)
+        self._own = provider is not None
+
+    def on(self) -> bool:
+        return self._own or active()
 
     def begin(self, tx: TxRecord) -> None:
         """The transaction's first span, ended at once; its context goes in
         ``tx.options['trace']`` to be written with the transaction."""
+        if not self.on() and not trace.get_current_span().get_span_context().is_valid:
+            return  # nothing records spans, and the caller is in no trace
         attributes = {"legato.gid": tx.gid, "legato.mode": str(tx.mode), "legato.name": tx.name}
         with self.tracer.start_as_current_span(
             f"legato {tx.mode} {tx.name}", kind=SpanKind.INTERNAL, attributes=attributes
@@ -111,7 +149,10 @@ class Tracing:
 
     def attempt(self, tx: TxRecord, branch: str, op: str, attempt: int, *, remote: bool) -> Attempt:
         """Start the span of one op attempt, a child of the transaction's first span."""
-        parent = _stored_context(tx.options.get("trace"))
+        stored = tx.options.get("trace")
+        if not self.on():
+            return _Untraced(stored_trace_id(stored))
+        parent = _stored_context(stored)
         span = self.tracer.start_span(
             f"{op} {branch}",
             context=parent,
@@ -128,6 +169,8 @@ class Tracing:
 
     def ended(self, tx: TxRecord, status: str, reason: str | None) -> None:
         """A short span marking the transaction's end, in its trace."""
+        if not self.on():
+            return
         parent = _stored_context(tx.options.get("trace"))
         attributes: dict[str, Any] = {"legato.gid": tx.gid, "legato.status": status}
         if reason:
@@ -146,6 +189,15 @@ def _stored_context(stored: Json) -> otel_context.Context:
     if isinstance(stored, Mapping):
         return extract({str(k): str(v) for k, v in stored.items()}, context=otel_context.Context())
     return otel_context.Context()
+
+
+def stored_trace_id(stored: Json) -> str | None:
+    """The trace id of a transaction's stored trace context (``options["trace"]``)."""
+    if isinstance(stored, Mapping):
+        parts = str(stored.get("traceparent", "")).split("-")
+        if len(parts) == 4 and len(parts[1]) == 32:
+            return parts[1]
+    return None
 
 
 def continued(headers: Mapping[str, str]) -> otel_context.Context:

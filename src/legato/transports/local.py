@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -136,6 +137,18 @@ def _ok(out: Any) -> Outcome:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
+    try:
+        return _is_async_cached(fn)
+    except TypeError:  # an unhashable callable object
+        return _async_callable(fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_async_cached(fn: Callable[..., Any]) -> bool:
+    return _async_callable(fn)
+
+
+def _async_callable(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
     )
