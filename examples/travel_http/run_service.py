@@ -34,6 +34,8 @@ import uvicorn
 from legato._demo.http.apps import KINDS, create_app
 from legato._demo.http.service import load_stock, stock_of
 from legato._demo.workload import make_trips, plan_inventory
+from legato.observe import tracing
+from legato.participant.tracing import instrument
 
 
 def main() -> None:
@@ -47,7 +49,11 @@ def main() -> None:
     # stock for 200 trips of seed 1 (what book_trip.py asks for), if the database is new
     inventory = plan_inventory(make_trips(200, seed=1), seed=1, sold_out=0.15)
     load_stock(app.state.participant.store, args.kind, stock_of(inventory, args.kind))
-    uvicorn.run(app, port=args.port, log_level="info")
+    # with OTEL_EXPORTER_OTLP_ENDPOINT set, each request is a span continuing the
+    # coordinator's trace of the booking (the attempt that called it is its parent)
+    served = instrument(app) if tracing.configure(f"travel-{args.kind}") else app
+    uvicorn.run(served, port=args.port, log_level="info")
+    tracing.shutdown()
 
 
 if __name__ == "__main__":
