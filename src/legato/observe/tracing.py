@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -230,9 +231,21 @@ def configure(service_name: str | None = None) -> bool:
     return True
 
 
+_checked = {"active": False, "next": 0.0}
+
+
 def active() -> bool:
-    """Is a real tracer provider (an SDK's) set globally?"""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Is a real tracer provider (an SDK's) set globally? Once one is, it stays set; until
+    then the answer is looked up again at most every 0.2 s (the lookup reads the
+    environment: too dear for every op attempt)."""
+    if _checked["active"]:
+        return True
+    now = time.monotonic()
+    if now < _checked["next"]:
+        return False
+    is_set = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    _checked["active"], _checked["next"] = is_set, now + 0.2
+    return is_set
 
 
 def flush(timeout_ms: int = 5000) -> None:
