@@ -62,15 +62,19 @@ class HookChain(Hooks):
 
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self.hooks = list(hooks)
+        self._bind()
+
+    def add(self, hook: Hooks) -> None:
+        self.hooks.append(hook)
+        self._bind()
+
+    def _bind(self) -> None:
         # per method, only the hooks overriding it: most ops then call nothing at all
         self._by_name = {
             name: [getattr(h, name) for h in self.hooks if _overrides(h, name)] for name in _NAMES
         }
         for name, fns in self._by_name.items():
             setattr(self, name, _calling(name, fns) if fns else _nothing)
-
-    def add(self, hook: Hooks) -> None:
-        self.__init__([*self.hooks, hook])  # type: ignore[misc]
 
     def wants(self, name: str) -> bool:
         """Does any hook override ``name``?"""

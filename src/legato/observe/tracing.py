@@ -9,19 +9,18 @@ context goes to the participant: as ``traceparent`` on an HTTP call, in a
 broker message's headers, or as the current span while a Python step runs.
 
 Spans are made through the global tracer provider unless one is given: with
-no OpenTelemetry SDK configured they cost next to nothing and record nothing.
+no OpenTelemetry SDK configured none is made at all.
 ``configure()`` sets the SDK up the way ``legato serve`` does: an OTLP/HTTP
 exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, no exporter otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -42,11 +41,11 @@ def gid_traceparent(gid: str) -> str:
     return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
-def headers_for(gid: str) -> dict[str, str]:
-    """The trace headers for a call made now: the current span's context where there is
-    a valid one, else a ``traceparent`` derived from ``gid``."""
+def headers_for(gid: str, context: otel_context.Context | None = None) -> dict[str, str]:
+    """The trace headers for a call: ``context``'s span (the current one by default)
+    where it is valid, else a ``traceparent`` derived from ``gid``."""
     carrier: dict[str, str] = {}
-    inject(carrier)
+    inject(carrier, context=context)
     if "traceparent" not in carrier:
         carrier["traceparent"] = gid_traceparent(gid)
     return carrier
@@ -69,20 +68,8 @@ class Attempt:
     def leave(self, token: object) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
 
-    @contextlib.contextmanager
-    def current(self) -> Iterator[None]:
-        token = self.enter()
-        try:
-            yield
-        finally:
-            self.leave(token)
-
     def headers(self, gid: str) -> dict[str, str]:
-        carrier: dict[str, str] = {}
-        inject(carrier, context=self.context)
-        if "traceparent" not in carrier:
-            carrier["traceparent"] = gid_traceparent(gid)
-        return carrier
+        return headers_for(gid, self.context)
 
     def end(self, outcome: str, detail: Json) -> None:
         span = self.span
