@@ -13,15 +13,14 @@ from rich.table import Table
 
 from ._cli_tx import _run, add_log_argument
 from ._model import TxStatus
+from ._moments import UNITS
 from .log import Log, LogSummary
-
-_SPAN = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_age(text: str) -> float:
     """Seconds, or a span such as ``90s``, ``15m``, ``12h``, ``7d``."""
     raw = text.strip()
-    unit = _SPAN.get(raw[-1:])
+    unit = UNITS.get(raw[-1:])
     number = raw[:-1] if unit is not None else raw
     try:
         value = float(number) * (unit or 1)

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from rich.table import Table
 from ._cli_timeline import draw
 from ._errors import LegatoError, LogError
 from ._model import EventRecord, OpRecord, TxRecord, TxStatus
+from ._moments import moment
 from .log import Log, TxQuery, open_log
 from .observe.timeline import build
 
@@ -66,23 +66,14 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-
-
 def parse_time(text: str) -> float:
     """An ISO 8601 time, or a span back from now: ``90s``, ``15m``, ``2h``, ``7d``."""
-    m = _RELATIVE.match(text.strip())
-    if m:
-        return (
-            time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        )
     try:
-        dt = datetime.fromisoformat(text)
+        return moment(text.strip(), time.time())
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither an ISO time nor a span such as 15m or 2h"
         ) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def _limit(text: str) -> int:

@@ -6,21 +6,18 @@ bounds) is a ``BadFilter`` naming the field, which the page answers with a 400.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from .._model import Mode, TxStatus
+from .._moments import moment
 from ..log import TxQuery
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 MAX_OFFSET = 1_000_000
-_SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class BadFilter(ValueError):
@@ -123,16 +120,12 @@ def parse(params: Mapping[str, Sequence[str]], now: float | None = None) -> Filt
 def parse_time(name: str, text: str, now: float) -> float:
     """An ISO 8601 time (UTC unless it says otherwise) or a span back from now:
     ``90s``, ``15m``, ``2h``, ``7d``."""
-    m = _SPAN.match(text)
-    if m:
-        return now - float(m.group(1)) * _UNIT[m.group(2)]
     try:
-        dt = datetime.fromisoformat(text)
+        return moment(text, now, spaced=True)
     except ValueError:
         raise BadFilter(
             f"{name}: {text!r} is neither an ISO time (2026-01-31T12:00) nor a span (15m, 2h)"
         ) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def _int(name: str, text: str, default: int, low: int, high: int) -> int:
