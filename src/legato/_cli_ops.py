@@ -15,6 +15,7 @@ from ._cli_tx import _run, add_log_argument
 from ._model import TxStatus
 from ._moments import UNITS
 from .log import Log, LogSummary
+from .log.base import purge_in_batches
 
 
 def parse_age(text: str) -> float:
@@ -102,19 +103,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
         console.print(f"deleted {total} barrier rows older than {_age(args.older_than)}")
         return 0
 
-    async def body(log: Log) -> int:
-        import asyncio
-
-        deleted = 0
-        cutoff = time.time() - args.older_than
-        while True:
-            n = await log.purge(cutoff, args.batch)
-            deleted += n
-            if n < args.batch:
-                return deleted
-            await asyncio.sleep(args.pause)  # other writers go between the batches
-
-    total = _run(args.log, body)
+    cutoff = time.time() - args.older_than
+    total = _run(args.log, lambda log: purge_in_batches(log, cutoff, args.batch, args.pause))
     console.print(f"deleted {total} transactions that ended over {_age(args.older_than)} ago")
     return 0
 

@@ -46,6 +46,7 @@ from ._tcc import WIRE_TCC
 from ._xa import WIRE_XA, Connections, XaResource, xa_driver
 from .brokers import Broker, broker_from_url
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
+from .log.base import purge_in_batches
 from .modes import saga as machine
 from .modes import tcc
 from .observe.tracing import Tracing
@@ -617,19 +618,10 @@ class Coordinator(InitiatedModes):
         assert self.retention is not None
         while True:
             try:
-                # small batches with a pause between them: the transactions' own writes
-                # (which share the log's writer) go in between, never queued behind a purge
-                while True:
-                    deleted = await self.log.purge(time.time() - self.retention, _PURGE_BATCH)
-                    if deleted < _PURGE_BATCH:
-                        break
-                    await asyncio.sleep(0.05)
+                await purge_in_batches(self.log, time.time() - self.retention)
             except LogError as exc:
                 logger.error("retention purge failed: %s", exc)
             await asyncio.sleep(min(3600.0, max(1.0, self.retention / 10)))
-
-
-_PURGE_BATCH = 200
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:

@@ -7,6 +7,7 @@ another coordinator has taken the transaction over (DESIGN 3.5).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -155,6 +156,22 @@ class Log(Protocol):
 
     async def purge(self, ended_before: float, limit: int) -> int:
         """Delete up to ``limit`` transactions that ended before the time given."""
+
+
+async def purge_in_batches(
+    log: Log, ended_before: float, batch: int = 200, pause: float = 0.05
+) -> int:
+    """Delete every transaction that ended before the time given, ``batch`` at a time
+    with ``pause`` seconds between batches, so that the transactions' own writes (which
+    share the log's writer) go in between, never queued behind a purge. Returns how
+    many were deleted."""
+    deleted = 0
+    while True:
+        n = await log.purge(ended_before, batch)
+        deleted += n
+        if n < batch:
+            return deleted
+        await asyncio.sleep(pause)
 
 
 def requested_event(gid: str, what: str, now: float, by: str | None) -> EventRecord:
