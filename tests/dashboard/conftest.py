@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.conftest import Participant, free_port, participant
+from service.conftest import Participant, participant, start_legato, stop_legato
 
 __all__ = ["participant"]  # the fixture, shared with the service tests
 
@@ -39,46 +37,15 @@ class Process:
     output: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.output.unlink(missing_ok=True)
+        stop_legato(self.process, self.output)
 
 
 def start(command: list[str], ready: str, env: dict[str, str] | None = None) -> Process:
     """Run ``legato <command> --port P`` and wait until ``ready`` (a path) answers 200."""
-    port = free_port()
-    fd, name = tempfile.mkstemp(prefix="legato-dashboard-test-", suffix=".log")
-    output = Path(name)
     full_env = {**os.environ, **(env or {})}
     if env is None or "LEGATO_API_TOKEN" not in env:
         full_env.pop("LEGATO_API_TOKEN", None)
-    with os.fdopen(fd, "wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "legato.cli", *command, "--port", str(port)],
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + ready, timeout=1).status_code == 200:
-                return Process(url, process, output)
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            text = output.read_text(errors="replace")
-            output.unlink(missing_ok=True)
-            raise RuntimeError(f"legato {command[0]} did not start: {text[-2000:]}")
-        time.sleep(0.05)
+    return Process(*start_legato(command, env=full_env, ready=ready))
 
 
 @pytest.fixture

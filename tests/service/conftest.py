@@ -144,24 +144,29 @@ class Served:
         return self.url + "/api/dtmsvr"
 
 
-def start_serve(log: str, *, env: dict[str, str] | None = None, owner: str | None = None) -> Served:
+def start_legato(
+    command: list[str], *, env: dict[str, str] | None = None, ready: str = "/health"
+) -> tuple[str, subprocess.Popen[bytes], Path]:
+    """Run ``legato <command> --port P`` (``env``: its whole environment, this process's
+    by default) and wait until ``ready`` answers 200; returns its URL, the process, and
+    the file its stderr (its log lines) goes to: a pipe nobody reads would fill up and
+    stall it."""
     port = free_port()
-    args = [sys.executable, "-m", "legato.cli", "serve", "--log", log, "--port", str(port)]
-    if owner:
-        args += ["--owner", owner]
-    # its log lines go to a file: a pipe nobody reads would fill up and stall it
-    fd, name = tempfile.mkstemp(prefix="legato-serve-", suffix=".log")
+    fd, name = tempfile.mkstemp(prefix=f"legato-{command[0]}-", suffix=".log")
     output = Path(name)
     with os.fdopen(fd, "wb") as err_file:
         process = subprocess.Popen(
-            args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=err_file
+            [sys.executable, "-m", "legato.cli", *command, "--port", str(port)],
+            env=env if env is not None else dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Served(url, process, log, output)
+            if httpx.get(url + ready, timeout=1).status_code == 200:
+                return url, process, output
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
@@ -169,20 +174,31 @@ def start_serve(log: str, *, env: dict[str, str] | None = None, owner: str | Non
             process.wait()
             err = output.read_text(errors="replace")
             output.unlink(missing_ok=True)
-            raise RuntimeError(f"legato serve did not start: {err[-2000:]}")
+            raise RuntimeError(f"legato {command[0]} did not start: {err[-2000:]}")
         time.sleep(0.05)
 
 
-def stop_serve(served: Served) -> None:
-    if served.process.poll() is None:
-        served.process.terminate()
+def stop_legato(process: subprocess.Popen[bytes], output: Path | None) -> None:
+    """Stop it (SIGTERM, then SIGKILL after 15 s) and delete its output file."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            served.process.wait(15)
+            process.wait(15)
         except subprocess.TimeoutExpired:
-            served.process.kill()
-            served.process.wait()
-    if served.output is not None:
-        served.output.unlink(missing_ok=True)
+            process.kill()
+            process.wait()
+    if output is not None:
+        output.unlink(missing_ok=True)
+
+
+def start_serve(log: str, *, env: dict[str, str] | None = None, owner: str | None = None) -> Served:
+    command = ["serve", "--log", log, *(["--owner", owner] if owner else [])]
+    url, process, output = start_legato(command, env={**os.environ, **(env or {})})
+    return Served(url, process, log, output)
+
+
+def stop_serve(served: Served) -> None:
+    stop_legato(served.process, served.output)
 
 
 @pytest.fixture
