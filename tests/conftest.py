@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,6 +32,15 @@ def _pg_reachable() -> str | None:
             return None
     except psycopg.OperationalError as exc:
         return str(exc).strip().splitlines()[0]
+
+
+def port_problem(port: int) -> str | None:
+    """Why nothing answers on ``127.0.0.1:port``, or None when something does."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def need_service(name: str, problem: str | None) -> None:

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from conftest import need_service
+from conftest import need_service, port_problem
 from legato.brokers import Broker, BrokerError, Delivery, Message, broker_from_url
 from legato.brokers.nats import NatsBroker
-
-
-def port_problem(port: int) -> str | None:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError as exc:
-        return str(exc)
-    return None
-
 
 BROKERS = {
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, {}),

@@ -4,23 +4,13 @@ flow in Legato's log."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
-from conftest import need_service
+from conftest import need_service, port_problem
 from legato._demo.shop.run import BROKERS, run_shop
 from legato.cli import main
-
-
-def port_problem(port: int) -> str | None:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError as exc:
-        return str(exc)
-    return None
-
 
 PORTS = {"rabbitmq": 5672, "nats": 4222, "redis": 6379}
 
