@@ -214,7 +214,13 @@ async def _settle(
             TxQuery(status=(TxStatus.SUCCEEDED, TxStatus.FAILED), mode="flow", limit=100_000)
         )
         ended = sum(1 for t in flows if t.gid.startswith(shop.run))
-        if done == n and pending == 0 and ended == n:
+        # every order ends with one e-mail, and every delivery a consumer died on before
+        # its ack comes back: a broker redelivers only after its ack wait (NATS's may come
+        # well after a second), so these are waited for, not guessed at
+        emails = shop.services["notify"].conn.execute("SELECT count(*) FROM email").fetchone()[0]
+        shop.services["notify"].conn.commit()
+        redelivered = shop.report.redelivered >= shop.report.crashes
+        if done == n and pending == 0 and ended == n and emails >= n and redelivered:
             await asyncio.sleep(1.5)  # the last notifications and refunds land
             return
         if asyncio.get_running_loop().time() > deadline:
