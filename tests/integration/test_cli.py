@@ -137,7 +137,9 @@ def test_tx_show_draws_the_timeline_with_the_compensation_path(
     assert main(["tx", "show", "no-car", "--log", log_url]) == 0
     out = capsys.readouterr().out
     timeline = out[out.index("timeline (") : out.index("events")]
-    lanes = [line for line in timeline.splitlines() if "█" in line]
+    # a lane's bar is █ cells, ending in ✗ where the attempt failed; a failed attempt
+    # shorter than one cell is drawn as the ✗ alone
+    lanes = [line for line in timeline.splitlines() if "█" in line or "✗" in line]
     assert [line.split()[0] for line in lanes] == [
         "hotel.action",
         "car.action",
