@@ -39,9 +39,17 @@ def postgres_app(step: str, dsn: str) -> Starlette:
 
     pools: list[Any] = []
 
+    async def reset(conn: Any) -> None:
+        # The handlers change no session state (no SET, LISTEN, cursors or advisory
+        # locks), so asyncpg's default reset on release (RESET ALL, CLOSE ALL, UNLISTEN,
+        # unlock all: one more round trip per request) only needs to end a transaction
+        # a failed handler might have left open.
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pools.append(await asyncpg.create_pool(dsn, min_size=4, max_size=16))
+        pools.append(await asyncpg.create_pool(dsn, min_size=4, max_size=16, reset=reset))
         try:
             yield
         finally:
