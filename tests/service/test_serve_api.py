@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from legato._throttle import MAX_FAILURES
+
 from .conftest import Participant, Served, start_serve, stop_serve
 
 FAILURE = (409, {"dtm_result": "FAILURE", "message": "sold out"})
@@ -160,6 +162,31 @@ def test_with_a_token_set_every_mutating_call_needs_it_and_reads_do_not(
     assert forced.status_code == 401
     events = httpx.get(url + "/v1/transactions/tok-1").json()["events"]
     assert not [e for e in events if e["kind"] == "requested"]  # nothing was recorded
+
+
+def test_too_many_wrong_tokens_from_one_address_are_refused_for_a_while(
+    guarded_server: Served,
+) -> None:
+    url = guarded_server.url
+    good = {"Authorization": "Bearer s3cret"}
+    for _ in range(MAX_FAILURES + 5):  # no token at all is not a guess
+        assert httpx.post(url + "/v1/transactions/nope/retry").status_code == 401
+    assert httpx.post(url + "/v1/transactions/nope/retry", headers=good).status_code == 404
+    wrong = {"Authorization": "Bearer guess"}
+    for i in range(MAX_FAILURES - 1):
+        assert httpx.post(url + f"/v1/transactions/g{i}/retry", headers=wrong).status_code == 401
+    login = httpx.post(url + "/login", data={"token": "guess", "next": "/"})
+    assert login.status_code == 401  # the dashboard's login counts in the same window
+    # now the address is refused, even with the right token: the refusal tells nothing
+    for headers in (wrong, good):
+        r = httpx.post(url + "/v1/transactions/nope/retry", headers=headers)
+        assert r.status_code == 429
+        assert "too many wrong API tokens" in r.json()["detail"]
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+    page = httpx.post(url + "/login", data={"token": "s3cret", "next": "/"})
+    assert page.status_code == 429 and "Too many wrong tokens" in page.text
+    assert "legato_dashboard" not in page.cookies
+    assert httpx.get(url + "/v1/transactions").status_code == 200  # reads are not guarded
 
 
 def test_an_operator_can_abort_a_saga_in_flight_over_the_api(

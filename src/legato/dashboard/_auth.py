@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import _throttle
+
 COOKIE = "legato_dashboard"
 SESSION_SECONDS = 12 * 3600
 
@@ -41,6 +43,23 @@ def authorized(request: Request) -> bool:
         return True
     cookie = request.cookies.get(COOKIE, "")
     return secrets.compare_digest(cookie, session_value(api_token))
+
+
+def refused_for(request: Request) -> float:
+    """Seconds this request's address must wait after too many wrong tokens (0: none);
+    see ``legato._throttle``."""
+    if token(request) is None:
+        return 0.0
+    return _throttle.of(request.app.state).wait(_throttle.client(request))
+
+
+def wrong_token(request: Request) -> None:
+    """Count a wrong token given from this request's address."""
+    _throttle.of(request.app.state).failed(_throttle.client(request))
+
+
+def gave_bearer(request: Request) -> bool:
+    return bool(request.headers.get("authorization"))
 
 
 def check(request: Request, given: str) -> bool:

@@ -11,6 +11,7 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from .. import _throttle
 from .._errors import IllegalStateChange, TransactionNotFound
 from .._model import Mode, TxStatus
 from ..log import TxQuery
@@ -179,10 +180,26 @@ async def _form(request: Request) -> dict[str, str] | None:
     return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
+async def _too_many(request: Request, wait: float) -> Response:
+    response = await _problem(
+        request,
+        429,
+        "Too many wrong tokens",
+        f"Too many wrong tokens came from this address: try again in "
+        f"{_throttle.retry_after(wait)} s.",
+    )
+    response.headers["Retry-After"] = _throttle.retry_after(wait)
+    return response
+
+
 async def _act(request: Request, gid: str, what: str) -> Response:
     if not _auth.same_origin(request):
         return await _problem(request, 403, "Refused", "This form was posted from another site.")
+    if wait := _auth.refused_for(request):
+        return await _too_many(request, wait)
     if not _auth.authorized(request):
+        if _auth.gave_bearer(request):
+            _auth.wrong_token(request)
         login = f"{_root(request)}/login?next={quote(tx_url(_root(request), gid), safe='')}"
         response = await _render(
             request,
@@ -236,9 +253,12 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(request: Request) -> Response:
     if not _auth.same_origin(request):
         return await _problem(request, 403, "Refused", "This form was posted from another site.")
+    if wait := _auth.refused_for(request):
+        return await _too_many(request, wait)
     form = await _form(request) or {}
     target = _auth.local_path(form.get("next"), f"{_root(request)}/")
     if not _auth.check(request, form.get("token", "")):
+        _auth.wrong_token(request)
         return await _render(request, "login.html", 401, target=target, wrong=True)
     response = RedirectResponse(target, status_code=303)
     _auth.log_in(response, request)
