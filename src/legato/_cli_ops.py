@@ -45,7 +45,7 @@ def _age(seconds: float | None) -> str:
 
 def summary_json(s: LogSummary, now: float, window: float) -> dict[str, Any]:
     return {
-        "counts": {str(st): s.counts.get(str(st), 0) for st in TxStatus},
+        "counts": {str(st): s.counts.get(str(st), 0) for st in TxStatus if not st.ended},
         "unfinished": s.unfinished,
         "stuck": s.stuck,
         "oldest_unfinished_age_s": None
@@ -70,13 +70,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     console = Console()
-    counts = Table(title=f"transactions in {args.log}")
-    for st in TxStatus:
+    counts = Table(title=f"unfinished transactions in {args.log}")
+    unended = [st for st in TxStatus if not st.ended]
+    for st in unended:
         counts.add_column(str(st), justify="right")
     counts.add_column("stuck", justify="right", style="red" if s.stuck else "")
     counts.add_column("oldest unfinished", justify="right")
     counts.add_row(
-        *(str(data["counts"][str(st)]) for st in TxStatus),
+        *(str(data["counts"][str(st)]) for st in unended),
         str(s.stuck),
         _age(data["oldest_unfinished_age_s"]),
     )

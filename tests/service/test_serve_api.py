@@ -127,6 +127,7 @@ def test_a_body_that_is_not_json_is_refused(server: Served) -> None:
 def test_health_and_openapi_are_served(server: Served) -> None:
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok"
+    assert health["unfinished"] == {"stuck": 0}
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert {"/v1/sagas", "/v1/transactions", "/v1/transactions/{gid}", "/health"} <= set(paths)
     assert "/api/dtmsvr/submit" in paths

@@ -519,7 +519,7 @@ class SqlLog(ABC):
     async def summary(self, since: float) -> LogSummary:
         def run(conn: Conn) -> LogSummary:
             cur = conn.cursor()
-            cur.execute(self.q["count_by_status"], {})
+            cur.execute(self.q["count_unfinished"], {})
             counts = {str(r["status"]): int(r["n"]) for r in cur.fetchall()}
             cur.execute(self.q["count_stuck"], {})
             stuck = int(cur.fetchone()["n"])

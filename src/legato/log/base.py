@@ -71,7 +71,7 @@ class LogSummary:
     """The log at a glance: what the dashboard's header, ``legato stats`` and the
     metrics' gauges show."""
 
-    counts: dict[str, int]  # transactions by status
+    counts: dict[str, int]  # unended transactions by status (ended ones: see ``ended``)
     stuck: int  # unended and stuck
     oldest_unfinished_at: float | None  # when the oldest unended transaction was created
     since: float  # the window the next two count over
@@ -148,11 +148,14 @@ class Log(Protocol):
     async def list(self, query: TxQuery) -> list[TxRecord]: ...
 
     async def counts(self) -> dict[str, int]:
-        """Transactions by status, plus 'stuck'."""
+        """Every transaction the log holds, by status, plus 'stuck'. A full count: for
+        tools and tests; what is watched often (the dashboard, ``/health``, the metrics)
+        reads ``summary``, which counts the unended ones only."""
 
     async def summary(self, since: float) -> LogSummary:
-        """Counts by status, the stuck, the oldest unfinished, and how many started and
-        ended from ``since`` on."""
+        """The unended transactions by status, the stuck, the oldest unfinished, and how
+        many started and ended from ``since`` on. Cheap however many ended transactions
+        the log keeps (indexed), so that it can be asked every few seconds."""
 
     async def purge(self, ended_before: float, limit: int) -> int:
         """Delete up to ``limit`` transactions that ended before the time given."""

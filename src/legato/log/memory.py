@@ -23,6 +23,8 @@ from .base import (
     requested_event,
 )
 
+_UNENDED = frozenset(str(s) for s in TxStatus if not s.ended)
+
 
 def _stored(value: Any, what: str) -> Any:
     """``value`` as a SQL log gives it back: through JSON, refused if JSON cannot carry it."""
@@ -212,8 +214,8 @@ class MemoryLog:
         return out
 
     async def summary(self, since: float) -> LogSummary:
-        counts = await self.counts()
-        stuck = counts.pop("stuck")
+        counts = {s: n for s, n in (await self.counts()).items() if s in _UNENDED}
+        stuck = sum(1 for t in self._tx.values() if t.stuck and t.ended_at is None)
         unended = [t.created_at for t in self._tx.values() if t.ended_at is None]
         ended: dict[str, int] = {}
         for t in self._tx.values():

@@ -106,7 +106,13 @@ ORDER BY created_at DESC, gid
 LIMIT :limit OFFSET :offset
 
 -- name: count_by_status
+-- Every transaction the log holds: a scan of the whole table (legato tx, tests).
 SELECT status, count(*) AS n FROM legato_tx GROUP BY status
+
+-- name: count_unfinished
+-- The unended ones only, through the partial index legato_tx_due: cheap however many
+-- ended transactions the log keeps (the dashboard's header, /health, the metrics).
+SELECT status, count(*) AS n FROM legato_tx WHERE ended_at IS NULL GROUP BY status
 
 -- name: count_stuck
 SELECT count(*) AS n FROM legato_tx WHERE stuck IS NOT NULL AND ended_at IS NULL
