@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 
 from ._cli_ops import parse_age
 from ._cli_tx import add_log_argument
@@ -97,13 +99,23 @@ def _serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             raise SystemExit("legato serve: --owner names one process; drop it with --workers")
         os.environ["LEGATO_OWNER"] = args.owner
-    uvicorn.run(
-        "legato.server:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=False,
-    )
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # the workers share one port, so a scrape reaches any one of them: they keep
+        # their metrics in files here, and each renders all of them (observe.metrics)
+        metrics_dir = tempfile.mkdtemp(prefix="legato-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "legato.server:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -191,8 +191,12 @@ def stop_legato(process: subprocess.Popen[bytes], output: Path | None) -> None:
         output.unlink(missing_ok=True)
 
 
-def start_serve(log: str, *, env: dict[str, str] | None = None, owner: str | None = None) -> Served:
+def start_serve(
+    log: str, *, env: dict[str, str] | None = None, owner: str | None = None, workers: int = 1
+) -> Served:
     command = ["serve", "--log", log, *(["--owner", owner] if owner else [])]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     url, process, output = start_legato(command, env={**os.environ, **(env or {})})
     return Served(url, process, log, output)
 

@@ -408,6 +408,34 @@ def test_metrics_count_what_ran(participant: Participant, log_url: str) -> None:
     assert not any(k in ("gid", "branch", "branch_id") for (_, labels) in m for k, _ in labels)
 
 
+def test_the_metrics_of_several_workers_add_up_whichever_one_is_scraped(
+    participant: Participant, log_url: str
+) -> None:
+    served = start_serve(log_url, workers=2)
+    try:
+        ok = [(200, {})]
+        steps = [
+            {"name": s, "action": participant.script(f"/{s}", ok), "retry": FAST}
+            for s in ("a", "b")
+        ]
+        for i in range(10):  # a connection each: the two workers share them out
+            body = {"gid": f"w-{i}", "steps": steps, "wait": True}
+            assert httpx.post(served.url + "/v1/sagas", json=body, timeout=30).status_code == 200
+        owners = {httpx.get(served.url + "/health").json()["owner"] for _ in range(20)}
+        scrapes = [scrape(served) for _ in range(8)]
+    finally:
+        stop_serve(served)
+    print(f"workers that answered /health: {len(owners)}")
+    for m in scrapes:
+        assert m[("legato_transactions_started_total", (("mode", "saga"),))] == 10
+        ended = ("legato_transactions_ended_total", (("mode", "saga"), ("outcome", "succeeded")))
+        assert m[ended] == 10
+        ok_labels = (("mode", "saga"), ("op", "action"), ("outcome", "ok"))
+        assert m[("legato_op_attempts_total", ok_labels)] == 20
+        assert m[("legato_transactions_in_flight", ())] == 0
+        assert m[("legato_transactions_unfinished", (("status", "submitted"),))] == 0
+
+
 def test_metrics_show_stuck_transactions_and_the_oldest_unfinished(
     participant: Participant, log_url: str
 ) -> None:

@@ -6,6 +6,12 @@ given by a caller. Counters count this process's work (sum them over
 processes); the log-wide gauges (unfinished, stuck, oldest unfinished age)
 read the shared log, so every process reports the same value (take the max).
 
+Processes behind one port (``legato serve --workers N``) share their metrics
+through prometheus-client's multiprocess mode: with ``PROMETHEUS_MULTIPROC_DIR``
+set (``legato serve`` sets it for N > 1), every worker's scrape renders the sum of
+all workers' counters and histograms, their in-flight gauges summed over live
+workers, and the log-wide gauges as last read.
+
 >>> metrics = Metrics()                                     # doctest: +SKIP
 >>> coordinator = Coordinator(log, hooks=[metrics])         # doctest: +SKIP
 >>> await metrics.refresh(coordinator); metrics.render()   # doctest: +SKIP
@@ -13,10 +19,11 @@ read the shared log, so every process reports the same value (take the max).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .._hooks import Hooks
@@ -30,6 +37,13 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared() -> bool:
+    """Whether this process's metrics are shared with its sibling workers' (the
+    variable must be set before prometheus-client is imported, as a worker's is)."""
+    return bool(os.environ.get(MULTIPROC_DIR))
 
 
 class Metrics(Hooks):
@@ -91,24 +105,31 @@ class Metrics(Hooks):
             buckets=_LATENCY,
             registry=r,
         )
+        # multiprocess_mode matters only with PROMETHEUS_MULTIPROC_DIR set (see above)
         self.in_flight = Gauge(
             "legato_transactions_in_flight",
             "Transactions this coordinator is driving now",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.unfinished = Gauge(
             "legato_transactions_unfinished",
             "Unended transactions in the log, by status",
             ["status"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.stuck = Gauge(
-            "legato_transactions_stuck", "Unended transactions marked stuck", registry=r
+            "legato_transactions_stuck",
+            "Unended transactions marked stuck",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.oldest_age = Gauge(
             "legato_oldest_unfinished_age_seconds",
             "Age of the oldest unended transaction (0 when there is none)",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.scrape_errors = Counter(
             "legato_metrics_log_errors",
@@ -174,4 +195,15 @@ class Metrics(Hooks):
         self.oldest_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     def render(self) -> bytes:
+        if shared():
+            # every worker's values, from the files they all write
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)
+
+    @staticmethod
+    def process_ended() -> None:
+        """This worker is stopping: its live gauges (in flight) stop counting."""
+        if shared():
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -67,6 +67,7 @@ def create_app(
             yield
         finally:
             await c.stop()
+            metrics.process_ended()
             tracing.flush()  # spans still buffered go out before the process ends
 
     from .. import __version__
