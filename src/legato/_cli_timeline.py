@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from .observe.timeline import Timeline
+from .observe.timeline import Axis, Timeline
 
 COLOURS = {
     "ok": "green",
@@ -15,6 +15,7 @@ COLOURS = {
     "running": "blue",
 }
 WIDTH = 60
+GAP = 3  # cells standing for a long idle stretch (drawn ┆), as the dashboard cuts them
 
 
 def _axis_label(seconds: float) -> str:
@@ -25,27 +26,33 @@ def _axis_label(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _cell(t: Timeline, at: float, width: int) -> int:
-    return min(width - 1, int(t.position(at) * width))
+def _cell(axis: Axis, at: float, width: int) -> int:
+    return min(width - 1, max(0, int(axis.x(at))))
 
 
 def draw(t: Timeline, width: int = WIDTH) -> Table:
     """One row per op: its name, its attempts drawn to scale, and what they ended in.
-    Compensations are marked with an arrow back, and come after the forward path."""
-    table = Table(
-        title=f"timeline ({_axis_label(t.seconds)} from first to last)",
-        show_lines=False,
-        box=None,
-        pad_edge=False,
-    )
+    Compensations are marked with an arrow back, and come after the forward path.
+    Long idle stretches (a retry minutes later, a stuck wait) are cut short and
+    drawn ┆, as on the dashboard; the title says how long each stood for."""
+    axis = Axis(t.start, t.end, t.idle(), 0.0, float(width), GAP)
+    cut_cells: set[int] = set()
+    for a, _ in axis.cuts:
+        x = axis.x(a)
+        cut_cells.update(range(int(x), min(width, max(int(x) + 1, int(x + axis.gap)))))
+    title = f"timeline ({_axis_label(t.seconds)} from first to last"
+    if axis.cuts:
+        title += "; ┆ cut short: " + ", ".join(_axis_label(b - a) for a, b in axis.cuts)
+    table = Table(title=title + ")", show_lines=False, box=None, pad_edge=False)
     end = _axis_label(t.seconds)
     table.add_column("op", no_wrap=True)
     table.add_column("0" + end.rjust(width - 1), width=width, no_wrap=True)
     table.add_column("attempts", overflow="fold")
+    blank = [("┆", "dim") if i in cut_cells else (" ", "") for i in range(width)]
     for lane in t.lanes:
-        cells: list[tuple[str, str]] = [(" ", "")] * width
+        cells = list(blank)
         for bar in lane.bars:
-            first, last = _cell(t, bar.start, width), _cell(t, bar.end, width)
+            first, last = _cell(axis, bar.start, width), _cell(axis, bar.end, width)
             style = COLOURS.get(bar.outcome, "white")
             for i in range(first, last + 1):
                 cells[i] = ("█", style)
@@ -64,7 +71,7 @@ def draw(t: Timeline, width: int = WIDTH) -> Table:
         table.add_row(name, line, outcomes)
     for mark in t.marks:
         if mark.kind in ("status", "stuck", "requested", "timeout", "force_end"):
-            line = Text(" " * _cell(t, mark.at, width) + "▲", style="bold")
+            line = Text(" " * _cell(axis, mark.at, width) + "▲", style="bold")
             label = mark.label if len(mark.label) <= 40 else mark.label[:39] + "…"
             table.add_row(Text(f"  {mark.kind}", style="dim"), line, Text(label, style="dim"))
     return table

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from legato._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
-from legato.dashboard._draw import LABELS, MIN_BAR, RIGHT, WIDTH, draw, idle_stretches
+from legato.dashboard._draw import LABELS, MIN_BAR, RIGHT, WIDTH, draw
 from legato.dashboard._filters import MAX_LIMIT, BadFilter, parse
 from legato.observe import timeline
+from legato.observe.timeline import idle_stretches
 
 T0 = 1_800_000_000.0
 

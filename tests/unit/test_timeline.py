@@ -77,3 +77,27 @@ def test_a_running_attempt_runs_until_now() -> None:
     (bar,) = t.lanes[0].bars
     assert (bar.outcome, bar.start, bar.end) == ("running", T0 + 1, T0 + 3)
     assert t.end == T0 + 3
+
+
+def test_the_terminal_timeline_cuts_a_long_idle_stretch_short_as_the_dashboard_does() -> None:
+    from rich.console import Console
+
+    from legato._cli_timeline import WIDTH, draw
+
+    ops = [op("pay", OpName.ACTION, 0, OpStatus.SUCCEEDED, attempts=2)]
+    events = [
+        ev(T0, "submitted"),
+        ev(T0 + 0.2, "op.unknown", "pay", "action", took_ms=200.0, error="timeout"),
+        # retried ten minutes later (a long backoff): drawn linearly, both attempts
+        # would be one cell each at either end of the axis
+        ev(T0 + 600.2, "op.succeeded", "pay", "action", took_ms=200.0),
+    ]
+    t = build(tx(status=TxStatus.SUCCEEDED, ended_at=T0 + 600.2), ops, events, now=T0 + 700)
+    console = Console(record=True, width=160, color_system=None)
+    console.print(draw(t))
+    text = console.export_text()
+    assert "cut short: 10.0 min" in text
+    lane = next(line for line in text.splitlines() if "pay.action" in line)
+    bar = lane[lane.index("pay.action") + len("pay.action") :][: WIDTH + 4]
+    assert bar.count("█") > WIDTH // 2  # the two attempts fill the axis, bar the cut
+    assert "┆" in bar and "✗" in bar  # the cut, and the first attempt's failure

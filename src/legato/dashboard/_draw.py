@@ -4,19 +4,18 @@ Pure: it turns ``observe.timeline.Timeline`` into numbers and CSS classes, and
 the ``_timeline.html`` template writes them out as SVG (escaped like any other
 text). The SVG is drawn on a fixed 1000-unit-wide canvas and scales with the page.
 
-The axis is linear except across long idle stretches (a stuck transaction
-waiting for an operator, a retry a minute later), which are cut short and
-labelled with the time they stand for: otherwise the attempts on either side
-would shrink to slivers.
+The axis (``observe.timeline.Axis``) is linear except across long idle stretches
+(a stuck transaction waiting for an operator, a retry a minute later), which are
+cut short and labelled with the time they stand for: otherwise the attempts on
+either side would shrink to slivers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..observe.timeline import Bar, Mark, Timeline
+from ..observe.timeline import Axis, Bar, Mark, Timeline
 from ._format import clock, duration
 
 WIDTH = 1000
@@ -28,8 +27,6 @@ BAR = 14
 MIN_BAR = 3  # an attempt of a millisecond is still visible
 BAND = 18  # the "compensation path" caption above its lanes
 GAP = 44  # the width of a cut idle stretch
-MIN_IDLE = 1.0  # seconds: a shorter pause is drawn to scale
-IDLE_SHARE = 0.1  # ...and so is one under this share of the time drawn to scale
 LABEL_CHARS = 30
 
 _MARK_CLASS = {
@@ -106,78 +103,10 @@ class Drawing:
         return self.height - 8
 
 
-class Axis:
-    """Time to x: to scale, but for the idle stretches in ``cuts``, each ``GAP`` wide."""
-
-    def __init__(
-        self,
-        start: float,
-        end: float,
-        cuts: Sequence[tuple[float, float]],
-        left: float,
-        right: float,
-    ) -> None:
-        self.start, self.end, self.left, self.right = start, end, left, right
-        self.gap = min(float(GAP), 0.3 * (right - left) / len(cuts)) if cuts else 0.0
-        scaled = (end - start) - sum(b - a for a, b in cuts)
-        room = (right - left) - self.gap * len(cuts)
-        self.per_second = room / scaled if scaled > 0 else 0.0
-        self.cuts = list(cuts)
-        # each piece of the axis: (from, to, x where it begins, drawn to scale?)
-        self.pieces: list[tuple[float, float, float, bool]] = []
-        x, t = left, start
-        for a, b in self.cuts:
-            self.pieces.append((t, a, x, True))
-            x += (a - t) * self.per_second
-            self.pieces.append((a, b, x, False))
-            x += self.gap
-            t = b
-        self.pieces.append((t, end, x, True))
-
-    def x(self, at: float) -> float:
-        for a, b, x0, to_scale in self.pieces:
-            if at <= b:
-                at = max(at, a)
-                if to_scale:
-                    return x0 + (at - a) * self.per_second
-                return x0 + (self.gap * (at - a) / (b - a) if b > a else 0.0)
-        return self.right
-
-    def scaled_pieces(self) -> list[tuple[float, float]]:
-        return [(a, b) for a, b, _, to_scale in self.pieces if to_scale]
-
-
-def idle_stretches(
-    start: float, end: float, busy: Sequence[tuple[float, float]]
-) -> list[tuple[float, float]]:
-    """The stretches between ``busy`` spans worth cutting short: longer than
-    ``MIN_IDLE`` and than ``IDLE_SHARE`` of whatever time is left drawn to scale."""
-    idle: list[tuple[float, float]] = []
-    cursor = start
-    for a, b in sorted(busy):
-        if a > cursor:
-            idle.append((cursor, a))
-        cursor = max(cursor, b)
-    if end > cursor:
-        idle.append((cursor, end))
-    chosen: set[tuple[float, float]] = set()
-    while True:  # cutting the longest stretches shows up the shorter ones: look again
-        scaled = (end - start) - sum(b - a for a, b in chosen)
-        threshold = max(MIN_IDLE, IDLE_SHARE * scaled)
-        more = {s for s in idle if s[1] - s[0] > threshold} - chosen
-        if not more:
-            return sorted(chosen)
-        chosen |= more
-
-
 def draw(timeline: Timeline) -> Drawing:
     """Lay ``timeline`` out on the canvas."""
     left, right = float(LABELS), float(WIDTH - RIGHT)
-    bars = [b for lane in timeline.lanes for b in lane.bars]
-    busy = [(b.start, b.end) for b in bars] + [(m.at, m.at) for m in timeline.marks]
-    busy.append((timeline.start, timeline.start))
-    cuts = idle_stretches(timeline.start, timeline.end, busy)
-    axis = Axis(timeline.start, timeline.end, cuts, left, right)
+    axis = Axis(timeline.start, timeline.end, timeline.idle(), left, right, GAP)
     has_backward = any(lane.backward for lane in timeline.lanes)
     height = TOP + LANE * max(1, len(timeline.lanes)) + (BAND if has_backward else 0) + 16
     out = Drawing(WIDTH, height, left, right)

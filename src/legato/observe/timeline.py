@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from .._model import EventRecord, OpName, OpRecord, OpStatus, TxRecord
 
+MIN_IDLE = 1.0  # seconds: a shorter pause is drawn to scale
+IDLE_SHARE = 0.1  # ...and so is one under this share of the time drawn to scale
+
 BACKWARD = frozenset({OpName.COMPENSATE, OpName.CANCEL, OpName.ROLLBACK})
 """Ops on the compensation path."""
 
@@ -98,11 +101,84 @@ class Timeline:
         return max(0.0, self.end - self.start)
 
     def position(self, at: float) -> float:
-        """Where ``at`` falls on the axis, from 0 to 1."""
+        """Where ``at`` falls on a linear axis, from 0 to 1."""
         span = self.seconds
         if span <= 0:
             return 0.0
         return min(1.0, max(0.0, (at - self.start) / span))
+
+    def idle(self) -> list[tuple[float, float]]:
+        """The idle stretches worth drawing short (see ``idle_stretches``)."""
+        busy = [(b.start, b.end) for lane in self.lanes for b in lane.bars]
+        busy += [(m.at, m.at) for m in self.marks]
+        busy.append((self.start, self.start))
+        return idle_stretches(self.start, self.end, busy)
+
+
+class Axis:
+    """Time to x, from ``left`` to ``right``: to scale, but for the idle stretches in
+    ``cuts``, each drawn ``gap`` wide (less where many would take over 30% of it)."""
+
+    def __init__(
+        self,
+        start: float,
+        end: float,
+        cuts: Sequence[tuple[float, float]],
+        left: float,
+        right: float,
+        gap: float,
+    ) -> None:
+        self.start, self.end, self.left, self.right = start, end, left, right
+        self.gap = min(float(gap), 0.3 * (right - left) / len(cuts)) if cuts else 0.0
+        scaled = (end - start) - sum(b - a for a, b in cuts)
+        room = (right - left) - self.gap * len(cuts)
+        self.per_second = room / scaled if scaled > 0 else 0.0
+        self.cuts = list(cuts)
+        # each piece of the axis: (from, to, x where it begins, drawn to scale?)
+        self.pieces: list[tuple[float, float, float, bool]] = []
+        x, t = left, start
+        for a, b in self.cuts:
+            self.pieces.append((t, a, x, True))
+            x += (a - t) * self.per_second
+            self.pieces.append((a, b, x, False))
+            x += self.gap
+            t = b
+        self.pieces.append((t, end, x, True))
+
+    def x(self, at: float) -> float:
+        for a, b, x0, to_scale in self.pieces:
+            if at <= b:
+                at = max(at, a)
+                if to_scale:
+                    return x0 + (at - a) * self.per_second
+                return x0 + (self.gap * (at - a) / (b - a) if b > a else 0.0)
+        return self.right
+
+    def scaled_pieces(self) -> list[tuple[float, float]]:
+        return [(a, b) for a, b, _, to_scale in self.pieces if to_scale]
+
+
+def idle_stretches(
+    start: float, end: float, busy: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The stretches between ``busy`` spans worth cutting short: longer than
+    ``MIN_IDLE`` and than ``IDLE_SHARE`` of whatever time is left drawn to scale."""
+    idle: list[tuple[float, float]] = []
+    cursor = start
+    for a, b in sorted(busy):
+        if a > cursor:
+            idle.append((cursor, a))
+        cursor = max(cursor, b)
+    if end > cursor:
+        idle.append((cursor, end))
+    chosen: set[tuple[float, float]] = set()
+    while True:  # cutting the longest stretches shows up the shorter ones: look again
+        scaled = (end - start) - sum(b - a for a, b in chosen)
+        threshold = max(MIN_IDLE, IDLE_SHARE * scaled)
+        more = {s for s in idle if s[1] - s[0] > threshold} - chosen
+        if not more:
+            return sorted(chosen)
+        chosen |= more
 
 
 def build(
