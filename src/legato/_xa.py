@@ -282,6 +282,11 @@ def decide(tx: TxRecord | None, ops: Sequence[OpRecord], branch: str) -> OpName 
 
 async def recover(c: Coordinator) -> RecoveryReport:
     """Resolve every Legato branch left prepared in each registered resource."""
+    async with c.xa_recovery_lock:
+        return await _recover(c)
+
+
+async def _recover(c: Coordinator) -> RecoveryReport:
     from .participant import xa
 
     report = RecoveryReport()

@@ -125,6 +125,9 @@ class Coordinator(InitiatedModes):
         for name, url in (resources or {}).items():
             self.register_resource(name, url)
         self.xa_recovery_interval = xa_recovery_interval
+        # one XA recovery pass at a time in this process (the periodic one and an explicit
+        # recover_xa): two would reach for the same prepared branches at once
+        self.xa_recovery_lock = asyncio.Lock()
         self._sagas: dict[str, Saga] = {}
         self._runners: dict[str, Runner] = {}
         self._runner_waiters: dict[str, builtins.list[asyncio.Future[None]]] = {}
