@@ -43,9 +43,12 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+_UNENDED = [st for st in TxStatus if not st.ended]  # the summary counts these by status
+
+
 def summary_json(s: LogSummary, now: float, window: float) -> dict[str, Any]:
     return {
-        "counts": {str(st): s.counts.get(str(st), 0) for st in TxStatus if not st.ended},
+        "counts": {str(st): s.counts.get(str(st), 0) for st in _UNENDED},
         "unfinished": s.unfinished,
         "stuck": s.stuck,
         "oldest_unfinished_age_s": None
@@ -71,13 +74,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     counts = Table(title=f"unfinished transactions in {args.log}")
-    unended = [st for st in TxStatus if not st.ended]
-    for st in unended:
+    for st in _UNENDED:
         counts.add_column(str(st), justify="right")
     counts.add_column("stuck", justify="right", style="red" if s.stuck else "")
     counts.add_column("oldest unfinished", justify="right")
     counts.add_row(
-        *(str(data["counts"][str(st)]) for st in unended),
+        *(str(data["counts"][str(st)]) for st in _UNENDED),
         str(s.stuck),
         _age(data["oldest_unfinished_age_s"]),
     )

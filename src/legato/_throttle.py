@@ -57,23 +57,15 @@ class Throttle:
 
     def failed(self, client: str) -> None:
         """``client`` gave a wrong token."""
-        now = self._clock()
-        times = self._failures.get(client)
+        times = self._failures.pop(client, None)  # re-inserted last: most recently heard
         if times is None:
             if len(self._failures) >= self.max_clients:
-                self._forget(now)
-            times = self._failures[client] = deque(maxlen=self.max_failures)
-        times.append(now)
-
-    def _forget(self, now: float) -> None:
-        # first the addresses whose failures have all aged out; then, if a flood of
-        # addresses fills the table, the ones heard from least recently
-        expired = [c for c, t in self._failures.items() if not t or t[-1] <= now - self.window]
-        for client in expired:
-            del self._failures[client]
-        while len(self._failures) >= self.max_clients:
-            oldest = min(self._failures, key=lambda c: self._failures[c][-1])
-            del self._failures[oldest]
+                # a flood of addresses: forget the one heard from least recently (the
+                # first in the dict), whose failures are the likeliest to have aged out
+                del self._failures[next(iter(self._failures))]
+            times = deque(maxlen=self.max_failures)
+        times.append(self._clock())
+        self._failures[client] = times
 
 
 def of(state: Any) -> Throttle:
@@ -87,6 +79,16 @@ def of(state: Any) -> Throttle:
 def client(request: Any) -> str:
     """The address a request came from (uvicorn resolves trusted proxies' headers)."""
     return request.client.host if request.client else "unknown"
+
+
+def refused_for(request: Any) -> float:
+    """Seconds the address of ``request`` must wait before trying a token again (0: none)."""
+    return of(request.app.state).wait(client(request))
+
+
+def count_wrong(request: Any) -> None:
+    """A wrong token came with ``request``."""
+    of(request.app.state).failed(client(request))
 
 
 def retry_after(seconds: float) -> str:

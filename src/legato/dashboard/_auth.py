@@ -46,16 +46,9 @@ def authorized(request: Request) -> bool:
 
 
 def refused_for(request: Request) -> float:
-    """Seconds this request's address must wait after too many wrong tokens (0: none);
-    see ``legato._throttle``."""
-    if token(request) is None:
-        return 0.0
-    return _throttle.of(request.app.state).wait(_throttle.client(request))
-
-
-def wrong_token(request: Request) -> None:
-    """Count a wrong token given from this request's address."""
-    _throttle.of(request.app.state).failed(_throttle.client(request))
+    """Seconds this request's address must wait after too many wrong tokens (0: none,
+    and always with no token set); see ``legato._throttle``."""
+    return 0.0 if token(request) is None else _throttle.refused_for(request)
 
 
 def gave_bearer(request: Request) -> bool:

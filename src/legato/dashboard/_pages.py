@@ -199,7 +199,7 @@ async def _act(request: Request, gid: str, what: str) -> Response:
         return await _too_many(request, wait)
     if not _auth.authorized(request):
         if _auth.gave_bearer(request):
-            _auth.wrong_token(request)
+            _throttle.count_wrong(request)
         login = f"{_root(request)}/login?next={quote(tx_url(_root(request), gid), safe='')}"
         response = await _render(
             request,
@@ -258,7 +258,7 @@ async def login(request: Request) -> Response:
     form = await _form(request) or {}
     target = _auth.local_path(form.get("next"), f"{_root(request)}/")
     if not _auth.check(request, form.get("token", "")):
-        _auth.wrong_token(request)
+        _throttle.count_wrong(request)
         return await _render(request, "login.html", 401, target=target, wrong=True)
     response = RedirectResponse(target, status_code=303)
     _auth.log_in(response, request)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._model import EventRecord, Json, OpRecord, TxRecord
+from .._model import EventRecord, Json, OpRecord, TxRecord, TxStatus
 from ..log import LogSummary
 from ..observe import timeline
 from ._draw import Drawing, draw
@@ -24,13 +24,13 @@ HEADER = (
 """The header's live counts: key, label. Only the unended are counted by status (the
 ended ones over the last minute): counting every transaction the log keeps would read
 all of it, every few seconds."""
-UNENDED = 3  # the first three keys are statuses
+_STATUSES = [key for key, _ in HEADER if key in {str(s) for s in TxStatus if not s.ended}]
 
 
 def header(summary: LogSummary, now: float) -> dict[str, str]:
     """The header's values as text, keyed as in ``HEADER`` (the page and its
     ``/summary.json`` share them)."""
-    out = {status: str(summary.counts.get(status, 0)) for status, _ in HEADER[:UNENDED]}
+    out = {status: str(summary.counts.get(status, 0)) for status in _STATUSES}
     out["stuck"] = str(summary.stuck)
     oldest = summary.oldest_unfinished_at
     out["oldest"] = "-" if oldest is None else duration(max(0.0, now - oldest))

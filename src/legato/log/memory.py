@@ -23,8 +23,6 @@ from .base import (
     requested_event,
 )
 
-_UNENDED = frozenset(str(s) for s in TxStatus if not s.ended)
-
 
 def _stored(value: Any, what: str) -> Any:
     """``value`` as a SQL log gives it back: through JSON, refused if JSON cannot carry it."""
@@ -214,17 +212,18 @@ class MemoryLog:
         return out
 
     async def summary(self, since: float) -> LogSummary:
-        counts = {s: n for s, n in (await self.counts()).items() if s in _UNENDED}
-        stuck = sum(1 for t in self._tx.values() if t.stuck and t.ended_at is None)
-        unended = [t.created_at for t in self._tx.values() if t.ended_at is None]
+        unended = [t for t in self._tx.values() if t.ended_at is None]
+        counts: dict[str, int] = {}
+        for t in unended:
+            counts[str(t.status)] = counts.get(str(t.status), 0) + 1
         ended: dict[str, int] = {}
         for t in self._tx.values():
             if t.ended_at is not None and t.ended_at >= since:
                 ended[str(t.status)] = ended.get(str(t.status), 0) + 1
         return LogSummary(
             counts=counts,
-            stuck=stuck,
-            oldest_unfinished_at=min(unended, default=None),
+            stuck=sum(1 for t in unended if t.stuck),
+            oldest_unfinished_at=min((t.created_at for t in unended), default=None),
             since=since,
             started=sum(1 for t in self._tx.values() if t.created_at >= since),
             ended=ended,

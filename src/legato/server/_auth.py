@@ -13,13 +13,10 @@ async def require_token(request: Request) -> None:
     token: str | None = request.app.state.token
     if not token:
         return
-    throttle = _throttle.of(request.app.state)
-    address = _throttle.client(request)
-    wait = throttle.wait(address)
-    if wait > 0:
+    if wait := _throttle.refused_for(request):
         raise HTTPException(
             status_code=429,
-            detail=f"too many wrong API tokens from {address}: try again in "
+            detail=f"too many wrong API tokens from {_throttle.client(request)}: try again in "
             f"{_throttle.retry_after(wait)} s",
             headers={"Retry-After": _throttle.retry_after(wait)},
         )
@@ -27,7 +24,7 @@ async def require_token(request: Request) -> None:
     scheme, _, value = given.partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip(), token):
         if given:
-            throttle.failed(address)
+            _throttle.count_wrong(request)
         raise HTTPException(
             status_code=401,
             detail="this call needs the API token: 'Authorization: Bearer <LEGATO_API_TOKEN>'",
