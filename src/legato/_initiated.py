@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._bounds import check_branch_id, check_gid
 from ._errors import DefinitionError, GidConflict, IllegalStateChange
 from ._handle import Handle
 from ._model import Mode, OpRecord, TxRecord, TxStatus
@@ -79,6 +80,7 @@ class InitiatedModes:
 
     async def register_xa_branch(self, gid: str, branch: str, resource: str) -> None:
         """Record a branch (and its resource) before it prepares: write-ahead."""
+        check_branch_id(branch)
         self._require_started()
         now = time.time()
         await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
@@ -87,8 +89,7 @@ class InitiatedModes:
         """Record a branch an HTTP service prepared itself (DTM's XA flow): phase 2 calls
         its URL with ``op=commit`` or ``op=rollback``."""
         self._require_started()
-        if not isinstance(branch, str) or not 0 < len(branch) <= 64:
-            raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
+        check_branch_id(branch)
         now = time.time()
         call = HttpCall(call) if isinstance(call, str) else call
         await self.log.register(gid, http_branch_ops(gid, branch, call, now), now)
@@ -186,8 +187,7 @@ class InitiatedModes:
     ) -> None:
         """Add a branch (its confirm and cancel calls) to a prepared TCC transaction."""
         self._require_started()
-        if not isinstance(branch, str) or not 0 < len(branch) <= 64:
-            raise DefinitionError(f"a branch id is a string of 1-64 characters, not {branch!r}")
+        check_branch_id(branch)
         now = time.time()
         await self.log.register(gid, branch_ops(gid, branch, confirm, cancel, now), now)
 
@@ -207,8 +207,9 @@ class InitiatedModes:
 
 
 def _check_gid(gid: object) -> None:
-    if gid is not None and (not isinstance(gid, str) or not gid or len(gid) > 128):
-        raise DefinitionError(f"gid must be a non-empty string of at most 128 characters: {gid!r}")
+    """A gid given by the caller (None: one is made) is checked before anything is written."""
+    if gid is not None:
+        check_gid(gid)
 
 
 def _positive(x: object) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._bounds import check_headers
 from ._errors import Failure, IllegalStateChange, LegatoError
 from ._handle import Handle
 from ._model import EventRecord, Json, Mode, OpName, OpRecord, TxRecord, TxStatus
@@ -48,7 +49,7 @@ def prepared(
     if timeout_to_fail is not None:
         options["timeout_to_fail"] = timeout_to_fail
     if headers:
-        options["headers"] = dict(headers)
+        options["headers"] = check_headers(headers)
     tx = TxRecord(
         gid=gid,
         mode=mode,

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TypeGuard
 
 from . import _json, _spec
+from ._bounds import check_headers
 from ._errors import (
     DefinitionError,
     GidConflict,
@@ -248,9 +249,7 @@ class Coordinator(InitiatedModes):
             self.register(saga)
         options: dict[str, Json] = {}
         if headers:
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-                raise DefinitionError("headers: names and values must be strings")
-            options["headers"] = dict(headers)
+            options["headers"] = check_headers(headers)
         if saga.portable:
             options["spec"] = _spec.to_spec(saga)
         payload_text = _json.dumps(payload, checked=True)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._bounds import check_branch_id
 from ._errors import DefinitionError
 from ._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Json, OpName, RetryPolicy
 from .modes.saga import SagaPlan, StepPlan
@@ -138,8 +139,7 @@ class Saga:
         for ops that never block for long (an in-process computation, a write to a
         local SQLite file), since the whole coordinator waits while they run.
         """
-        if not isinstance(name, str) or not name:
-            raise DefinitionError(f"saga {self.name!r}: a step needs a non-empty name")
+        check_branch_id(name, f"saga {self.name!r}: step name")
         if any(s.name == name for s in self._steps):
             raise DefinitionError(f"saga {self.name!r}: duplicate step name {name!r}")
         if not (callable(action) or isinstance(action, HttpCall)):

@@ -160,11 +160,15 @@ async def test_a_bad_definition_is_refused_before_anything_is_written(
     await assert_nothing_written(coordinator, "bad-def")
 
 
-@pytest.mark.parametrize("gid", ["", "x" * 129, 42], ids=["empty", "too long", "not a str"])
+@pytest.mark.parametrize(
+    "gid",
+    ["", "x" * 129, 42, "a\r\nX-Evil: 1", "nul\x00", "a b", "a/b", "Zürich"],
+    ids=["empty", "too long", "not a str", "CR/LF", "NUL", "blank", "slash", "non-ASCII"],
+)
 async def test_a_malformed_gid_is_refused_before_anything_is_written(
     coordinator: Coordinator, gid: Any
 ) -> None:
-    with pytest.raises(DefinitionError, match="gid must be a non-empty string"):
+    with pytest.raises(DefinitionError, match=r"^gid: "):
         await coordinator.submit(Ledger().trip(), {}, gid=gid)
     await assert_nothing_written(coordinator)
 
