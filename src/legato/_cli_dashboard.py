@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ._cli_edge import add_edge_arguments, check_exposure, edge_settings, server_options
 from ._cli_tx import add_log_argument
 
 
@@ -18,14 +19,15 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="serve the web dashboard over a log, without running a coordinator",
         description=(
             "Serve the transaction list, each transaction's timeline and the operator's "
-            "buttons over a log. With LEGATO_API_TOKEN set, the buttons need it: log in "
-            "at /login."
+            "buttons over a log. With LEGATO_API_TOKEN set, the pages and the buttons need "
+            "it (log in at /login; --open-reads opens the pages)."
         ),
     )
     add_log_argument(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=36790, help="default: %(default)s")
     p.add_argument("--log-level", default="info")
+    add_edge_arguments(p)
     p.set_defaults(func=_dashboard)
 
 
@@ -36,6 +38,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     from .dashboard import create_app
     from .log import Log
 
+    settings = edge_settings(args, log=args.log)
+    check_exposure("dashboard", args.host, settings, args.insecure)
+    os.environ.update(settings.to_env())  # the HTTP protocol's deadlines read them
     log: Log | str = args.log
     if args.log.startswith("sqlite:"):
         from .log.sqlite import SqliteLog, path_from_url
@@ -45,10 +50,11 @@ def _dashboard(args: argparse.Namespace) -> int:
         # the loop serves the pages too: an fsync on it would hold every request up
         log = SqliteLog(args.log, inline_commits=False)
     uvicorn.run(
-        create_app(log),
+        create_app(log, settings=settings),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=False,
+        **server_options(settings),
     )
     return 0

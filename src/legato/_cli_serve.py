@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
 
+from ._cli_edge import add_edge_arguments, check_exposure, edge_settings, server_options
 from ._cli_ops import parse_age
 from ._cli_tx import add_log_argument
 
@@ -34,13 +34,13 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     serve.add_argument(
         "--request-timeout",
         type=float,
-        default=10.0,
-        help="seconds a participant may take to answer, where a step sets none (%(default)s)",
+        default=None,
+        help="seconds a participant may take to answer, where a step sets none (10)",
     )
     serve.add_argument(
         "--lease",
         type=float,
-        default=15.0,
+        default=None,
         help="seconds another coordinator waits before taking over a dead one's work",
     )
     serve.add_argument(
@@ -59,46 +59,61 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     serve.add_argument(
         "--alert-webhook",
-        default=os.environ.get("LEGATO_ALERT_WEBHOOK"),
+        default=None,
         metavar="URL",
         help="POST a JSON alert here when a transaction becomes stuck",
     )
     serve.add_argument(
         "--log-format",
         choices=["auto", "json", "text"],
-        default=os.environ.get("LEGATO_LOG_FORMAT", "auto"),
+        default=None,
         help="auto: text on a terminal, JSON otherwise",
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--participant",
+        action="append",
+        metavar="HOST:PORT",
+        help="a participant URL must match one of these (*.svc:8000, 10.0.0.*:*); "
+        "repeatable; default: any",
+    )
+    serve.add_argument("--max-payload-bytes", metavar="SIZE", help="one op's payload cap (256KiB)")
+    serve.add_argument(
+        "--max-answer-bytes", metavar="SIZE", help="a participant's answer read up to (1MiB)"
+    )
+    add_edge_arguments(serve)
     serve.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    # the app is built in each worker process from these (uvicorn's factory mode)
-    os.environ["LEGATO_LOG"] = args.log
-    os.environ["LEGATO_REQUEST_TIMEOUT"] = str(args.request_timeout)
-    os.environ["LEGATO_LEASE"] = str(args.lease)
-    os.environ["LEGATO_LOG_LEVEL"] = args.log_level.upper()
-    if args.log_format != "auto":
-        os.environ["LEGATO_LOG_FORMAT"] = args.log_format
-    if args.retention is not None:
-        os.environ["LEGATO_RETENTION"] = str(args.retention)
-    if args.alert_webhook:
-        os.environ["LEGATO_ALERT_WEBHOOK"] = args.alert_webhook
     brokers = {}
     for spec in args.broker:
         name, sep, url = spec.partition("=")
         if not sep or not name or not url:
             raise SystemExit(f"legato serve: --broker takes NAME=URL, not {spec!r}")
         brokers[name] = url
-    if brokers:
-        os.environ["LEGATO_BROKERS"] = json.dumps(brokers)
-    if args.owner:
-        if args.workers > 1:
-            raise SystemExit("legato serve: --owner names one process; drop it with --workers")
-        os.environ["LEGATO_OWNER"] = args.owner
+    if args.owner and args.workers > 1:
+        raise SystemExit("legato serve: --owner names one process; drop it with --workers")
+    settings = edge_settings(
+        args,
+        log=args.log,
+        owner=args.owner,
+        request_timeout=args.request_timeout,
+        lease=args.lease,
+        brokers=brokers or None,
+        retention=args.retention,
+        alert_webhook=args.alert_webhook,
+        log_level=args.log_level.upper(),
+        log_format=args.log_format,
+        participants=args.participant,
+        max_payload_bytes=args.max_payload_bytes,
+        max_answer_bytes=args.max_answer_bytes,
+    )
+    check_exposure("serve", args.host, settings, args.insecure)
+    # the app is built in each worker process from these (uvicorn's factory mode)
+    os.environ.update(settings.to_env())
     metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # the workers share one port, so a scrape reaches any one of them: they keep
@@ -114,6 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level=args.log_level,
             access_log=False,
+            **server_options(settings),
         )
     finally:
         if metrics_dir is not None:

@@ -23,6 +23,7 @@ from ._cli_timeline import draw
 from ._errors import LegatoError, LogError
 from ._model import EventRecord, OpRecord, TxRecord, TxStatus
 from ._moments import moment
+from ._redact import shown, shown_tx
 from .log import Log, TxQuery, open_log
 from .observe.timeline import build
 
@@ -162,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         limit=args.limit,
         offset=args.offset,
     )
-    rows = _run(args.log, lambda log: log.list(query))
+    rows = [shown_tx(t) for t in _run(args.log, lambda log: log.list(query))]
     if args.json:
         print(json.dumps([_tx_json(t) for t in rows], indent=2))
         return 0
@@ -183,7 +184,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         loaded = await log.load(args.gid)
         if loaded is None:
             return None
-        return loaded[0], loaded[1], await log.events(args.gid)
+        return shown(loaded[0], loaded[1], await log.events(args.gid))
 
     found = _run(args.log, body)
     console = Console()

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._allow import AllowList
 from ._bounds import check_branch_id, check_gid
 from ._errors import DefinitionError, GidConflict, IllegalStateChange
 from ._handle import Handle
@@ -33,6 +34,7 @@ class InitiatedModes:
 
     log: Log
     resources: dict[str, XaResource]
+    participants: AllowList
 
     if TYPE_CHECKING:
 
@@ -92,6 +94,7 @@ class InitiatedModes:
         check_branch_id(branch)
         now = time.time()
         call = HttpCall(call) if isinstance(call, str) else call
+        self.participants.check(call.url, f"branch {branch} url")
         await self.log.register(gid, http_branch_ops(gid, branch, call, now), now)
 
     async def recover_xa(self) -> RecoveryReport:
@@ -119,6 +122,11 @@ class InitiatedModes:
         _check_gid(gid)
         if not steps:
             raise DefinitionError("a message needs at least one step to deliver it")
+        for i, step in enumerate(steps):
+            if isinstance(step, HttpCall):
+                self.participants.check(step.url, f"steps.{i}.action")
+        if query_prepared is not None:
+            self.participants.check(query_prepared.url, "query_prepared")
         if timeout_to_fail is not None and not _positive(timeout_to_fail):
             raise DefinitionError(
                 f"timeout_to_fail must be a positive number of seconds, not {timeout_to_fail!r}"
@@ -188,6 +196,8 @@ class InitiatedModes:
         """Add a branch (its confirm and cancel calls) to a prepared TCC transaction."""
         self._require_started()
         check_branch_id(branch)
+        self.participants.check(confirm.url, f"branch {branch} confirm")
+        self.participants.check(cancel.url, f"branch {branch} cancel")
         now = time.time()
         await self.log.register(gid, branch_ops(gid, branch, confirm, cancel, now), now)
 

@@ -157,6 +157,7 @@ class TccTransaction:
         confirm = HttpCall(confirm_url, body, timeout=timeout)
         cancel = HttpCall(cancel_url, body, timeout=timeout)
         attempt = HttpCall(try_url, body, timeout=timeout)
+        self.c.participants.check(try_url, f"branch {branch} try")
         await self.c.register_tcc_branch(self.gid, branch, confirm, cancel)
         kind, value = await _call_try(self.c, attempt, CallInfo(self.gid, "tcc", branch, "try", 1))
         if kind == "ok":

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TypeGuard
 
 from . import _json, _spec
+from ._allow import AllowList
 from ._bounds import check_headers
 from ._errors import (
     DefinitionError,
@@ -52,7 +53,7 @@ from .modes import saga as machine
 from .modes import tcc
 from .observe.tracing import Tracing
 from .saga import Saga
-from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpTransport
+from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpCall, HttpTransport
 from .transports.local import LocalTransport
 
 logger = logging.getLogger("legato.coordinator")
@@ -84,7 +85,10 @@ class Coordinator(InitiatedModes):
     are better written async.
 
     HTTP ops (``HttpCall``) go through one pooled client; ``request_timeout`` bounds
-    each request whose op and step set no timeout of their own.
+    each request whose op and step set no timeout of their own. ``participants``, a list
+    of ``host:port`` patterns (``legato._allow``), is the only places HTTP ops may call
+    (default: anywhere); a transaction naming another URL is refused when it is
+    submitted or its branch registered.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Coordinator(InitiatedModes):
         brokers: dict[str, str] | None = None,
         xa_recovery_interval: float = 60.0,
         tracing: Tracing | None = None,
+        participants: Iterable[str] = (),
     ) -> None:
         self.log: Log = open_log(log) if isinstance(log, str) else log
         self.owner = owner or _default_owner()
@@ -118,6 +123,7 @@ class Coordinator(InitiatedModes):
         self.transport = LocalTransport(self._pool)
         self.request_timeout = request_timeout
         self.http = HttpTransport(request_timeout=request_timeout)
+        self.participants = AllowList(participants)
         self.resources: dict[str, XaResource] = {}
         self.xa_connections = Connections()  # phase 2's, to the resources
         # the brokers msg branches publish to, by name (connected at start)
@@ -245,6 +251,10 @@ class Coordinator(InitiatedModes):
         """
         self._require_started()
         plan = saga.plan()
+        for step in saga.steps:
+            for op, fn in (("action", step.action), ("compensate", step.compensate)):
+                if isinstance(fn, HttpCall):
+                    self.participants.check(fn.url, f"step {step.name} {op}")
         if saga.name != WIRE_SAGA:  # a wire saga carries its own definition in the log
             self.register(saga)
         options: dict[str, Json] = {}

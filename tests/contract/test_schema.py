@@ -183,7 +183,12 @@ async def test_postgres_migrations_build_exactly_the_reference_schema(
         conn.execute(reference_sql("postgres"))  # type: ignore[arg-type]
 
     built = pg_schema(empty_pg_database)
-    assert {c[0] for c in built["columns"]} == {"legato_tx", "legato_op", "legato_event"}
+    assert {c[0] for c in built["columns"]} == {
+        "legato_tx",
+        "legato_op",
+        "legato_event",
+        "legato_session",
+    }
     assert any("WHERE (ended_at IS NULL)" in i[2] for i in built["indexes"])
     assert built == pg_schema(second_empty_pg_database)
 

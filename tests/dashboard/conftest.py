@@ -102,8 +102,13 @@ def submit(url: str, body: dict[str, Any], token: str | None = None) -> dict[str
     return out
 
 
+READER = {"Authorization": f"Bearer {TOKEN}"}
+"""Read with the token: a guarded server needs it to show a transaction, an open one
+does not look at it."""
+
+
 def transaction(url: str, gid: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/v1/transactions/{gid}", timeout=10)
+    r = httpx.get(f"{url}/v1/transactions/{gid}", timeout=10, headers=READER)
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()
     return out

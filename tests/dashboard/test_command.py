@@ -11,7 +11,17 @@ import httpx
 
 from service.conftest import Participant
 
-from .conftest import SOLD_OUT, TOKEN, Process, saga, start, submit, transaction, wait_stuck
+from .conftest import (
+    READER,
+    SOLD_OUT,
+    TOKEN,
+    Process,
+    saga,
+    start,
+    submit,
+    transaction,
+    wait_stuck,
+)
 
 
 def test_a_retry_pressed_on_the_lone_dashboard_is_carried_out_by_the_coordinator(
@@ -20,10 +30,11 @@ def test_a_retry_pressed_on_the_lone_dashboard_is_carried_out_by_the_coordinator
     body = saga(participant, "alone-1", car=[SOLD_OUT], hotel_cancel=[(500, "down")])
     submit(serve.url, body)
     wait_stuck(serve.url, "alone-1")
-    dashboard = start(["dashboard", "--log", log_url], "/summary.json", {"LEGATO_API_TOKEN": TOKEN})
+    dashboard = start(["dashboard", "--log", log_url], "/login", {"LEGATO_API_TOKEN": TOKEN})
     try:
-        assert "alone-1" in httpx.get(dashboard.url + "/?stuck=1").text
-        assert httpx.get(dashboard.url + "/summary.json").json()["stuck"] == 1
+        assert httpx.get(dashboard.url + "/?stuck=1").status_code == 303  # log in first
+        assert "alone-1" in httpx.get(dashboard.url + "/?stuck=1", headers=READER).text
+        assert httpx.get(dashboard.url + "/summary.json", headers=READER).json()["stuck"] == 1
         assert httpx.post(dashboard.url + "/tx/alone-1/retry").status_code == 401
         assert transaction(serve.url, "alone-1")["requested"] is None
         participant.script("/alone-1/hotel/cancel", [(200, {})])
@@ -37,7 +48,8 @@ def test_a_retry_pressed_on_the_lone_dashboard_is_carried_out_by_the_coordinator
             time.sleep(0.1)
         asked = [e["detail"] for e in tx["events"] if e["kind"] == "requested"]
         assert asked == [{"what": "retry", "by": "dashboard"}]
-        assert "retry requested by dashboard" in httpx.get(dashboard.url + "/tx/alone-1").text
+        page = httpx.get(dashboard.url + "/tx/alone-1", headers=READER).text
+        assert "retry requested by dashboard" in page
         # the lone dashboard has no API of its own
         assert httpx.get(dashboard.url + "/openapi.json").status_code == 404
     finally:

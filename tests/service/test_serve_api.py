@@ -121,7 +121,8 @@ def test_a_body_that_is_not_json_is_refused(server: Served) -> None:
     r = httpx.post(
         server.url + "/v1/sagas", content=b"{nope", headers={"content-type": "application/json"}
     )
-    assert r.status_code == 422
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("the body is not JSON")
 
 
 def test_health_and_openapi_are_served(server: Served) -> None:
@@ -142,7 +143,7 @@ def guarded_server(log_url: str) -> Iterator[Served]:
         stop_serve(served)
 
 
-def test_with_a_token_set_every_mutating_call_needs_it_and_reads_do_not(
+def test_with_a_token_set_every_call_needs_it_but_health_and_metrics(
     guarded_server: Served, participant: Participant
 ) -> None:
     url = guarded_server.url
@@ -156,13 +157,37 @@ def test_with_a_token_set_every_mutating_call_needs_it_and_reads_do_not(
     assert participant.calls == []
     good = {"Authorization": "Bearer s3cret"}
     assert httpx.post(url + "/v1/sagas", json=body, headers=good, timeout=30).status_code == 200
-    assert httpx.get(url + "/v1/transactions/tok-1").status_code == 200
+    # reads show payloads, outputs and errors: they need the token too
+    for read in ("/v1/transactions/tok-1", "/v1/transactions", "/api/dtmsvr/query?gid=tok-1"):
+        assert httpx.get(url + read).status_code == 401, read
+        assert httpx.get(url + read, headers=good).status_code == 200, read
+    for open_path in ("/health", "/metrics", "/api/ping"):
+        assert httpx.get(url + open_path).status_code == 200, open_path
     for action in ("retry", "cancel", "abort"):
         assert httpx.post(url + f"/v1/transactions/tok-1/{action}").status_code == 401
     forced = httpx.post(url + "/v1/transactions/tok-1/force-end", json={"status": "failed"})
     assert forced.status_code == 401
-    events = httpx.get(url + "/v1/transactions/tok-1").json()["events"]
+    events = httpx.get(url + "/v1/transactions/tok-1", headers=good).json()["events"]
     assert not [e for e in events if e["kind"] == "requested"]  # nothing was recorded
+
+
+def test_open_reads_let_a_trusted_network_read_without_the_token(
+    log_url: str, participant: Participant
+) -> None:
+    served = start_serve(log_url, env={"LEGATO_API_TOKEN": "s3cret", "LEGATO_OPEN_READS": "1"})
+    try:
+        url = served.url
+        body = saga_body(participant, "open-1")
+        body["headers"] = {"X-Api-Key": "k-123"}
+        good = {"Authorization": "Bearer s3cret"}
+        assert httpx.post(url + "/v1/sagas", json=body, headers=good, timeout=30).status_code == 200
+        read = httpx.get(url + "/v1/transactions/open-1")
+        assert read.status_code == 200
+        assert read.json()["options"]["headers"] == ["X-Api-Key"]  # the name, never the value
+        assert "k-123" not in read.text
+        assert httpx.post(url + "/v1/transactions/open-1/retry").status_code == 401
+    finally:
+        stop_serve(served)
 
 
 def test_too_many_wrong_tokens_from_one_address_are_refused_for_a_while(
@@ -187,7 +212,7 @@ def test_too_many_wrong_tokens_from_one_address_are_refused_for_a_while(
     page = httpx.post(url + "/login", data={"token": "s3cret", "next": "/"})
     assert page.status_code == 429 and "Too many wrong tokens" in page.text
     assert "legato_dashboard" not in page.cookies
-    assert httpx.get(url + "/v1/transactions").status_code == 200  # reads are not guarded
+    assert httpx.get(url + "/health").status_code == 200  # health is never refused
 
 
 def test_an_operator_can_abort_a_saga_in_flight_over_the_api(

@@ -15,13 +15,14 @@ recorded on the transaction as a ``requested`` event by ``dashboard``.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from ..coordinator import Coordinator
 from ..log import Log, open_log
+from ..server._edge import EdgeGuard
+from ..settings import Settings
 from ._desk import CoordinatorDesk, Desk, LogDesk
 from ._pages import router
 
@@ -33,10 +34,16 @@ def mount(app: FastAPI, coordinator: Coordinator) -> None:
     app.include_router(router)
 
 
-def create_app(log: Log | str, *, token: str | None = None) -> FastAPI:
+def create_app(
+    log: Log | str, *, token: str | None = None, settings: Settings | None = None
+) -> FastAPI:
     """A dashboard alone over ``log`` (a URL or an unopened ``Log``), with no
     coordinator: its buttons record requests in the log, for whichever coordinator
-    drives the transaction. ``token`` defaults to ``$LEGATO_API_TOKEN``."""
+    drives the transaction. ``token`` defaults to ``settings.api_token``
+    (``$LEGATO_API_TOKEN``); ``settings`` to the environment's."""
+    settings = settings or Settings.from_env()
+    if token is not None:
+        settings = settings.model_copy(update={"api_token": token or None})
     the_log = open_log(log) if isinstance(log, str) else log
 
     @contextlib.asynccontextmanager
@@ -50,10 +57,12 @@ def create_app(log: Log | str, *, token: str | None = None) -> FastAPI:
     app = FastAPI(
         title="Legato dashboard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.token = token if token is not None else os.environ.get("LEGATO_API_TOKEN") or None
+    app.state.settings = settings
+    app.state.token = settings.api_token
     desk: Desk = LogDesk(the_log)
     app.state.dashboard = desk
     app.include_router(router)
+    app.add_middleware(EdgeGuard, settings=settings)
     return app
 
 

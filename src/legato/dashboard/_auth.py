@@ -1,27 +1,36 @@
-"""Who may press the dashboard's buttons.
+"""Who may see the dashboard's pages and press its buttons.
 
-With an API token set (``LEGATO_API_TOKEN``), a request that changes something
-must carry it, as ``Authorization: Bearer <token>`` (like the API) or as the
-session cookie that ``/login`` sets after checking the token. The cookie holds
-an HMAC of the token, not the token itself: it is HttpOnly and SameSite=Strict,
-so another site's page can neither read it nor make the browser send it.
-Without a token, the buttons work for anyone who reaches the page, as the API does.
+With an API token set (``LEGATO_API_TOKEN``), the pages (they show payloads,
+outputs and errors) and every request that changes something need it, as
+``Authorization: Bearer <token>`` (like the API) or as the session that
+``/login`` starts after checking the token; with ``--open-reads`` the pages are
+open and only the buttons need it. A session is a random id, kept by the browser
+in an HttpOnly, SameSite=Strict cookie (another site's page can neither read it
+nor make the browser send it) and by the log as a SHA-256 with its expiry, where
+every process serving that log sees it: it ends after ``SESSION_SECONDS`` or at
+``/logout``, whichever comes first, and a cookie replayed afterwards is refused.
+Without a token, the pages and buttons work for anyone who reaches them, as the
+API does.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import _throttle
+from .._secrets import bearer, same_token
+from ..log import Log
+from ..settings import Settings
 
 COOKIE = "legato_dashboard"
 SESSION_SECONDS = 12 * 3600
+_MAX_COOKIE = 128  # a session id is 43 characters; anything far longer is not one
 
 
 def token(request: Request) -> str | None:
@@ -29,20 +38,35 @@ def token(request: Request) -> str | None:
     return value or None
 
 
-def session_value(api_token: str) -> str:
-    return hmac.new(api_token.encode(), b"legato dashboard session", hashlib.sha256).hexdigest()
+def _log(request: Request) -> Log:
+    log: Log = request.app.state.dashboard.log
+    return log
 
 
-def authorized(request: Request) -> bool:
-    """Whether ``request`` may change something."""
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()
+
+
+async def authorized(request: Request) -> bool:
+    """Whether ``request`` may change something (and see everything)."""
     api_token = token(request)
     if api_token is None:
         return True
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and secrets.compare_digest(given.strip(), api_token):
+    given = bearer(request.headers)
+    if given is not None and same_token(given, api_token):
         return True
-    cookie = request.cookies.get(COOKIE, "")
-    return secrets.compare_digest(cookie, session_value(api_token))
+    session = request.cookies.get(COOKIE, "")
+    if not session or len(session) > _MAX_COOKIE:
+        return False
+    return await _log(request).session_valid(_digest(session), time.time())
+
+
+async def may_read(request: Request) -> bool:
+    """Whether ``request`` may see payloads, outputs and errors."""
+    settings: Settings | None = getattr(request.app.state, "settings", None)
+    if settings is not None and settings.open_reads:
+        return True
+    return await authorized(request)
 
 
 def refused_for(request: Request) -> float:
@@ -57,16 +81,19 @@ def gave_bearer(request: Request) -> bool:
 
 def check(request: Request, given: str) -> bool:
     api_token = token(request)
-    return api_token is None or secrets.compare_digest(given, api_token)
+    return api_token is None or same_token(given, api_token)
 
 
-def log_in(response: Response, request: Request) -> None:
-    api_token = token(request)
-    if api_token is None:
+async def log_in(response: Response, request: Request) -> None:
+    """Start a session (with a token set) and give the browser its id."""
+    if token(request) is None:
         return
+    session = secrets.token_urlsafe(32)
+    now = time.time()
+    await _log(request).session_start(_digest(session), now + SESSION_SECONDS, now)
     response.set_cookie(
         COOKIE,
-        session_value(api_token),
+        session,
         max_age=SESSION_SECONDS,
         path=request.scope.get("root_path") or "/",
         httponly=True,
@@ -75,7 +102,11 @@ def log_in(response: Response, request: Request) -> None:
     )
 
 
-def log_out(response: Response, request: Request) -> None:
+async def log_out(response: Response, request: Request) -> None:
+    """End this browser's session, in the log too: its cookie is worth nothing after."""
+    session = request.cookies.get(COOKIE, "")
+    if session and len(session) <= _MAX_COOKIE:
+        await _log(request).session_end(_digest(session))
     response.delete_cookie(
         COOKIE, path=request.scope.get("root_path") or "/", httponly=True, samesite="strict"
     )
@@ -83,12 +114,17 @@ def log_out(response: Response, request: Request) -> None:
 
 def same_origin(request: Request) -> bool:
     """A form posted from another site's page is refused, token or not: browsers
-    name the page's origin in ``Origin`` on every POST."""
+    name the page's origin in ``Origin`` on every POST. This site is the ``Host`` the
+    browser asked for (never ``X-Forwarded-Host``, which any client can send), or one
+    of the settings' ``allowed_origins``."""
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's form (curl, httpx): the token is what guards it
-    host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    if urlsplit(origin).netloc == request.headers.get("host", ""):
+        return True
+    settings: Settings | None = getattr(request.app.state, "settings", None)
+    allowed = settings.allowed_origins if settings is not None else ()
+    return origin.rstrip("/").lower() in {a.rstrip("/").lower() for a in allowed}
 
 
 def local_path(target: str | None, default: str = "/") -> str:

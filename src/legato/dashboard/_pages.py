@@ -12,8 +12,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .. import _throttle
-from .._errors import IllegalStateChange, TransactionNotFound
+from .._bounds import check_gid
+from .._errors import DefinitionError, IllegalStateChange, TransactionNotFound
 from .._model import Mode, TxStatus
+from .._redact import shown, shown_tx
 from ..log import TxQuery
 from . import _auth, _format
 from ._desk import ACTIONS, Desk
@@ -74,7 +76,7 @@ async def _render(request: Request, name: str, status: int = 200, **context: Any
         header_items=HEADER,
         header=header(summary, now),
         token_set=_auth.token(request) is not None,
-        authorized=_auth.authorized(request),
+        authorized=await _auth.authorized(request),
         now=now,
         **context,
     )
@@ -86,19 +88,21 @@ async def _problem(request: Request, status: int, title: str, message: str) -> H
 
 
 @router.get("/")
-async def transactions(request: Request) -> HTMLResponse:
+async def transactions(request: Request) -> Response:
     try:
         filters = parse({k: request.query_params.getlist(k) for k in request.query_params})
     except BadFilter as exc:
         return await _problem(request, 400, "Bad filter", str(exc))
+    if refused := await _must_read(request):
+        return refused
     log = _desk(request).log
-    rows = await log.list(filters.query(limit=filters.limit + 1))
+    rows = [shown_tx(t) for t in await log.list(filters.query(limit=filters.limit + 1))]
     more = len(rows) > filters.limit
     stuck = []
     if filters.offset == 0 and not filters.stuck:
         q: TxQuery = filters.query(limit=STUCK_SHOWN, offset=0)
         q.stuck = True
-        stuck = [t for t in await log.list(q) if not t.status.ended]
+        stuck = [shown_tx(t) for t in await log.list(q) if not t.status.ended]
     return await _render(
         request,
         "list.html",
@@ -134,7 +138,9 @@ async def static(name: str) -> Response:
 
 
 @router.get("/summary.json")
-async def summary(request: Request) -> JSONResponse:
+async def summary(request: Request) -> Response:
+    if not await _auth.may_read(request):
+        return JSONResponse({"detail": "log in first"}, status_code=401)
     now = time.time()
     s = await _desk(request).log.summary(now - 60)
     return JSONResponse(
@@ -152,17 +158,36 @@ async def summary(request: Request) -> JSONResponse:
 
 
 @router.get("/tx/{gid:path}")
-async def transaction(request: Request, gid: str) -> HTMLResponse:
+async def transaction(request: Request, gid: str) -> Response:
+    if refused := await _must_read(request):
+        return refused
     log = _desk(request).log
-    loaded = await log.load(gid)
+    loaded = await log.load(gid) if _valid_gid(gid) else None
     if loaded is None:
         return await _problem(request, 404, "Not found", f"No transaction has gid {gid!r}.")
-    tx, ops = loaded
-    page = tx_page(tx, ops, await log.events(gid), time.time())
+    tx, ops, events = shown(*loaded, await log.events(gid))
+    page = tx_page(tx, ops, events, time.time())
     done = request.query_params.get("done")
     return await _render(
         request, "tx.html", page=page, done=done if done in _DONE else None, done_text=_DONE
     )
+
+
+def _valid_gid(gid: str) -> bool:
+    try:
+        check_gid(gid)
+    except DefinitionError:
+        return False  # no transaction can have it: not asked of the log
+    return True
+
+
+async def _must_read(request: Request) -> Response | None:
+    """None when this request may see payloads and errors; else where to log in."""
+    if await _auth.may_read(request):
+        return None
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    login = f"{_root(request)}/login?next={quote(here, safe='')}"
+    return RedirectResponse(login, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 _DONE = {
@@ -197,7 +222,7 @@ async def _act(request: Request, gid: str, what: str) -> Response:
         return await _problem(request, 403, "Refused", "This form was posted from another site.")
     if wait := _auth.refused_for(request):
         return await _too_many(request, wait)
-    if not _auth.authorized(request):
+    if not await _auth.authorized(request):
         if _auth.gave_bearer(request):
             _throttle.count_wrong(request)
         login = f"{_root(request)}/login?next={quote(tx_url(_root(request), gid), safe='')}"
@@ -220,6 +245,8 @@ async def _act(request: Request, gid: str, what: str) -> Response:
             )
     assert what in ACTIONS
     try:
+        if not _valid_gid(gid):
+            raise TransactionNotFound
         await _desk(request).request(gid, what)
     except TransactionNotFound:
         return await _problem(request, 404, "Not found", f"No transaction has gid {gid!r}.")
@@ -261,12 +288,12 @@ async def login(request: Request) -> Response:
         _throttle.count_wrong(request)
         return await _render(request, "login.html", 401, target=target, wrong=True)
     response = RedirectResponse(target, status_code=303)
-    _auth.log_in(response, request)
+    await _auth.log_in(response, request)
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     response = RedirectResponse(f"{_root(request)}/", status_code=303)
-    _auth.log_out(response, request)
+    await _auth.log_out(response, request)
     return response

@@ -454,7 +454,31 @@ class SqlLog(ABC):
         result: int = await self._write(job)
         return result
 
+    async def session_start(self, digest: str, expires_at: float, now: float) -> None:
+        def job(conn: Conn) -> None:
+            cur = conn.cursor()
+            cur.execute(self.q["session_forget_expired"], {"now": now})
+            cur.execute(self.q["session_start"], {"digest": digest, "expires_at": expires_at})
+
+        await self._write(job)
+
+    async def session_end(self, digest: str) -> None:
+        def job(conn: Conn) -> None:
+            conn.cursor().execute(self.q["session_end"], {"digest": digest})
+
+        await self._write(job)
+
     # -- reads ----------------------------------------------------------------------
+
+    async def session_valid(self, digest: str, now: float) -> bool:
+        def run(conn: Conn) -> bool:
+            cur = conn.cursor()
+            cur.execute(self.q["session_valid"], {"digest": digest, "now": now})
+            found = cur.fetchone() is not None
+            conn.commit()
+            return found
+
+        return await self._read(run)
 
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None:
         def run(conn: Conn) -> tuple[TxRecord, list[OpRecord]] | None:

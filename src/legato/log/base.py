@@ -160,6 +160,18 @@ class Log(Protocol):
     async def purge(self, ended_before: float, limit: int) -> int:
         """Delete up to ``limit`` transactions that ended before the time given."""
 
+    # -- the dashboard's sessions (kept where every process serving the log sees them) --
+
+    async def session_start(self, digest: str, expires_at: float, now: float) -> None:
+        """Record a session (``digest``: a hash of its id) until ``expires_at``; sessions
+        expired by ``now`` are forgotten."""
+
+    async def session_valid(self, digest: str, now: float) -> bool:
+        """Whether the session is recorded and not expired at ``now``."""
+
+    async def session_end(self, digest: str) -> None:
+        """Forget the session (a logout)."""
+
 
 async def purge_in_batches(
     log: Log, ended_before: float, batch: int = 200, pause: float = 0.05

@@ -50,6 +50,7 @@ class MemoryLog:
         self._ops: dict[str, dict[tuple[str, str], OpRecord]] = {}
         self._events: dict[str, list[EventRecord]] = {}
         self._ids = itertools.count(1)
+        self._sessions: dict[str, float] = {}
 
     async def open(self) -> None:
         pass
@@ -239,3 +240,14 @@ class MemoryLog:
             self._ops.pop(t.gid, None)
             self._events.pop(t.gid, None)
         return len(old)
+
+    async def session_start(self, digest: str, expires_at: float, now: float) -> None:
+        self._sessions = {d: t for d, t in self._sessions.items() if t >= now}
+        self._sessions[digest] = expires_at
+
+    async def session_valid(self, digest: str, now: float) -> bool:
+        expires_at = self._sessions.get(digest)
+        return expires_at is not None and expires_at >= now
+
+    async def session_end(self, digest: str) -> None:
+        self._sessions.pop(digest, None)

@@ -12,11 +12,11 @@ PostgreSQL log.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .._errors import (
@@ -35,7 +35,9 @@ from ..observe import tracing
 from ..observe.alerts import Webhook
 from ..observe.logs import TxLogging
 from ..observe.metrics import Metrics
+from ..settings import Settings, from_environment
 from . import api, dtm, telemetry
+from ._edge import EdgeGuard
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
     (DefinitionError, 422),
@@ -51,14 +53,21 @@ def create_app(
     coordinator: Coordinator | str = "sqlite:///legato.db",
     *,
     token: str | None = None,
+    settings: Settings | None = None,
 ) -> FastAPI:
     """An ASGI app driving ``coordinator`` (or a new one on that log URL).
 
-    ``token`` (default: ``$LEGATO_API_TOKEN``) guards every call that changes
-    something: it must come as ``Authorization: Bearer <token>``.
+    ``token`` (default: ``settings.api_token``, read from ``$LEGATO_API_TOKEN``)
+    guards every call that changes something, and every read of payloads, outputs
+    and errors unless ``settings.open_reads``: it must come as ``Authorization:
+    Bearer <token>``. ``settings`` (default: read from the environment) bounds
+    what a request may hold (see ``server._edge``).
     """
+    settings = settings or Settings.from_env()
+    if token is not None:
+        settings = settings.model_copy(update={"api_token": token or None})
     c = Coordinator(coordinator) if isinstance(coordinator, str) else coordinator
-    metrics = observed(c)
+    metrics = observed(c, settings.alert_webhook)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,7 +89,8 @@ def create_app(
     )
     app.state.coordinator = c
     app.state.metrics = metrics
-    app.state.token = token if token is not None else os.environ.get("LEGATO_API_TOKEN") or None
+    app.state.settings = settings
+    app.state.token = settings.api_token
 
     async def legato_error(request: Request, exc: Exception) -> JSONResponse:
         if request.url.path.startswith(dtm.PREFIX):
@@ -88,7 +98,12 @@ def create_app(
         status = next((code for t, code in _STATUS if isinstance(exc, t)), 500)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
+
     app.add_exception_handler(LegatoError, legato_error)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.include_router(api.router)
     app.include_router(api.tcc)
     app.include_router(api.xa)
@@ -105,12 +120,22 @@ def create_app(
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
         app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["send", "receive"])
+    app.add_middleware(EdgeGuard, settings=settings)  # outermost: before anything reads
     return app
 
 
-def observed(c: Coordinator) -> Metrics:
+def validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors without the input they quote: a refused value is the caller's
+    own, may be large, and may not even be JSON (a NaN in a query)."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+
+
+def observed(c: Coordinator, webhook: str | None = None) -> Metrics:
     """Give ``c`` the hooks the service needs: metrics (for ``/metrics``), log lines, and
-    the alert webhook named by ``LEGATO_ALERT_WEBHOOK``; returns its ``Metrics``."""
+    the alert webhook (``webhook``); returns its ``Metrics``."""
     for hook in c.hooks.hooks:
         if isinstance(hook, Metrics):
             return hook
@@ -118,38 +143,34 @@ def observed(c: Coordinator) -> Metrics:
     c.hooks.add(metrics)
     if not any(isinstance(h, TxLogging) for h in c.hooks.hooks):
         c.hooks.add(TxLogging())
-    webhook = os.environ.get("LEGATO_ALERT_WEBHOOK")
     if webhook and not any(isinstance(h, Webhook) for h in c.hooks.hooks):
         c.hooks.add(Webhook(webhook))
     return metrics
 
 
 def app_from_env() -> FastAPI:
-    """The app ``legato serve`` runs, configured by ``LEGATO_LOG``, ``LEGATO_OWNER``,
-    ``LEGATO_REQUEST_TIMEOUT``, ``LEGATO_LEASE``, ``LEGATO_BROKERS`` (JSON: name -> URL),
-    ``LEGATO_RETENTION`` (seconds an ended transaction is kept), ``LEGATO_API_TOKEN``,
-    ``LEGATO_ALERT_WEBHOOK``, ``LEGATO_LOG_FORMAT`` (json or text) and OpenTelemetry's
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_SERVICE_NAME``."""
+    """The app ``legato serve`` runs in each worker, configured by the environment
+    (``legato.settings``: ``LEGATO_LOG``, ``LEGATO_API_TOKEN``, the limits...) and
+    OpenTelemetry's ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_SERVICE_NAME``."""
     from ..observe import logs
 
-    logs.configure(level=os.environ.get("LEGATO_LOG_LEVEL", "INFO"))
+    settings = from_environment()
+    logs.configure(level=settings.log_level.upper())
     tracing.configure("legato")
-    url = os.environ.get("LEGATO_LOG", "sqlite:///legato.db")
-    log: Log | str = url
-    if url.startswith("sqlite:"):
+    log: Log | str = settings.log
+    if settings.log.startswith("sqlite:"):
         # the loop serves HTTP too: an fsync on it would hold every request up
-        log = SqliteLog(url, inline_commits=False)
+        log = SqliteLog(settings.log, inline_commits=False)
     c = Coordinator(
         log,
-        owner=os.environ.get("LEGATO_OWNER") or None,
-        request_timeout=float(os.environ.get("LEGATO_REQUEST_TIMEOUT", "10")),
-        lease=float(os.environ.get("LEGATO_LEASE", "15")),
-        brokers=json.loads(os.environ.get("LEGATO_BROKERS") or "{}"),
-        retention=float(os.environ["LEGATO_RETENTION"])
-        if "LEGATO_RETENTION" in os.environ
-        else None,
+        owner=settings.owner,
+        request_timeout=settings.request_timeout,
+        lease=settings.lease,
+        brokers=settings.brokers,
+        retention=settings.retention,
+        participants=settings.participants,
     )
-    return create_app(c)
+    return create_app(c, settings=settings)
 
 
 __all__ = ["app_from_env", "create_app"]

@@ -1,4 +1,5 @@
-"""Log records as the JSON the native API answers with."""
+"""Log records as the JSON the native API answers with: header values never, URL
+credentials masked (``legato._redact``)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,24 @@ from typing import Any
 
 from .._handle import Outcome
 from .._model import EventRecord, OpRecord, TxRecord
+from .._redact import mask, mask_any, options_view
 
 
 def tx_view(tx: TxRecord) -> dict[str, Any]:
-    options = {k: v for k, v in tx.options.items() if k != "spec"}
     return {
         "gid": tx.gid,
         "mode": str(tx.mode),
         "name": tx.name,
         "status": str(tx.status),
-        "reason": tx.reason,
-        "stuck": tx.stuck,
+        "reason": mask(tx.reason),
+        "stuck": mask(tx.stuck),
         "requested": tx.requested,
         "created_at": tx.created_at,
         "updated_at": tx.updated_at,
         "ended_at": tx.ended_at,
         "timeout_at": tx.timeout_at,
         "lease_owner": tx.lease_owner,
-        "options": options,
+        "options": options_view(tx.options),
     }
 
 
@@ -31,12 +32,12 @@ def op_view(op: OpRecord) -> dict[str, Any]:
     return {
         "branch": op.branch,
         "op": str(op.op),
-        "target": op.target,
+        "target": mask(op.target),
         "status": str(op.status),
         "attempts": op.attempts,
         "next_at": op.next_at,
         "output": op.output,
-        "error": op.error,
+        "error": mask(op.error),
         "updated_at": op.updated_at,
     }
 
@@ -49,7 +50,7 @@ def event_view(e: EventRecord) -> dict[str, Any]:
         "branch": e.branch,
         "op": e.op,
         "attempt": e.attempt,
-        "detail": e.detail,
+        "detail": mask_any(e.detail),
     }
 
 
@@ -57,8 +58,8 @@ def outcome_view(o: Outcome) -> dict[str, Any]:
     return {
         "gid": o.gid,
         "status": str(o.status),
-        "reason": o.reason,
-        "stuck": o.stuck,
+        "reason": mask(o.reason),
+        "stuck": mask(o.stuck),
         "outputs": dict(o.outputs),
         "settled": o.settled,
     }

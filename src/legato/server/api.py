@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from .._errors import IllegalStateChange
@@ -15,13 +15,17 @@ from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Mode, Retry
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
 from ..saga import Saga
+from ..settings import Settings
 from ..transports.http import HttpCall
-from ._auth import require_token
+from ._auth import require_reader, require_token
+from ._fields import Gid, check_no_token, check_payload
+from ._paging import page
 from ._schemas import BranchIn, EndIn, ForceEndIn, RetryIn, SagaIn, TccIn, XaBranchIn, XaIn
 from ._views import event_view, op_view, outcome_view, tx_view
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
 guarded = [Depends(require_token)]
+reader = [Depends(require_reader)]
 
 
 async def coordinator(request: Request) -> Coordinator:
@@ -36,10 +40,23 @@ def _policy(r: RetryIn | None, default: RetryPolicy) -> RetryPolicy:
     return default if r is None else RetryPolicy(**r.model_dump())
 
 
-def build_saga(body: SagaIn) -> Saga:
+def _checked_headers(request: Request, headers: dict[str, str], field: str) -> None:
+    settings: Settings = request.app.state.settings
+    check_no_token(headers, settings.api_token, field)
+
+
+def _checked_payload(request: Request, payload: Any, field: str) -> None:
+    settings: Settings = request.app.state.settings
+    check_payload(payload, settings.max_payload_bytes, field)
+
+
+def build_saga(body: SagaIn, request: Request) -> Saga:
     """A portable saga from the request (``DefinitionError`` names what is wrong)."""
+    _checked_headers(request, body.headers, "headers")
     saga = Saga(WIRE_SAGA)
     for i, s in enumerate(body.steps):
+        _checked_payload(request, s.payload, f"steps.{i}.payload")
+        _checked_headers(request, s.headers, f"steps.{i}.headers")
         name = s.name or f"{i + 1:02d}"
         saga.step(
             name,
@@ -57,8 +74,8 @@ def build_saga(body: SagaIn) -> Saga:
 
 
 @router.post("/sagas", dependencies=guarded, summary="Submit a saga of HTTP steps")
-async def submit_saga(body: SagaIn, c: Coord) -> dict[str, Any]:
-    saga = build_saga(body)
+async def submit_saga(body: SagaIn, c: Coord, request: Request) -> dict[str, Any]:
+    saga = build_saga(body, request)
     handle = await c.submit(
         saga, None, gid=body.gid, timeout_to_fail=body.timeout_to_fail, headers=body.headers
     )
@@ -70,8 +87,13 @@ async def submit_saga(body: SagaIn, c: Coord) -> dict[str, Any]:
     return outcome_view(await handle.status())
 
 
-@router.get("/transactions/{gid}", summary="One transaction, its ops and its timeline")
-async def get_transaction(gid: str, c: Coord, events: bool = True) -> dict[str, Any]:
+PathGid = Annotated[Gid, Path(description="the transaction's gid")]
+
+
+@router.get(
+    "/transactions/{gid}", dependencies=reader, summary="One transaction, its ops and its timeline"
+)
+async def get_transaction(gid: PathGid, c: Coord, events: bool = True) -> dict[str, Any]:
     tx, ops = await c.get(gid)
     out = tx_view(tx)
     out["ops"] = [op_view(o) for o in ops]
@@ -80,36 +102,40 @@ async def get_transaction(gid: str, c: Coord, events: bool = True) -> dict[str, 
     return out
 
 
-@router.get("/transactions", summary="Transactions, newest first, with filters")
+@router.get(
+    "/transactions", dependencies=reader, summary="Transactions, newest first, with filters"
+)
 async def list_transactions(
     c: Coord,
+    request: Request,
     status: Annotated[list[TxStatus] | None, Query()] = None,
     mode: Mode | None = None,
     stuck: bool | None = None,
-    since: Annotated[float | None, Query(description="created at or after (unix s)")] = None,
-    until: Annotated[float | None, Query(description="created before (unix s)")] = None,
+    since: Annotated[
+        float | None, Query(description="created at or after (unix s)", allow_inf_nan=False)
+    ] = None,
+    until: Annotated[
+        float | None, Query(description="created before (unix s)", allow_inf_nan=False)
+    ] = None,
     search: Annotated[
         str | None, Query(min_length=1, max_length=200, description="a part of the gid")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    rows = await c.list(
-        TxQuery(
-            status=tuple(status or ()),
-            mode=str(mode) if mode else None,
-            stuck=stuck,
-            since=since,
-            until=until,
-            search=search,
-            limit=limit,
-            offset=offset,
-        )
+    settings: Settings = request.app.state.settings
+    query = TxQuery(
+        status=tuple(status or ()),
+        mode=str(mode) if mode else None,
+        stuck=stuck,
+        since=since,
+        until=until,
+        search=search,
+        limit=limit,
+        offset=offset,
     )
-    return {
-        "transactions": [tx_view(t) for t in rows],
-        "next_offset": offset + len(rows) if len(rows) == limit else None,
-    }
+    found = await page(c, query, tx_view, settings.max_page_bytes)
+    return {"transactions": found.rows, "next_offset": found.next_offset}
 
 
 async def _known(c: Coordinator, gid: str) -> None:
@@ -117,7 +143,7 @@ async def _known(c: Coordinator, gid: str) -> None:
 
 
 @router.post("/transactions/{gid}/retry", dependencies=guarded, summary="Retry a stuck one")
-async def retry(gid: str, c: Coord) -> dict[str, Any]:
+async def retry(gid: PathGid, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
     await c.retry(gid, by="api")
     return {"gid": gid, "requested": "retry"}
@@ -125,14 +151,14 @@ async def retry(gid: str, c: Coord) -> dict[str, Any]:
 
 @router.post("/transactions/{gid}/abort", dependencies=guarded, summary="Roll one back")
 @router.post("/transactions/{gid}/cancel", dependencies=guarded, summary="Roll one back")
-async def abort(gid: str, c: Coord) -> dict[str, Any]:
+async def abort(gid: PathGid, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
     await c.abort(gid, by="api")
     return {"gid": gid, "requested": "abort"}
 
 
 @router.post("/transactions/{gid}/force-end", dependencies=guarded, summary="End one by decree")
-async def force_end(gid: str, body: ForceEndIn, c: Coord) -> dict[str, Any]:
+async def force_end(gid: PathGid, body: ForceEndIn, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
     await c.force_end(gid, body.status, by="api")
     return {"gid": gid, "requested": body.status}
@@ -142,7 +168,8 @@ tcc = APIRouter(prefix="/v1/tcc", tags=["TCC"])
 
 
 @tcc.post("", dependencies=guarded, summary="Begin a TCC transaction")
-async def begin_tcc(body: TccIn, c: Coord) -> dict[str, Any]:
+async def begin_tcc(body: TccIn, c: Coord, request: Request) -> dict[str, Any]:
+    _checked_headers(request, body.headers, "headers")
     gid = await c.begin_tcc(body.gid, timeout_to_fail=body.timeout_to_fail, headers=body.headers)
     return {"gid": gid, "status": "prepared"}
 
@@ -156,7 +183,10 @@ async def _next_branch(c: Coordinator, gid: str, mode: Mode) -> str:
 
 
 @tcc.post("/{gid}/branches", dependencies=guarded, summary="Register a branch")
-async def register_branch(gid: str, body: BranchIn, c: Coord) -> dict[str, Any]:
+async def register_branch(
+    gid: PathGid, body: BranchIn, c: Coord, request: Request
+) -> dict[str, Any]:
+    _checked_payload(request, body.payload, "payload")
     branch = await _next_branch(c, gid, Mode.TCC)
     branch = body.branch_id or branch
     await c.register_tcc_branch(
@@ -178,12 +208,12 @@ async def _ended(handle: Handle, body: EndIn | None) -> dict[str, Any]:
 
 
 @tcc.post("/{gid}/submit", dependencies=guarded, summary="Confirm every branch")
-async def submit_tcc(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+async def submit_tcc(gid: PathGid, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
     return await _ended(await c.submit_tcc(gid), body)
 
 
 @tcc.post("/{gid}/abort", dependencies=guarded, summary="Cancel every branch")
-async def abort_tcc(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+async def abort_tcc(gid: PathGid, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
     return await _ended(await c.abort_tcc(gid), body)
 
 
@@ -197,7 +227,7 @@ async def begin_xa(body: XaIn, c: Coord) -> dict[str, Any]:
 
 
 @xa.post("/{gid}/branches", dependencies=guarded, summary="Register a prepared branch")
-async def register_xa_branch(gid: str, body: XaBranchIn, c: Coord) -> dict[str, Any]:
+async def register_xa_branch(gid: PathGid, body: XaBranchIn, c: Coord) -> dict[str, Any]:
     branch = await _next_branch(c, gid, Mode.XA)
     branch = body.branch_id or branch
     await c.register_xa_http_branch(gid, branch, HttpCall(body.url, timeout=body.timeout))
@@ -213,12 +243,12 @@ async def _end_xa(c: Coordinator, gid: str, what: str, body: EndIn | None) -> di
 
 
 @xa.post("/{gid}/submit", dependencies=guarded, summary="Decide to commit: commit every branch")
-async def submit_xa(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+async def submit_xa(gid: PathGid, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
     return await _end_xa(c, gid, "submit", body)
 
 
 @xa.post("/{gid}/abort", dependencies=guarded, summary="Roll every branch back")
-async def abort_xa(gid: str, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
+async def abort_xa(gid: PathGid, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
     return await _end_xa(c, gid, "abort", body)
 
 

@@ -3,8 +3,11 @@ client libraries moves to Legato by changing the server URL.
 
 Field names, statuses (``succeed``), status codes and ``dtm_result`` bodies are
 DTM's (see DTM-PROTOCOL.md). DTM's clients send every field, ``null`` included,
-and fields this server does not know: both are accepted. A success body never
-contains the word FAILURE (older clients search the body for it).
+and fields this server does not know: both are accepted; a number 0 means "not
+set", as in DTM. Every field is held to the same bounds as the native API's
+(``_fields``: gids, branch ids, URLs, headers, seconds, attempts, payload sizes),
+and a refusal is a 400 naming the field. A success body never contains the word
+FAILURE (older clients search the body for it). The reads are in ``_dtm_read``.
 """
 
 from __future__ import annotations
@@ -13,53 +16,57 @@ import dataclasses
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from .._bounds import check_gid
 from .._errors import (
     DefinitionError,
     GidConflict,
     IllegalStateChange,
     LegatoError,
+    LogUnavailable,
     PayloadError,
     TransactionNotFound,
 )
-from .._model import (
-    DEFAULT_ACTION_RETRY,
-    DEFAULT_COMPENSATE_RETRY,
-    OpRecord,
-    OpStatus,
-    RetryPolicy,
-    TxRecord,
-    TxStatus,
-)
+from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, RetryPolicy, TxStatus
 from .._msg import DEFAULT_MSG_TIMEOUT
 from .._tcc import DEFAULT_TCC_TIMEOUT
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
 from ..saga import Saga
+from ..settings import Settings
 from ..transports.broker import BrokerCall
 from ..transports.http import HttpCall
-from ._auth import require_token
-from ._schemas import http_url
+from ._auth import require_reader, require_token
+from ._dtm_views import DTM_STATUS, FROM_DTM, dtm_branches, dtm_transaction
+from ._fields import (
+    MAX_STEPS,
+    MAX_URL,
+    BranchId,
+    DtmAttempts,
+    DtmInterval,
+    DtmSeconds,
+    Gid,
+    HeaderName,
+    Headers,
+    Text,
+    check_no_token,
+    check_payload,
+    http_url,
+)
+from ._paging import page
 
 PREFIX = "/api/dtmsvr"
 router = APIRouter(prefix=PREFIX, tags=["DTM compatible"])
 misc = APIRouter(prefix="/api", tags=["DTM compatible"])
 guarded = [Depends(require_token)]
+reader = [Depends(require_reader)]
 
 SUCCESS = {"dtm_result": "SUCCESS"}
-_STATUS = {
-    TxStatus.PREPARED: "prepared",
-    TxStatus.SUBMITTED: "submitted",
-    TxStatus.ABORTING: "aborting",
-    TxStatus.SUCCEEDED: "succeed",
-    TxStatus.FAILED: "failed",
-}
 
 
 class BadRequest(LegatoError):
@@ -68,14 +75,34 @@ class BadRequest(LegatoError):
 
 def error_response(exc: Exception) -> JSONResponse:
     """DTM's answers: 409 FAILURE for a definite failure or an illegal state change;
-    a malformed request is a 400 naming the field; anything else a 500."""
+    a malformed request is a 400 naming the field; the log unreachable a 503 with
+    Retry-After; anything else a 500."""
     if isinstance(exc, GidConflict | IllegalStateChange):
         return JSONResponse({"dtm_result": "FAILURE", "message": str(exc)}, status_code=409)
     if isinstance(exc, BadRequest | DefinitionError | PayloadError):
         return JSONResponse({"message": str(exc)}, status_code=400)
     if isinstance(exc, TransactionNotFound):
         return JSONResponse({"message": str(exc)}, status_code=404)
+    if isinstance(exc, LogUnavailable):
+        return JSONResponse({"message": str(exc)}, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse({"message": str(exc)}, status_code=500)
+
+
+def _blank_is_unset(value: Any) -> Any:
+    return None if value == "" else value
+
+
+Link = Annotated[Annotated[str, Field(max_length=MAX_URL)] | None, BeforeValidator(_blank_is_unset)]
+"""A URL as DTM's clients send it ("" for none): checked where it is used, since a
+msg step may name a broker (``broker://name/topic``) instead."""
+Kind = Annotated[str, Field(max_length=16)]
+
+
+class DtmStep(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    action: Link = None
+    compensate: Link = None
 
 
 class TransBase(BaseModel):
@@ -83,40 +110,56 @@ class TransBase(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    gid: str = ""
-    trans_type: str = ""
-    steps: list[dict[str, Any] | None] | None = None
-    payloads: list[str | None] | None = None
-    custom_data: str | None = None
-    query_prepared: str | None = None
-    protocol: str | None = None
-    rollback_reason: str | None = None
+    gid: Gid
+    trans_type: Kind = ""
+    steps: Annotated[list[DtmStep | None], Field(max_length=MAX_STEPS)] | None = None
+    payloads: Annotated[list[str | None], Field(max_length=MAX_STEPS)] | None = None
+    custom_data: Text | None = None
+    query_prepared: Link = None
+    protocol: Kind | None = None
+    rollback_reason: Text | None = None
     wait_result: bool | None = None
-    timeout_to_fail: float | None = None
-    request_timeout: float | None = None
-    retry_interval: float | None = None
-    retry_limit: int | None = None
-    branch_headers: dict[str, str] | None = None
-    passthrough_headers: list[str] | None = None
+    timeout_to_fail: DtmSeconds = None
+    request_timeout: DtmInterval = None
+    retry_interval: DtmInterval = None
+    retry_limit: DtmAttempts = None
+    branch_headers: Headers | None = None
+    passthrough_headers: Annotated[list[HeaderName], Field(max_length=64)] | None = None
     concurrent: bool | None = None
 
 
-async def _body(request: Request, model: type[TransBase]) -> TransBase:
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
+class BranchBody(BaseModel):
+    """registerBranch's flat string map (unknown fields ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    gid: Gid
+    branch_id: BranchId
+    trans_type: Kind = ""
+    status: Kind | None = None
+    data: str | None = None
+    confirm: Link = None
+    cancel: Link = None
+    url: Link = None  # xa
+
+
+def parse(model: type[BaseModel], data: Any) -> Any:
+    """``data`` as ``model``, or a 400 naming the first field that is wrong."""
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     try:
-        body = model.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"field {where}: {first['msg']}") from exc
-    if not body.gid or len(body.gid) > 128:
-        raise BadRequest("field gid: a non-empty string of at most 128 characters is required")
-    return body
+        raise BadRequest(f"field {where}: {first['msg']}") from None
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:  # the edge checked it is JSON; an empty body is not
+        raise BadRequest(f"the body is not JSON: {exc}") from None
 
 
 async def coordinator(request: Request) -> Coordinator:
@@ -127,14 +170,19 @@ async def coordinator(request: Request) -> Coordinator:
 Coord = Annotated[Coordinator, Depends(coordinator)]
 
 
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 @router.get("/newGid", summary="A new gid")
 async def new_gid() -> dict[str, str]:
     return {"gid": uuid.uuid4().hex, **SUCCESS}
 
 
-@router.post("/prepare", dependencies=guarded, summary="TCC: begin, prepared")
+@router.post("/prepare", dependencies=guarded, summary="TCC, XA, msg: begin, prepared")
 async def prepare(request: Request, c: Coord) -> JSONResponse:
-    body = await _body(request, TransBase)
+    body: TransBase = parse(TransBase, await _json(request))
     if body.trans_type == "xa":
         await c.begin_xa(body.gid, timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT)
         return JSONResponse(SUCCESS)
@@ -153,35 +201,15 @@ async def prepare(request: Request, c: Coord) -> JSONResponse:
     return JSONResponse(SUCCESS)
 
 
-class BranchBody(BaseModel):
-    """registerBranch's flat string map (unknown fields ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    gid: str = ""
-    branch_id: str = ""
-    trans_type: str = ""
-    status: str | None = None
-    data: str | None = None
-    confirm: str | None = None
-    cancel: str | None = None
-    url: str | None = None  # xa
-
-
-@router.post("/registerBranch", dependencies=guarded, summary="TCC: add a branch")
+@router.post("/registerBranch", dependencies=guarded, summary="TCC, XA: add a branch")
 @router.post("/registerTccBranch", dependencies=guarded, include_in_schema=False)
 async def register_branch(request: Request, c: Coord) -> JSONResponse:
-    try:
-        body = BranchBody.model_validate(await request.json())
-    except (ValueError, ValidationError) as exc:
-        raise BadRequest(f"registerBranch takes a JSON object of strings: {exc}") from exc
+    body: BranchBody = parse(BranchBody, await _json(request))
     if body.trans_type not in ("tcc", "xa"):
         raise BadRequest(
             f"field trans_type: registerBranch takes 'tcc' or 'xa' here, not {body.trans_type!r}"
         )
-    for name in ("gid", "branch_id"):
-        if not getattr(body, name):
-            raise BadRequest(f"field {name}: required")
+    _check_payload(request, body.data, "data")
     if body.trans_type == "xa":
         url = _url(body.url, "url")
         if url is None:
@@ -192,19 +220,15 @@ async def register_branch(request: Request, c: Coord) -> JSONResponse:
     cancel = _url(body.cancel, "cancel")
     if confirm is None or cancel is None:
         raise BadRequest("fields confirm and cancel: both URLs are required")
-    timeout = None
     await c.register_tcc_branch(
-        body.gid,
-        body.branch_id,
-        HttpCall(confirm, body.data, timeout=timeout),
-        HttpCall(cancel, body.data, timeout=timeout),
+        body.gid, body.branch_id, HttpCall(confirm, body.data), HttpCall(cancel, body.data)
     )
     return JSONResponse(SUCCESS)
 
 
-@router.post("/abort", dependencies=guarded, summary="TCC: cancel every branch")
+@router.post("/abort", dependencies=guarded, summary="TCC, XA, msg: roll back")
 async def abort(request: Request, c: Coord) -> JSONResponse:
-    body = await _body(request, TransBase)
+    body: TransBase = parse(TransBase, await _json(request))
     if body.trans_type not in ("tcc", "xa", "msg", ""):
         raise BadRequest(
             f"field trans_type: abort takes 'tcc', 'xa' or 'msg', not {body.trans_type!r}"
@@ -214,11 +238,15 @@ async def abort(request: Request, c: Coord) -> JSONResponse:
 
 
 def _headers(request: Request, body: TransBase) -> dict[str, str]:
+    """The headers sent to every participant: ``branch_headers``, and the request's own
+    headers that ``passthrough_headers`` names; never Legato's own token."""
     headers = dict(body.branch_headers or {})
     for name in body.passthrough_headers or ():
         value = request.headers.get(name)
         if value is not None:
             headers[name] = value
+    token = _settings(request).api_token
+    check_no_token(headers, token, "branch_headers or passthrough_headers")
     return headers
 
 
@@ -238,7 +266,7 @@ async def _maybe_wait(c: Coordinator, body: TransBase) -> JSONResponse:
 
 @router.post("/submit", dependencies=guarded, summary="Saga: create and start; TCC: confirm")
 async def submit(request: Request, c: Coord) -> JSONResponse:
-    body = await _body(request, TransBase)
+    body: TransBase = parse(TransBase, await _json(request))
     if body.trans_type in ("tcc", "xa"):
         await c.submit_tcc(body.gid)
         return await _maybe_wait(c, body)
@@ -251,44 +279,58 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
         return await _maybe_wait(c, body)
     if body.trans_type != "saga":
         raise BadRequest(f"field trans_type: {body.trans_type!r} is not supported by submit here")
+    _check_payloads(request, body)
     saga = saga_from_dtm(body)
-    timeout = body.timeout_to_fail or None
     headers = _headers(request, body)
-    await c.submit(saga, None, gid=body.gid, timeout_to_fail=timeout, headers=headers)
+    await c.submit(saga, None, gid=body.gid, timeout_to_fail=body.timeout_to_fail, headers=headers)
     return await _maybe_wait(c, body)
+
+
+def _check_payload(request: Request, payload: str | None, field: str) -> None:
+    try:
+        check_payload(payload, _settings(request).max_payload_bytes, f"field {field}")
+    except DefinitionError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _check_payloads(request: Request, body: TransBase) -> None:
+    for i, payload in enumerate(body.payloads or ()):
+        _check_payload(request, payload, f"payloads.{i}")
+
+
+def _steps(body: TransBase, what: str) -> tuple[list[DtmStep | None], list[str | None]]:
+    steps = body.steps or []
+    payloads = body.payloads or []
+    if not steps:
+        raise BadRequest(f"field steps: a {what} needs at least one step")
+    if payloads and len(payloads) != len(steps):
+        raise BadRequest(f"field payloads: {len(payloads)} payloads for {len(steps)} steps")
+    return steps, payloads or [None] * len(steps)
 
 
 def msg_steps(body: TransBase) -> list[HttpCall | BrokerCall]:
     """DTM's message: step i is branch ``%02d % (i + 1)``, its payload the body; an
     action ``broker://<name>/<topic>`` publishes the payload to that topic instead."""
-    steps = body.steps or []
-    payloads = body.payloads or []
-    if not steps:
-        raise BadRequest("field steps: a message needs at least one step")
-    if payloads and len(payloads) != len(steps):
-        raise BadRequest(f"field payloads: {len(payloads)} payloads for {len(steps)} steps")
+    steps, payloads = _steps(body, "message")
     calls: list[HttpCall | BrokerCall] = []
-    for i, step in enumerate(steps):
+    for i, (step, payload) in enumerate(zip(steps, payloads, strict=True)):
         where = f"steps.{i}.action"
-        raw = step.get("action") if isinstance(step, dict) else None
-        if isinstance(raw, str) and raw.startswith("broker://"):
+        raw = step.action if step is not None else None
+        if raw is not None and raw.startswith("broker://"):
             try:
-                calls.append(BrokerCall.from_url(raw, payloads[i] if payloads else None))
+                calls.append(BrokerCall.from_url(raw, payload))
             except DefinitionError as exc:
                 raise BadRequest(f"field {where}: {exc}") from exc
             continue
         action = _url(raw, where)
         if action is None:
             raise BadRequest(f"field {where}: a URL is required")
-        calls.append(
-            HttpCall(
-                action, payloads[i] if payloads else None, timeout=body.request_timeout or None
-            )
-        )
+        calls.append(HttpCall(action, payload, timeout=body.request_timeout))
     return calls
 
 
 async def _begin_msg(request: Request, c: Coordinator, body: TransBase) -> None:
+    _check_payloads(request, body)
     query = _url(body.query_prepared, "query_prepared")
     await c.begin_msg(
         body.gid,
@@ -302,25 +344,19 @@ async def _begin_msg(request: Request, c: Coordinator, body: TransBase) -> None:
 def saga_from_dtm(body: TransBase) -> Saga:
     """DTM's saga: step i is branch ``%02d % (i + 1)``; its payload (JSON text) is the
     body of both its ops; ``custom_data.orders`` makes it a graph."""
-    steps = body.steps or []
-    payloads = body.payloads or []
-    if not steps:
-        raise BadRequest("field steps: a saga needs at least one step")
-    if payloads and len(payloads) != len(steps):
-        raise BadRequest(f"field payloads: {len(payloads)} payloads for {len(steps)} steps")
+    steps, payloads = _steps(body, "saga")
     orders = _orders(body, len(steps))
-    timeout = body.request_timeout or None
+    timeout = body.request_timeout
     retry, compensate_retry = _policies(body)
     saga = Saga(WIRE_SAGA)
-    for i, step in enumerate(steps):
+    for i, (step, payload) in enumerate(zip(steps, payloads, strict=True)):
         where = f"steps.{i}"
-        if not isinstance(step, dict):
+        if step is None:
             raise BadRequest(f"field {where}: a step is an object with action and compensate")
-        action = _url(step.get("action"), f"{where}.action")
+        action = _url(step.action, f"{where}.action")
         if action is None:
             raise BadRequest(f"field {where}.action: a URL is required")
-        compensate = _url(step.get("compensate"), f"{where}.compensate")
-        payload = payloads[i] if payloads else None
+        compensate = _url(step.compensate, f"{where}.compensate")
         saga.step(
             f"{i + 1:02d}",
             action=HttpCall(action, payload, timeout=timeout),
@@ -333,11 +369,9 @@ def saga_from_dtm(body: TransBase) -> Saga:
     return saga
 
 
-def _url(value: object, where: str) -> str | None:
-    if value is None or value == "":
+def _url(value: str | None, where: str) -> str | None:
+    if value is None:
         return None
-    if not isinstance(value, str):
-        raise BadRequest(f"field {where}: a URL string, not {value!r}")
     try:
         return http_url(value)
     except ValueError as exc:
@@ -351,7 +385,7 @@ def _orders(body: TransBase, n: int) -> dict[int, list[str]] | None:
         return None
     try:
         custom = json.loads(body.custom_data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequest(f"field custom_data: not JSON: {exc}") from exc
     if not isinstance(custom, dict) or not custom.get("concurrent"):
         return None
@@ -380,13 +414,11 @@ def _policies(body: TransBase) -> tuple[RetryPolicy, RetryPolicy]:
     action, compensate = DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY
     changes: dict[str, Any] = {}
     if body.retry_interval:
-        changes.update(
-            backoff=float(body.retry_interval), ongoing_interval=float(body.retry_interval)
-        )
+        changes.update(backoff=body.retry_interval, ongoing_interval=body.retry_interval)
     if changes:
         compensate = dataclasses.replace(compensate, **changes)
     if body.retry_limit:
-        changes["max_attempts"] = int(body.retry_limit)
+        changes["max_attempts"] = body.retry_limit
     if changes:
         action = dataclasses.replace(action, **changes)
     return action, compensate
@@ -395,76 +427,14 @@ def _policies(body: TransBase) -> tuple[RetryPolicy, RetryPolicy]:
 # -- reads ------------------------------------------------------------------------------
 
 
-def _time(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def dtm_transaction(tx: TxRecord, ops: list[OpRecord]) -> dict[str, Any]:
-    spec = tx.options.get("spec") or {}
-    steps = [
-        {
-            "action": (s.get("action") or {}).get("url", ""),
-            "compensate": (s.get("compensate") or {}).get("url", ""),
-        }
-        for s in spec.get("steps", [])
-    ]
-    payloads = [_text((s.get("action") or {}).get("body")) for s in spec.get("steps", [])]
-    options = {k: v for k, v in tx.options.items() if k not in ("spec", "headers")}
-    return {
-        "create_time": _time(tx.created_at),
-        "update_time": _time(tx.updated_at),
-        "gid": tx.gid,
-        "trans_type": str(tx.mode),
-        "steps": steps,
-        "payloads": payloads,
-        "status": _STATUS[tx.status],
-        "query_prepared": "",
-        "protocol": "http",
-        "finish_time": _time(tx.ended_at) if tx.status is TxStatus.SUCCEEDED else None,
-        "rollback_time": _time(tx.ended_at) if tx.status is TxStatus.FAILED else None,
-        "options": json.dumps(options),
-        "custom_data": "",
-        "next_cron_time": _time(tx.next_attempt_at),
-        "owner": tx.lease_owner or "",
-        "rollback_reason": tx.reason or "",
-        "result": "",
-    }
-
-
-def _text(body: Any) -> str:
-    if body is None:
-        return ""
-    return body if isinstance(body, str) else json.dumps(body)
-
-
-def dtm_branches(tx: TxRecord, ops: list[OpRecord]) -> list[dict[str, Any]]:
-    out = []
-    for o in sorted(ops, key=lambda o: o.seq):
-        status = {OpStatus.SUCCEEDED: "succeed", OpStatus.FAILED: "failed"}.get(
-            o.status, "prepared"
-        )
-        url = o.target.split(" ", 1)[1] if " " in o.target else o.target
-        out.append(
-            {
-                "gid": tx.gid,
-                "url": url,
-                "data": _text((o.payload or {}).get("body")),
-                "branch_id": o.branch,
-                "op": str(o.op),
-                "status": status,
-                "finish_time": _time(o.updated_at) if status == "succeed" else None,
-                "rollback_time": None,
-                "create_time": _time(tx.created_at),
-                "update_time": _time(o.updated_at),
-            }
-        )
-    return out
-
-
-@router.get("/query", summary="One transaction and its branches")
+@router.get("/query", dependencies=reader, summary="One transaction and its branches")
 async def query(c: Coord, gid: str = "") -> JSONResponse:
     if not gid:
         raise BadRequest("field gid: required")
+    try:
+        check_gid(gid)
+    except DefinitionError as exc:
+        raise BadRequest(f"field {exc}") from None
     loaded = await c.log.load(gid)
     if loaded is None:
         return JSONResponse({"transaction": None, "branches": []})
@@ -474,52 +444,54 @@ async def query(c: Coord, gid: str = "") -> JSONResponse:
     )
 
 
-_FROM_DTM = {v: k for k, v in _STATUS.items()}
-
-
-@router.get("/all", summary="A page of transactions, newest first")
+@router.get("/all", dependencies=reader, summary="A page of transactions, newest first")
 async def all_transactions(
+    request: Request,
     c: Coord,
     status: str = "",
-    trans_type: Annotated[str, Query(alias="transType")] = "",
-    create_time_start: Annotated[str, Query(alias="createTimeStart")] = "",
-    create_time_end: Annotated[str, Query(alias="createTimeEnd")] = "",
-    position: str = "",
+    trans_type: Annotated[str, Query(alias="transType", max_length=16)] = "",
+    create_time_start: Annotated[str, Query(alias="createTimeStart", max_length=20)] = "",
+    create_time_end: Annotated[str, Query(alias="createTimeEnd", max_length=20)] = "",
+    position: Annotated[str, Query(max_length=20)] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    if status and status not in _FROM_DTM:
-        raise BadRequest(f"field status: one of {sorted(_FROM_DTM)}, not {status!r}")
+    if status and status not in FROM_DTM:
+        raise BadRequest(f"field status: one of {sorted(FROM_DTM)}, not {status!r}")
     try:
-        offset = int(position) if position else 0
+        offset = max(0, int(position)) if position else 0
         since = int(create_time_start) / 1000 if create_time_start else None
         until = int(create_time_end) / 1000 if create_time_end else None
     except ValueError as exc:
-        raise BadRequest(f"position, createTimeStart, createTimeEnd are integers: {exc}") from exc
-    rows = await c.list(
+        raise BadRequest(f"position, createTimeStart, createTimeEnd are integers: {exc}") from None
+    settings: Settings = request.app.state.settings
+    found = await page(
+        c,
         TxQuery(
-            status=(_FROM_DTM[status],) if status else (),
+            status=(FROM_DTM[status],) if status else (),
             mode=trans_type or None,
             since=since,
             until=until,
             limit=limit,
-            offset=max(0, offset),
-        )
+            offset=offset,
+        ),
+        lambda t: dtm_transaction(t, []),
+        settings.max_page_bytes,
     )
-    transactions = [dtm_transaction(t, []) for t in rows]
-    next_position = str(offset + len(rows)) if len(rows) == limit else ""
-    return JSONResponse({"transactions": transactions, "next_position": next_position})
+    next_position = "" if found.next_offset is None else str(found.next_offset)
+    return JSONResponse({"transactions": found.rows, "next_position": next_position})
 
 
 class GidBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    gid: str = Field(min_length=1, max_length=128)
+    gid: Gid
 
 
 @router.post("/forceStop", dependencies=guarded, summary="End a transaction as failed")
-async def force_stop(body: GidBody, c: Coord) -> JSONResponse:
+async def force_stop(request: Request, c: Coord) -> JSONResponse:
+    body: GidBody = parse(GidBody, await _json(request))
     tx, _ = await c.get(body.gid)
     if tx.status.ended:
-        raise IllegalStateChange(f"current status '{_STATUS[tx.status]}', cannot forceStop")
+        raise IllegalStateChange(f"current status '{DTM_STATUS[tx.status]}', cannot forceStop")
     await c.force_end(body.gid, TxStatus.FAILED)
     return JSONResponse(SUCCESS)
 

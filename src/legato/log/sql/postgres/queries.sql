@@ -229,3 +229,15 @@ ON CONFLICT (gid, branch, op) DO NOTHING
 
 -- name: next_seq
 SELECT COALESCE(MAX(seq), -1) + 1 AS n FROM legato_op WHERE gid = :gid
+
+-- name: session_start
+INSERT INTO legato_session (digest, expires_at) VALUES (:digest, :expires_at)
+
+-- name: session_forget_expired
+DELETE FROM legato_session WHERE expires_at < :now
+
+-- name: session_valid
+SELECT 1 AS ok FROM legato_session WHERE digest = :digest AND expires_at >= :now
+
+-- name: session_end
+DELETE FROM legato_session WHERE digest = :digest

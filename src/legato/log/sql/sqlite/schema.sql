@@ -56,3 +56,11 @@ CREATE TABLE legato_event (
 );
 
 CREATE INDEX legato_event_gid ON legato_event (gid, id);
+
+-- The dashboard's sessions (a SHA-256 of each session id, and its expiry).
+CREATE TABLE legato_session (
+    digest TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+
+CREATE INDEX legato_session_expires ON legato_session (expires_at);
