@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.support.servers import PgServer, pg_problem
 
 PG_ADMIN = os.environ.get("LEGATO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -137,6 +138,30 @@ def xa_databases(prefix: str) -> Iterator[tuple[str, str]]:
             cur.execute("SET SESSION lock_wait_timeout = 10")
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+@pytest.fixture(scope="module")
+def throwaway_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of the module's own, that its tests may stop, kill and
+    restart (never the shared one); removed after. Skips (fails under CI=true) where
+    one cannot be started."""
+    need_service("a throwaway PostgreSQL server", pg_problem())
+    # what it acknowledged survives its kill -9 (a commit not yet written to the kernel
+    # would not); fsync stays off, which only the machine crashing would show
+    with PgServer(settings={"synchronous_commit": "on"}) as pg:
+        yield pg
+
+
+@pytest.fixture
+def throwaway_database(throwaway_pg: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on ``throwaway_pg``, dropped after (the server
+    started again first if the test left it stopped)."""
+    name = f"legato_t_{uuid.uuid4().hex[:12]}"
+    url = throwaway_pg.create_database(name)
+    yield url
+    if not (throwaway_pg.data / "postmaster.pid").exists():
+        throwaway_pg.start()
+    throwaway_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _log_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -115,6 +115,7 @@ class Runner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._done = False
+        self.stopped_by: LogError | None = None  # the log error it stopped on, if any
 
     # -- the loop -------------------------------------------------------------------
 
@@ -156,6 +157,7 @@ class Runner:
             # the log is down: stop driving; the lease expires and a healthy coordinator
             # (or this one, once the log is back) resumes the saga from what was logged
             logger.error("log write failed for %s, leaving it to recovery: %s", self.gid, exc)
+            self.stopped_by = exc
         finally:
             self._stop()
 

@@ -36,6 +36,7 @@ from ._errors import (
     GidConflict,
     IllegalStateChange,
     LogError,
+    LogUnavailable,
     TransactionNotFound,
 )
 from ._handle import Handle, Outcome
@@ -139,6 +140,10 @@ class Coordinator(InitiatedModes):
         self._runners: dict[str, Runner] = {}
         self._runner_waiters: dict[str, builtins.list[asyncio.Future[None]]] = {}
         self._resuming: set[str] = set()
+        # Transactions whose lease this coordinator may hold while no runner drives them:
+        # a runner stopped because the log's database could not be reached, a submit whose
+        # write's outcome is unknown. The renewal takes them back once the log answers.
+        self._orphans: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
@@ -189,6 +194,7 @@ class Coordinator(InitiatedModes):
             return
         await _cancel(self._loops)
         self._loops.clear()
+        self._orphans.clear()
         runners = list(self._runners.values())
         for r in runners:
             r.cancel()
@@ -322,7 +328,14 @@ class Coordinator(InitiatedModes):
     async def _create(self, new: NewTransaction) -> TxRecord | None:
         """Write a new transaction (its trace begins here), or return the existing row."""
         self.tracing.begin(new.tx)
-        existing = await self.log.create(new)
+        gid = new.tx.gid
+        try:
+            existing = await self.log.create(new)
+        except LogUnavailable as exc:
+            # Written or not, we cannot tell: if it was, the lease is this coordinator's
+            # and the renewal takes it back; a repeat of the call finds it written.
+            self._orphans.add(gid)
+            raise LogUnavailable(f"{exc}; repeating the call with gid {gid!r} is safe") from exc
         if existing is None:
             self.hooks.on_created(new.tx)
         return existing
@@ -380,7 +393,12 @@ class Coordinator(InitiatedModes):
         assert _is_request(what)
         now = time.time()
         claim = (self.owner, now + self.lease) if drive else None
-        tx = await self.log.request(gid, what, now, claim, by)
+        try:
+            tx = await self.log.request(gid, what, now, claim, by)
+        except LogUnavailable:
+            if drive:  # the lease may be ours now: taken back once the log answers
+                self._orphans.add(gid)
+            raise
         runner = self._runners.get(gid)
         if runner is not None:
             runner.push(_request_event(what, time.time()), what)
@@ -439,6 +457,7 @@ class Coordinator(InitiatedModes):
         handled: str | None = None,
     ) -> None:
         self._runners[runner.gid] = runner
+        self._orphans.discard(runner.gid)
         for waiter in self._runner_waiters.pop(runner.gid, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -451,6 +470,8 @@ class Coordinator(InitiatedModes):
             self._tasks.discard(t)
             if self._runners.get(runner.gid) is runner:
                 del self._runners[runner.gid]
+            if isinstance(runner.stopped_by, LogUnavailable) and self._started:
+                self._orphans.add(runner.gid)
             if not t.cancelled() and t.exception() is not None:
                 logger.error("runner for %s crashed", runner.gid, exc_info=t.exception())
 
@@ -462,6 +483,9 @@ class Coordinator(InitiatedModes):
         self._resuming.add(gid)
         try:
             await self._resume_loaded(gid, requested, previous)
+        except LogUnavailable:
+            self._orphans.add(gid)  # claimed, so ours, and not driven: take it back later
+            raise
         finally:
             self._resuming.discard(gid)
 
@@ -575,17 +599,26 @@ class Coordinator(InitiatedModes):
                     await self._wake_claims.wait()
 
     async def _renew_loop(self) -> None:
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.lease / 3)
+            # Every lease/3; after a failed renewal, and while orphans wait, at every poll:
+            # leases are renewed, and orphans driven again, as soon as the log answers.
+            await asyncio.sleep(min(self.poll_interval, self.lease / 3))
+            if not self._orphans and time.monotonic() - renewed < self.lease / 3:
+                continue
             # Judge only the runners whose gids were sent: one submitted while the renewal
             # was on its way is not in the answer, and has a fresh lease anyway.
             sent = dict(self._runners)
+            orphans = [gid for gid in self._orphans if gid not in sent]
             try:
                 now = time.time()
-                held = await self.log.renew(self.owner, list(sent), now, now + self.lease)
+                held = await self.log.renew(self.owner, [*sent, *orphans], now, now + self.lease)
             except LogError as exc:
                 logger.error("renewing leases failed: %s", exc)
                 continue
+            renewed = time.monotonic()
+            self._orphans.difference_update(orphans)
+            await self._take_back({gid: held[gid] for gid in orphans if gid in held})
             for gid, runner in sent.items():
                 if self._runners.get(gid) is not runner:
                     continue
@@ -597,6 +630,18 @@ class Coordinator(InitiatedModes):
                 request = held.get(gid)
                 if _is_request(request):
                     runner.push(_request_event(request, now), request)
+
+    async def _take_back(self, held: dict[str, str | None]) -> None:
+        """Drive the orphans whose leases were just renewed (``held``: gid -> pending
+        request) again here: this coordinator still holds them, so no other may claim
+        them before their leases expire."""
+        resumed = await asyncio.gather(
+            *(self._resume(gid, requested) for gid, requested in held.items()),
+            return_exceptions=True,
+        )
+        for gid, error in zip(held, resumed, strict=True):
+            if isinstance(error, Exception):
+                logger.error("driving %s again failed: %s", gid, error)
 
     async def _drain(self, gids: Sequence[str]) -> bool:
         """Wait up to ``lease`` seconds for the step threads to finish, renewing the

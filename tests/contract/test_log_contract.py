@@ -12,14 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.support.records import LEASE, T0, change, new
 
 import legato
 from legato import LeaseLost, Log, TxQuery, TxStatus, open_log
 from legato._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord
-from legato.log import Claimed, NewTransaction, TxWrite
-
-T0 = 1_700_000_000.0
-LEASE = 30.0
+from legato.log import Claimed, NewTransaction
 
 
 async def close(log: Log) -> None:
@@ -36,53 +34,9 @@ async def log(any_log_url: str) -> AsyncIterator[Log]:
         await close(log)
 
 
-def new(gid: str, **tx: Any) -> NewTransaction:
-    """A saga of two steps as the coordinator first writes it: leased by 'alpha', due at T0."""
-    fields: dict[str, Any] = {
-        "gid": gid,
-        "mode": Mode.SAGA,
-        "name": "trip",
-        "fingerprint": "f1",
-        "status": TxStatus.SUBMITTED,
-        "payload": {"city": "Lisbon", "nights": 3},
-        "options": {"timeout_to_fail": 60.0},
-        "created_at": T0,
-        "updated_at": T0,
-        "timeout_at": T0 + 60,
-        "next_attempt_at": T0,
-        "lease_owner": "alpha",
-        "lease_expires_at": T0 + LEASE,
-    }
-    fields.update(tx)
-    at = fields["created_at"]
-    ops = [
-        OpRecord(gid, "flight", OpName.ACTION, 0, "book_flight", updated_at=at),
-        OpRecord(gid, "flight", OpName.COMPENSATE, 1, "cancel_flight", budget=20, updated_at=at),
-        OpRecord(gid, "hotel", OpName.ACTION, 2, "book_hotel", updated_at=at),
-        OpRecord(gid, "hotel", OpName.COMPENSATE, 3, "cancel_hotel", budget=20, updated_at=at),
-    ]
-    events = [
-        EventRecord(gid, at, "submitted", detail={"by": "alpha"}),
-        EventRecord(gid, at, "op_started", "flight", "action", 1),
-    ]
-    return NewTransaction(TxRecord(**fields), ops, events)
-
-
 def free(gid: str, **tx: Any) -> NewTransaction:
     """A transaction no coordinator holds, due at T0 unless told otherwise."""
     return new(gid, lease_owner=None, lease_expires_at=None, **tx)
-
-
-def change(gid: str, owner: str = "alpha", **fields: Any) -> TxWrite:
-    base: dict[str, Any] = {
-        "at": T0 + 1,
-        "status": TxStatus.SUBMITTED,
-        "reason": None,
-        "stuck": None,
-        "next_attempt_at": T0 + 1,
-    }
-    base.update(fields)
-    return TxWrite(gid=gid, owner=owner, **base)
 
 
 async def loaded(log: Log, gid: str) -> tuple[TxRecord, list[OpRecord]]:

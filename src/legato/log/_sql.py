@@ -4,6 +4,14 @@ Each adapter supplies a DB-API connection (used from one thread at a time),
 its named queries and its error translation; the drivers themselves stay in
 the adapter modules. Writes run in one writer thread through group commit,
 reads in a reader thread, so the event loop never blocks on the database.
+
+A server database may go away under a connection (a restart, a crash, a
+fail-over). A connection is checked before each use and replaced when its
+server has left; a statement cut off mid-flight runs once more on a fresh
+connection where that is safe: a read, or a write known not to have
+committed, or one that may run twice (``Repeatable``). Any other write whose
+commit was cut off raises ``LogUnavailable``: its outcome is unknown, and the
+caller leaves the transaction to recovery, which reads what the log holds.
 """
 
 from __future__ import annotations
@@ -35,6 +43,37 @@ T = TypeVar("T")
 Conn = Any  # a DB-API connection: sqlite3.Connection or psycopg.Connection
 Row = Any  # a mapping-like row
 Params = dict[str, Any]
+
+
+class Repeatable(ABC):
+    """A write that may run once more after its connection was cut off while it was
+    committing, when whether it committed is unknown: idempotent by design, or able
+    to tell its own earlier write from another's."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def __call__(self, conn: Conn) -> Any: ...
+
+    @abstractmethod
+    def again(self, conn: Conn) -> Any:
+        """Run in the write's place, the second time."""
+
+
+class Idempotent(Repeatable):
+    """A write whose second run changes nothing that its first did not (a renewal, a
+    release, a registration): it repeats as it is."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: Job[Conn]) -> None:
+        self.run = run
+
+    def __call__(self, conn: Conn) -> Any:
+        return self.run(conn)
+
+    def again(self, conn: Conn) -> Any:
+        return self.run(conn)
 
 
 class SqlLog(ABC):
@@ -74,7 +113,13 @@ class SqlLog(ABC):
     def _applied_migrations(self, conn: Conn) -> set[int]: ...
 
     def _healthy(self, conn: Conn) -> bool:
+        """Is this idle connection still fit to use (checked before each use)?"""
         return True
+
+    def _lost(self, conn: Conn, exc: Exception) -> bool:
+        """Did ``exc`` cut ``conn`` off from its server (a restart, a crash)? A fresh
+        connection may then succeed where this one failed."""
+        return False
 
     def _begin_read(self, conn: Conn) -> None:
         """Start a transaction whose statements all read one snapshot."""
@@ -84,7 +129,10 @@ class SqlLog(ABC):
 
     def _conn(self, role: str) -> Conn:
         conn = getattr(self._local, "conn", None)
-        if conn is None or not self._healthy(conn):
+        if conn is not None and not self._healthy(conn):
+            self._drop_conn()
+            conn = None
+        if conn is None:
             conn = self._connect(role)
             self._local.conn = conn
         return conn
@@ -100,7 +148,8 @@ class SqlLog(ABC):
         return await asyncio.get_running_loop().run_in_executor(pool, fn)
 
     async def _read(self, fn: Callable[[Conn], T]) -> T:
-        def run() -> T:
+        def run(again: bool) -> T:
+            conn = None
             try:
                 conn = self._conn("reader")
                 # one snapshot: a load sees a transaction and its ops as one write left
@@ -110,10 +159,17 @@ class SqlLog(ABC):
             except LogError:
                 raise
             except Exception as exc:
+                lost = conn is not None and self._lost(conn, exc)
                 self._drop_conn()
-                raise self._translate(exc) from exc
+                if lost and again:  # a read is safe to repeat: once, on a fresh connection
+                    return run(False)
+                raise self._unavailable(exc) if lost else self._translate(exc) from exc
 
-        return await self._in(self._reader_pool, run)
+        return await self._in(self._reader_pool, lambda: run(True))
+
+    def _unavailable(self, exc: Exception) -> LogUnavailable:
+        error = self._translate(exc)
+        return error if isinstance(error, LogUnavailable) else LogUnavailable(str(error))
 
     def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
         """May this batch commit alongside another (see GroupCommit)?"""
@@ -124,9 +180,14 @@ class SqlLog(ABC):
         raise WouldBlock
 
     def _batch_sync(
-        self, jobs: list[Job[Conn]], begin: Callable[[Conn], None] | None = None
+        self,
+        jobs: list[Job[Conn]],
+        begin: Callable[[Conn], None] | None = None,
+        *,
+        again: bool = True,
     ) -> list[Outcome]:
         conn = self._conn("writer")
+        committing = False
         try:
             (begin or self._begin)(conn)
             outcomes: list[Outcome] = []
@@ -135,9 +196,19 @@ class SqlLog(ABC):
                     outcomes.append((True, job(conn)))
                 except LegatoError as exc:  # raised by the job itself, before any write
                     outcomes.append((False, exc))
+            committing = True
             conn.commit()
             return outcomes
         except Exception as exc:
+            if self._lost(conn, exc):
+                self._drop_conn()
+                if not again:
+                    raise self._unavailable(exc) from exc
+                if not committing:
+                    # Cut off before its COMMIT was sent: nothing of it was committed, and
+                    # the whole batch runs once more on a fresh connection.
+                    return self._batch_sync(jobs, begin, again=False)
+                return self._after_cut(jobs, self._unavailable(exc))
             try:
                 conn.rollback()
             except Exception:
@@ -161,6 +232,19 @@ class SqlLog(ABC):
             return self._batch_sync([job])[0]
         except LogError as exc:
             return (False, exc)
+
+    def _after_cut(self, jobs: list[Job[Conn]], cut: LogUnavailable) -> list[Outcome]:
+        """The batch's commit was cut off (``cut``): whether it committed is unknown. Its
+        ``Repeatable`` jobs run once more, together, on a fresh connection; the writers
+        of the others, and of those if that fails too, hear that the outcome is unknown."""
+        unknown = LogUnavailable(f"{cut} (whether the write was committed is unknown)")
+        repeatable = {id(job): job.again for job in jobs if isinstance(job, Repeatable)}
+        outcomes: dict[int, Outcome] = {}
+        if repeatable:
+            with contextlib.suppress(LogError):
+                again = self._batch_sync(list(repeatable.values()), again=False)
+                outcomes = dict(zip(repeatable, again, strict=True))
+        return [outcomes.get(id(job), (False, unknown)) for job in jobs]
 
     async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
         return await self._in(self._writer_pool, lambda: self._batch_sync(jobs))
@@ -354,7 +438,7 @@ class SqlLog(ABC):
             existing = [_op_from_row(r) for r in cur.fetchall()]
             registration_refused(gid, _tx_from_row(row) if row else None, existing, ops, now)
 
-        await self._write(job)
+        await self._write(Idempotent(job))  # the same branch again changes nothing
 
     async def claim(
         self, owner: str, now: float, until: float, limit: int, names: Sequence[str] | None
@@ -390,12 +474,12 @@ class SqlLog(ABC):
             cur.execute(self.q["renew"], params)
             return {r["gid"]: r["requested"] for r in cur.fetchall()}
 
-        result: dict[str, str | None] = await self._write(job)
+        result: dict[str, str | None] = await self._write(Idempotent(job))
         return result
 
     async def release(self, owner: str, gid: str, next_attempt_at: float | None) -> None:
         params = {"owner": owner, "gid": gid, "next_attempt_at": next_attempt_at}
-        await self._write(lambda conn: conn.cursor().execute(self.q["release"], params))
+        await self._write(Idempotent(lambda conn: conn.cursor().execute(self.q["release"], params)))
 
     async def release_owner(self, owner: str) -> int:
         def job(conn: Conn) -> int:
@@ -403,7 +487,7 @@ class SqlLog(ABC):
             cur.execute(self.q["release_owner"], {"owner": owner})
             return int(cur.rowcount)
 
-        result: int = await self._write(job)
+        result: int = await self._write(Idempotent(job))
         return result
 
     async def request(

@@ -1,14 +1,17 @@
 """The production log: PostgreSQL, shared by any number of coordinators.
 
 Coordinators claim due work with ``FOR UPDATE SKIP LOCKED`` (see
-``sql/postgres/queries.sql``) and fence every write with their lease.
+``sql/postgres/queries.sql``) and fence every write with their lease. The log
+outlives its server restarting: every connection it keeps (the reader's, the
+writer's, the event loop's) is checked before each use and replaced once its
+server has gone (see ``_alive``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import psycopg
@@ -18,7 +21,7 @@ from .. import _json
 from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable
 from .._model import TxRecord
 from ._group import Job, Outcome
-from ._sql import Conn, Params, SqlLog, _tx_from_row
+from ._sql import Conn, Params, Repeatable, SqlLog, _tx_from_row
 from .base import TxWrite
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -56,7 +59,13 @@ class PostgresLog(SqlLog):
         return conn
 
     def _healthy(self, conn: Conn) -> bool:
-        return not conn.closed and not conn.broken
+        return _alive(conn)
+
+    def _lost(self, conn: Conn, exc: Exception) -> bool:
+        # SQLSTATE class 08 is a connection exception; 57P, a server shutting down,
+        # crashed, or not accepting connections yet
+        state = getattr(exc, "sqlstate", None) or ""
+        return bool(conn.closed) or state.startswith(("08", "57P"))
 
     def _begin(self, conn: Conn) -> None:
         conn.execute("BEGIN")
@@ -81,16 +90,7 @@ class PostgresLog(SqlLog):
         self, gid: str, tx_params: Params, op_params: list[Params], event_params: list[Params]
     ) -> Job[Conn]:
         params = {**tx_params, "ops": _json.dumps(op_params), "events": _json.dumps(event_params)}
-        get = self.q["get_tx"]
-
-        def finish(conn: Conn | None, row: Any) -> TxRecord | None:
-            if row["n"] == 1:
-                return None
-            if conn is None:  # on the event loop's connection: fetch it the plain way
-                raise _Redo
-            return _tx_from_row(conn.cursor().execute(get, {"gid": gid}).fetchone())
-
-        return _Pipelined(self.q["create_all"], params, finish)
+        return _Create(self.q["create_all"], params, self.q["get_tx"])
 
     def _write_job(
         self,
@@ -113,7 +113,7 @@ class PostgresLog(SqlLog):
     # row locks at the same time.
 
     def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
-        return all(isinstance(j, _Pipelined | _Write) for j in jobs)
+        return all(isinstance(j, _Create | _Write) for j in jobs)
 
     async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
         if not self._shared_batch(jobs):
@@ -139,8 +139,10 @@ class PostgresLog(SqlLog):
     async def _aconn(self) -> psycopg.AsyncConnection[Any]:
         while self._async_conns:
             conn = self._async_conns.pop()
-            if not conn.closed and not conn.broken:
+            if _alive(conn):
                 return conn
+            with contextlib.suppress(Exception):
+                await conn.close()
         try:
             return await psycopg.AsyncConnection.connect(
                 self.url,
@@ -162,7 +164,7 @@ class PostgresLog(SqlLog):
     async def _async_batch(
         self, conn: psycopg.AsyncConnection[Any], jobs: list[Job[Conn]]
     ) -> list[Outcome]:
-        pjobs = cast(list[_Pipelined | _Write], jobs)
+        pjobs = cast(list[_Create | _Write], jobs)
         writes = [j for j in pjobs if isinstance(j, _Write)]
         gids = [w.record["gid"] for w in writes]
         together = len(writes) > 1 and len(set(gids)) == len(gids)
@@ -188,9 +190,16 @@ class PostgresLog(SqlLog):
                 landed = {r["gid"] for r in await batch_cur.fetchall()} if batch_cur else set()
                 rows = {key: await c.fetchone() for key, c in cursors.items()}
         except Exception as exc:
-            error = self._translate(exc)
+            lost = self._lost(conn, exc)
             with contextlib.suppress(Exception):
                 await conn.close()  # not returned to the idle ones: it is closed
+            if lost:
+                # Cut off mid-flight: a lone statement commits by itself, and a batch's
+                # COMMIT went out in the same pipeline, so whether any of it committed
+                # is unknown. What may run twice runs again, in the writer thread.
+                cut = self._unavailable(exc)
+                return await self._in(self._writer_pool, lambda: self._after_cut(jobs, cut))
+            error = self._translate(exc)
             if isinstance(error, LogUnavailable):
                 raise error from exc
             # a refused statement failed the whole batch: each job runs again on its own
@@ -233,17 +242,36 @@ class _Redo(Exception):
     """The job needs a second query: run it again in the writer thread."""
 
 
-class _Pipelined:
-    """A write as one statement plus what to make of its one result row; runs alone
-    when called, or inside a pipelined batch (``PostgresLog._batch_sync``)."""
+class _Create(Repeatable):
+    """A new transaction, its ops and its first events as one statement (``create_all``);
+    runs alone when called, or inside a pipelined batch (``PostgresLog._async_batch``).
 
-    __slots__ = ("finish", "params", "sql")
+    It may run again after its commit was cut off: it then knows a row holding the
+    lease owner and the creation time it wrote for its own first write, committed
+    before the connection went, not another submit's."""
 
-    def __init__(self, sql: str, params: Params, finish: Callable[[Conn, Any], Any]) -> None:
-        self.sql, self.params, self.finish = sql, params, finish
+    __slots__ = ("get", "params", "sql")
 
-    def __call__(self, conn: Conn) -> Any:
+    def __init__(self, sql: str, params: Params, get: str) -> None:
+        self.sql, self.params, self.get = sql, params, get
+
+    def finish(self, conn: Conn | None, row: Any, again: bool = False) -> TxRecord | None:
+        if row["n"] == 1:
+            return None
+        if conn is None:  # on the event loop's connection: fetch it the plain way
+            raise _Redo
+        found = conn.cursor().execute(self.get, {"gid": self.params["gid"]}).fetchone()
+        mine = (found["lease_owner"], found["created_at"]) == (
+            self.params["lease_owner"],
+            self.params["created_at"],
+        )
+        return None if again and mine else _tx_from_row(found)
+
+    def __call__(self, conn: Conn) -> TxRecord | None:
         return self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone())
+
+    def again(self, conn: Conn) -> TxRecord | None:
+        return self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone(), True)
 
 
 class _Write:
@@ -269,3 +297,17 @@ class _Write:
 
     def __call__(self, conn: Conn) -> None:
         self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone())
+
+
+def _alive(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Is this idle connection's server still there? A server that shut down or crashed
+    while the connection was idle has sent it a FATAL message and an end of file (a
+    restart: both; a kill -9: the end of file). libpq, asked to read what is waiting
+    (without blocking: no round trip), finds them and marks the connection bad; with
+    nothing waiting it costs one read that finds nothing."""
+    try:
+        for _ in range(2):  # the message and the end of file may take a read each
+            conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return not conn.closed

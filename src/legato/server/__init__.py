@@ -38,6 +38,7 @@ from ..observe.metrics import Metrics
 from ..settings import Settings, from_environment
 from . import api, dtm, telemetry
 from ._edge import EdgeGuard
+from ._unavailable import unavailable_headers
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
     (DefinitionError, 422),
@@ -96,7 +97,9 @@ def create_app(
         if request.url.path.startswith(dtm.PREFIX):
             return dtm.error_response(exc)
         status = next((code for t, code in _STATUS if isinstance(exc, t)), 500)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=status, headers=unavailable_headers(exc)
+        )
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

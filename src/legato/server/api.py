@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from .._errors import IllegalStateChange
+from .._errors import IllegalStateChange, LogUnavailable
 from .._handle import Handle
 from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Mode, RetryPolicy, TxStatus
 from ..coordinator import WIRE_SAGA, Coordinator
@@ -79,12 +79,15 @@ async def submit_saga(body: SagaIn, c: Coord, request: Request) -> dict[str, Any
     handle = await c.submit(
         saga, None, gid=body.gid, timeout_to_fail=body.timeout_to_fail, headers=body.headers
     )
-    if body.wait:
-        try:
-            return outcome_view(await handle.result(timeout=body.wait_timeout))
-        except TimeoutError:
-            pass
-    return outcome_view(await handle.status())
+    try:
+        if body.wait:
+            try:
+                return outcome_view(await handle.result(timeout=body.wait_timeout))
+            except TimeoutError:
+                pass
+        return outcome_view(await handle.status())
+    except LogUnavailable as exc:  # it is written: the answer names it, for a repeat
+        raise LogUnavailable(f"{exc}; {handle.gid!r} is submitted, its status unknown") from exc
 
 
 PathGid = Annotated[Gid, Path(description="the transaction's gid")]

@@ -28,7 +28,7 @@ from .._errors import (
     GidConflict,
     IllegalStateChange,
     LegatoError,
-    LogUnavailable,
+    LogError,
     PayloadError,
     TransactionNotFound,
 )
@@ -59,6 +59,7 @@ from ._fields import (
     http_url,
 )
 from ._paging import page
+from ._unavailable import unavailable_headers
 
 PREFIX = "/api/dtmsvr"
 router = APIRouter(prefix=PREFIX, tags=["DTM compatible"])
@@ -75,16 +76,19 @@ class BadRequest(LegatoError):
 
 def error_response(exc: Exception) -> JSONResponse:
     """DTM's answers: 409 FAILURE for a definite failure or an illegal state change;
-    a malformed request is a 400 naming the field; the log unreachable a 503 with
-    Retry-After; anything else a 500."""
+    a malformed request is a 400 naming the field; the log failing is a 503 (with
+    ``Retry-After`` while its database cannot be reached), as on the native API;
+    anything else a 500."""
     if isinstance(exc, GidConflict | IllegalStateChange):
         return JSONResponse({"dtm_result": "FAILURE", "message": str(exc)}, status_code=409)
     if isinstance(exc, BadRequest | DefinitionError | PayloadError):
         return JSONResponse({"message": str(exc)}, status_code=400)
     if isinstance(exc, TransactionNotFound):
         return JSONResponse({"message": str(exc)}, status_code=404)
-    if isinstance(exc, LogUnavailable):
-        return JSONResponse({"message": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+    if isinstance(exc, LogError):
+        return JSONResponse(
+            {"message": str(exc)}, status_code=503, headers=unavailable_headers(exc)
+        )
     return JSONResponse({"message": str(exc)}, status_code=500)
 
 
