@@ -68,12 +68,14 @@ HeaderName = Annotated[str, Field(min_length=1, max_length=_bounds.HEADER_NAME_M
 Url = Annotated[str, AfterValidator(http_url)]
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 Interval = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+RequestTimeout = Annotated[float, Field(gt=0, lt=3600, allow_inf_nan=False)]
 Attempts = Annotated[int, Field(ge=1, le=MAX_RETRY_ATTEMPTS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 # DTM's numbers: 0 means "not set"
 DtmSeconds = Annotated[Seconds | None, BeforeValidator(_zero_is_unset)]
 DtmInterval = Annotated[Interval | None, BeforeValidator(_zero_is_unset)]
+DtmRequestTimeout = Annotated[RequestTimeout | None, BeforeValidator(_zero_is_unset)]
 DtmAttempts = Annotated[Attempts | None, BeforeValidator(_zero_is_unset)]
 
 

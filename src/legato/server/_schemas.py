@@ -8,7 +8,17 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._fields import MAX_STEPS, Attempts, BranchId, Gid, Headers, Interval, Seconds, Url
+from ._fields import (
+    MAX_STEPS,
+    Attempts,
+    BranchId,
+    Gid,
+    Headers,
+    Interval,
+    RequestTimeout,
+    Seconds,
+    Url,
+)
 
 
 class RetryIn(BaseModel):
@@ -40,7 +50,7 @@ class StepIn(BaseModel):
         None, description="run once these steps have succeeded (a graph); default: in order"
     )
     pivot: bool = False
-    timeout: Seconds | None = Field(None, description="request timeout of each call (s)")
+    timeout: RequestTimeout | None = Field(None, description="request timeout of each call (s)")
     retry: RetryIn | None = None
     compensate_retry: RetryIn | None = None
     headers: Headers = Field(default_factory=dict)
@@ -86,7 +96,7 @@ class BranchIn(BaseModel):
     confirm: Url
     cancel: Url
     payload: Any = Field(None, description="JSON sent as the body of confirm and cancel")
-    timeout: Seconds | None = Field(None, description="request timeout of each call (s)")
+    timeout: RequestTimeout | None = Field(None, description="request timeout of each call (s)")
 
 
 class EndIn(BaseModel):
@@ -113,4 +123,4 @@ class XaBranchIn(BaseModel):
 
     branch_id: BranchId | None = Field(None, description="default: 01, 02, ... in order")
     url: Url
-    timeout: Seconds | None = Field(None, description="request timeout of each call (s)")
+    timeout: RequestTimeout | None = Field(None, description="request timeout of each call (s)")

@@ -49,6 +49,7 @@ from ._fields import (
     BranchId,
     DtmAttempts,
     DtmInterval,
+    DtmRequestTimeout,
     DtmSeconds,
     Gid,
     HeaderName,
@@ -124,7 +125,7 @@ class TransBase(BaseModel):
     rollback_reason: Text | None = None
     wait_result: bool | None = None
     timeout_to_fail: DtmSeconds = None
-    request_timeout: DtmInterval = None
+    request_timeout: DtmRequestTimeout = None
     retry_interval: DtmInterval = None
     retry_limit: DtmAttempts = None
     branch_headers: Headers | None = None
