@@ -104,6 +104,25 @@ async def test_a_load_during_writes_sees_one_write_whole_never_parts_of_two(log:
         await writer
 
 
+async def test_the_deployment_id_is_made_once_and_every_log_on_the_same_store_reads_it(
+    any_log_url: str,
+) -> None:
+    first, again = open_log(any_log_url), open_log(any_log_url)
+    await first.open()
+    await again.open()
+    try:
+        made = await first.deployment()
+        assert len(made) == 32 and set(made) <= set("0123456789abcdef")
+        assert await first.deployment() == made
+        if any_log_url == "memory://":  # each memory log is a store, and a deployment, of its own
+            assert await again.deployment() != made
+        else:
+            assert await again.deployment() == made
+    finally:
+        await close(first)
+        await close(again)
+
+
 async def test_an_unknown_gid_loads_as_none_with_no_events(log: Log) -> None:
     assert await log.load("nope") is None
     assert await log.events("nope") == []

@@ -188,6 +188,7 @@ async def test_postgres_migrations_build_exactly_the_reference_schema(
         "legato_op",
         "legato_event",
         "legato_session",
+        "legato_deployment",
     }
     assert any("WHERE (ended_at IS NULL)" in i[2] for i in built["indexes"])
     assert built == pg_schema(second_empty_pg_database)

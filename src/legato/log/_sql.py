@@ -579,6 +579,16 @@ class SqlLog(ABC):
 
         return await self._read(run)
 
+    async def deployment(self) -> str:
+        def run(conn: Conn) -> str:
+            row = conn.execute(self.q["deployment"]).fetchone()
+            conn.commit()
+            if row is None:
+                raise LogError(f"the log at {self.url} has no deployment id (legato_deployment)")
+            return str(row["id"])
+
+        return await self._read(run)
+
     async def events(self, gid: str) -> list[EventRecord]:
         def run(conn: Conn) -> list[EventRecord]:
             cur = conn.cursor()

@@ -95,6 +95,10 @@ class Log(Protocol):
 
     async def close(self) -> None: ...
 
+    async def deployment(self) -> str:
+        """This log's deployment id: random, made once as the log is created, the same for
+        every coordinator sharing the log (DESIGN section 8: XA xids carry it)."""
+
     async def create(self, new: NewTransaction) -> TxRecord | None:
         """Write a new transaction, or return the existing row if the gid is taken."""
 

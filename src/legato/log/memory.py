@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,8 @@ class MemoryLog:
         self._events: dict[str, list[EventRecord]] = {}
         self._ids = itertools.count(1)
         self._sessions: dict[str, float] = {}
+        # lost with the process, as everything here: a new log is a new deployment
+        self._deployment = secrets.token_hex(16)
 
     async def open(self) -> None:
         pass
@@ -60,6 +63,9 @@ class MemoryLog:
 
     async def migrate(self) -> list[str]:
         return []
+
+    async def deployment(self) -> str:
+        return self._deployment
 
     def _append(self, events: list[EventRecord]) -> None:
         for e in events:

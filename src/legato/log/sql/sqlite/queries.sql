@@ -165,3 +165,6 @@ SELECT 1 AS ok FROM legato_session WHERE digest = :digest AND expires_at >= :now
 
 -- name: session_end
 DELETE FROM legato_session WHERE digest = :digest
+
+-- name: deployment
+SELECT id FROM legato_deployment ORDER BY id LIMIT 1

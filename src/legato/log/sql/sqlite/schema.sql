@@ -64,3 +64,9 @@ CREATE TABLE legato_session (
 );
 
 CREATE INDEX legato_session_expires ON legato_session (expires_at);
+
+-- This log's deployment: a random id made as the log is created (XA xids carry it).
+CREATE TABLE legato_deployment (
+    id TEXT PRIMARY KEY
+);
+INSERT INTO legato_deployment (id) VALUES (lower(hex(randomblob(16))));
