@@ -11,7 +11,7 @@ that the backend-neutral suites run on; ``.ci/run`` runs them once with each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from tests.support import xa as support_xa
 from tests.support.servers import PgServer, pg_problem
+from tests.support.xa import PREPARED, XaDatabases, maria_unreachable
 
 PG_ADMIN = os.environ.get("LEGATO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -102,42 +104,22 @@ def empty_pg_database() -> Iterator[str]:
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _xa_problem() -> str | None:
-    import pymysql
-
-    try:
-        with psycopg.connect(PG_ADMIN, connect_timeout=3) as c:
-            row = c.execute("SHOW max_prepared_transactions").fetchone()
-        pymysql.connect(host="127.0.0.1", user="root", connect_timeout=3).close()
-    except (psycopg.OperationalError, pymysql.MySQLError) as exc:
-        return str(exc).splitlines()[0]
-    if row is None or int(row[0]) == 0:
-        return "max_prepared_transactions is 0 (scripts/services sets it)"
-    return None
+@pytest.fixture(scope="session")
+def prepared_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server of the session's own that takes prepared transactions, for the
+    XA tests (the shared one keeps ``max_prepared_transactions`` at 0); removed after."""
+    need_service("PostgreSQL's server programs, for a throwaway server", pg_problem())
+    with PgServer(settings=PREPARED) as pg:
+        yield pg
 
 
-@contextlib.contextmanager
-def xa_databases(prefix: str) -> Iterator[tuple[str, str]]:
-    """A new database of one name in PostgreSQL (with prepared transactions on) and in
-    MariaDB, for two-phase commit across them: ``(postgresql://..., mysql://...)``,
-    dropped after. Skips (fails under CI=true) where either server is absent."""
-    import pymysql
-
-    need_service("PostgreSQL with prepared transactions, and MariaDB", _xa_problem())
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    _admin(f"CREATE DATABASE {name}")
-    admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-        yield pg_url(name), f"mysql://root@127.0.0.1:3306/{name}"
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        with admin.cursor() as cur:
-            # a branch left prepared holds its tables' metadata locks: fail, do not hang
-            cur.execute("SET SESSION lock_wait_timeout = 10")
-            cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
+@pytest.fixture
+def xa_databases(prepared_pg: PgServer) -> XaDatabases:
+    """``xa_databases(prefix)``: a new database of one name in ``prepared_pg`` and in the
+    shared MariaDB, for two-phase commit across them: ``(postgresql://..., mysql://...)``,
+    dropped after (see ``tests.support.xa``)."""
+    need_service("MariaDB", maria_unreachable())
+    return functools.partial(support_xa.xa_databases, prepared_pg)
 
 
 @pytest.fixture(scope="module")

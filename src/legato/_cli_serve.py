@@ -69,6 +69,12 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=None,
         help="auto: text on a terminal, JSON otherwise",
     )
+    serve.add_argument(
+        "--xa-namespace",
+        metavar="NS",
+        help="the namespace of this coordinator's XA branches (default: from its log); "
+        "1-16 of A-Z a-z 0-9 - _ .",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--participant",
@@ -110,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         participants=args.participant,
         max_payload_bytes=args.max_payload_bytes,
         max_answer_bytes=args.max_answer_bytes,
+        xa_namespace=args.xa_namespace,
     )
     check_exposure("serve", args.host, settings, args.insecure)
     # the app is built in each worker process from these (uvicorn's factory mode)

@@ -27,6 +27,7 @@ from .transports.http import HttpCall
 if TYPE_CHECKING:
     from .coordinator import Coordinator
     from .log import Log, NewTransaction
+    from .participant.xa import Xid
 
 
 class InitiatedModes:
@@ -37,6 +38,9 @@ class InitiatedModes:
     participants: AllowList
 
     if TYPE_CHECKING:
+
+        @property
+        def xa_namespace(self) -> str: ...
 
         def _require_started(self) -> None: ...
 
@@ -80,12 +84,19 @@ class InitiatedModes:
             raise IllegalStateChange(f"{gid} exists already ({existing.mode}, {existing.status})")
         return gid
 
-    async def register_xa_branch(self, gid: str, branch: str, resource: str) -> None:
-        """Record a branch (and its resource) before it prepares: write-ahead."""
+    async def register_xa_branch(self, gid: str, branch: str, resource: str) -> Xid:
+        """Record a branch (and its resource) before it prepares: write-ahead. Returns its
+        xid, in this coordinator's namespace: prepare the branch under it
+        (``xa.prepare_branch(conn, gid, branch, fn, namespace=xid.namespace)``), or phase 2
+        and recovery will not find it."""
+        from .participant import xa
+
         check_branch_id(branch)
         self._require_started()
+        xid = xa.xid_for(gid, branch, self.xa_namespace)  # refuses ids that make no xid
         now = time.time()
-        await self.log.register(gid, xa_branch_ops(gid, branch, resource, now), now)
+        await self.log.register(gid, xa_branch_ops(gid, branch, resource, xid, now), now)
+        return xid
 
     async def register_xa_http_branch(self, gid: str, branch: str, call: HttpCall | str) -> None:
         """Record a branch an HTTP service prepared itself (DTM's XA flow): phase 2 calls

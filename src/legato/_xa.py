@@ -16,6 +16,13 @@ exception logs the abort and rolls every branch back. A coordinator restarted
 (or any other one sharing the log) finishes phase 2 from the log; branches
 left prepared in a database with no decision in the log are rolled back by
 ``recover_xa`` (presumed abort).
+
+Every branch is prepared in the coordinator's XA namespace (``xa_namespace``:
+given, or derived from the log's deployment id, so every coordinator sharing a
+log has the same one), which its xid carries and its ops record; recovery
+lists that namespace's branches only, so deployments sharing a database server
+never end each other's. Phase 2 uses the namespace a branch's ops recorded: a
+branch registered before namespaces has none, and its xid is the old form.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from .transports.http import HttpCall
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
+    from .participant.xa import Xid
 
 WIRE_XA = "wire:xa"
 """The name of every XA transaction: its branches' resources are in the log."""
@@ -123,15 +131,24 @@ class Connections:
                 conn.close()
 
 
-def phase2(
-    resource: XaResource, gid: str, branch: str, op: OpName, conns: Connections | None = None
-) -> None:
+DEPLOYMENT_NAMESPACE_CHARS = 12
+"""How much of the log's deployment id (32 random hex digits) a default XA namespace keeps:
+48 bits tell the deployments sharing a server apart, and the branch id keeps 51 bytes."""
+
+
+def deployment_namespace(deployment: str) -> str:
+    """The XA namespace of a coordinator given none: the start of its log's deployment id."""
+    from .participant import xa
+
+    return xa.check_namespace(deployment[:DEPLOYMENT_NAMESPACE_CHARS], "the log's deployment id")
+
+
+def phase2(resource: XaResource, xid: Xid, op: OpName, conns: Connections | None = None) -> None:
     """Commit or roll back one prepared branch (in a step thread); idempotent: a branch
     already done the same way is fine, one done the other way raises. A connection taken
     from ``conns`` goes back there, unless the call failed (it may be broken)."""
     from .participant import xa
 
-    xid = xa.xid_for(gid, branch)
     conn = conns.take(resource) if conns is not None else resource.connect()
     end = xa.commit if op is OpName.COMMIT else xa.rollback
     try:
@@ -171,22 +188,27 @@ def _phase2_call(o: OpRecord, resources: Mapping[str, XaResource], conns: Connec
         return HttpCall.from_json(payload)
     name = str(payload.get("resource", ""))
     resource = resources.get(name)
+    # the namespace the branch was prepared in; none: registered before namespaces
+    namespace = payload.get("xa_namespace")
     op = o.op
 
     def run(ctx: StepContext) -> None:
+        from .participant import xa
+
         if resource is None:
             raise ResourceError(f"resource {name!r} is not registered with this coordinator")
-        phase2(resource, ctx.gid, ctx.step, op, conns)
+        ns = namespace if isinstance(namespace, str) else None
+        phase2(resource, xa.Xid(ctx.gid, ctx.step, ns), op, conns)
 
     return run
 
 
-def branch_ops(gid: str, branch: str, resource: str, now: float) -> list[OpRecord]:
+def branch_ops(gid: str, branch: str, resource: str, xid: Xid, now: float) -> list[OpRecord]:
+    payload = {"resource": resource, "xa_namespace": xid.namespace}
     return [
-        OpRecord(gid, branch, op, 0, f"xa {op} on {resource}", updated_at=now,
-                 payload={"resource": resource})
+        OpRecord(gid, branch, op, 0, f"xa {op} on {resource}", updated_at=now, payload=payload)
         for op in (OpName.COMMIT, OpName.ROLLBACK)
-    ]  # fmt: skip
+    ]
 
 
 def http_branch_ops(gid: str, branch: str, call: HttpCall, now: float) -> list[OpRecord]:
@@ -250,12 +272,13 @@ class XaTransaction:
             raise ResourceError(f"register resource {resource!r} with the coordinator first")
         self._branches += 1
         branch = branch_id or f"{self._branches:02d}"
-        xa.xid_for(self.gid, branch)  # refuses a gid or branch id that makes no xid
-        await self.c.register_xa_branch(self.gid, branch, resource)
+        xid = await self.c.register_xa_branch(self.gid, branch, resource)
         if inspect.iscoroutinefunction(fn):
-            result = await xa.aprepare_branch(conn, self.gid, branch, fn)
+            result = await xa.aprepare_branch(conn, self.gid, branch, fn, namespace=xid.namespace)
         else:
-            result = await asyncio.to_thread(xa.prepare_branch, conn, self.gid, branch, fn)
+            result = await asyncio.to_thread(
+                xa.prepare_branch, conn, self.gid, branch, fn, namespace=xid.namespace
+            )
         if not result.ok:
             raise LegatoError(f"branch {branch} of {self.gid} was rolled back already")
         return result.value
@@ -281,7 +304,8 @@ def decide(tx: TxRecord | None, ops: Sequence[OpRecord], branch: str) -> OpName 
 
 
 async def recover(c: Coordinator) -> RecoveryReport:
-    """Resolve every Legato branch left prepared in each registered resource."""
+    """Resolve every branch of ``c``'s namespace left prepared in each registered resource;
+    another namespace's (another deployment's, or the old form) are not listed."""
     async with c.xa_recovery_lock:
         return await _recover(c)
 
@@ -290,12 +314,13 @@ async def _recover(c: Coordinator) -> RecoveryReport:
     from .participant import xa
 
     report = RecoveryReport()
+    namespace = c.xa_namespace
     for resource in list(c.resources.values()):
 
-        def listed(r: XaResource = resource) -> list[Any]:
+        def listed(r: XaResource = resource) -> list[Xid]:
             conn = r.connect()
             try:
-                return xa.recover(conn)
+                return xa.recover(conn, namespace=namespace)
             finally:
                 conn.close()
 
@@ -317,9 +342,7 @@ async def _recover(c: Coordinator) -> RecoveryReport:
                 report.left.append(name)
                 continue
             try:
-                await asyncio.to_thread(
-                    phase2, resource, xid.gid, xid.branch_id, what, c.xa_connections
-                )
+                await asyncio.to_thread(phase2, resource, xid, what, c.xa_connections)
             except Exception as exc:  # this branch waits for the next round; the rest go on
                 report.failed.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue

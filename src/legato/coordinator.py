@@ -46,7 +46,7 @@ from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ._msg import WIRE_MSG, MsgDriver
 from ._runner import Driver, Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
-from ._xa import WIRE_XA, Connections, XaResource, xa_driver
+from ._xa import WIRE_XA, Connections, XaResource, deployment_namespace, xa_driver
 from .brokers import Broker, broker_from_url
 from .log import Log, NewTransaction, TxQuery, TxWrite, open_log
 from .log.base import purge_in_batches
@@ -63,6 +63,15 @@ _REQUESTS = ("retry", "abort", "succeeded", "failed", "submit")
 WIRE_SAGA = "wire:saga"
 """The name of the sagas submitted over the coordinator service's API: they carry their
 definition in the log, and every coordinator claims them."""
+
+
+def _checked_namespace(value: str) -> str:
+    from .participant.xa import XidError, check_namespace
+
+    try:
+        return check_namespace(value, "xa_namespace")
+    except XidError as exc:
+        raise DefinitionError(str(exc)) from None
 
 
 def _default_owner() -> str:
@@ -90,6 +99,12 @@ class Coordinator(InitiatedModes):
     of ``host:port`` patterns (``legato._allow``), is the only places HTTP ops may call
     (default: anywhere); a transaction naming another URL is refused when it is
     submitted or its branch registered.
+
+    ``resources`` are the databases XA branches run in (``postgresql://`` or
+    ``mysql://``). Their branches are prepared in ``xa_namespace`` (1-16 of ``A-Z a-z
+    0-9 - _ .``; default: the start of the log's deployment id, the same for every
+    coordinator sharing the log), and ``recover_xa`` ends that namespace's branches
+    only: deployments sharing a database server never end each other's.
     """
 
     def __init__(
@@ -108,6 +123,7 @@ class Coordinator(InitiatedModes):
         resources: dict[str, str] | None = None,
         brokers: dict[str, str] | None = None,
         xa_recovery_interval: float = 60.0,
+        xa_namespace: str | None = None,
         tracing: Tracing | None = None,
         participants: Iterable[str] = (),
     ) -> None:
@@ -133,6 +149,7 @@ class Coordinator(InitiatedModes):
         for name, url in (resources or {}).items():
             self.register_resource(name, url)
         self.xa_recovery_interval = xa_recovery_interval
+        self._xa_namespace = None if xa_namespace is None else _checked_namespace(xa_namespace)
         # one XA recovery pass at a time in this process (the periodic one and an explicit
         # recover_xa): two would reach for the same prepared branches at once
         self.xa_recovery_lock = asyncio.Lock()
@@ -166,6 +183,8 @@ class Coordinator(InitiatedModes):
         if hasattr(self.log, "batch_observer") and self.hooks.wants("on_log_batch"):
             self.log.batch_observer = self.hooks.on_log_batch
         await self.log.open()
+        if self._xa_namespace is None:
+            self._xa_namespace = deployment_namespace(await self.log.deployment())
         if self.http.closed:
             self.http = HttpTransport(request_timeout=self.request_timeout)
         # a coordinator restarted under the same owner name takes its own work back
@@ -215,6 +234,13 @@ class Coordinator(InitiatedModes):
             await broker.close()
         self.brokers.clear()
         self._started = False
+
+    @property
+    def xa_namespace(self) -> str:
+        """The namespace of this coordinator's XA branches (see the class docstring)."""
+        if self._xa_namespace is None:
+            raise RuntimeError("the coordinator is not started: its XA namespace is its log's")
+        return self._xa_namespace
 
     # -- sagas ----------------------------------------------------------------------
 

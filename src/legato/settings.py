@@ -65,6 +65,8 @@ class Settings(BaseModel):
     alert_webhook: str | None = None
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
+    xa_namespace: str | None = None
+    """The namespace of the coordinator's XA branches (default: from its log's deployment)."""
 
     # -- who may do what --------------------------------------------------------------
     api_token: str | None = Field(None, repr=False)
@@ -94,6 +96,13 @@ class Settings(BaseModel):
     @classmethod
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("xa_namespace")
+    @classmethod
+    def _xa_namespace(cls, value: str | None) -> str | None:
+        from .participant.xa import check_namespace
+
+        return None if value is None else check_namespace(value, "value")
 
     @field_validator("api_token")
     @classmethod

@@ -6,27 +6,34 @@ Legato branch is left prepared in either database.
 Points: after every branch prepared, before the decision (``xa.before_decision``);
 after the decision, before any phase 2 (``before_op.commit``); between phase-2
 commits (``after_op.commit``); and after a decision was logged (``after_log_write``).
+
+The PostgreSQL ledger is on the session's throwaway server that takes prepared
+transactions; the restart test restarts a throwaway server of its own. Each test's
+coordinators prepare in an XA namespace of the test's own: the gids (``xfer-i``)
+are the same in every run, and another run may share the MariaDB server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
-import shutil
 import subprocess
 import sys
-import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 import xa_worker
+from tests.support import xa as support_xa
+from tests.support.servers import PgServer
+from tests.support.xa import PREPARED, XaDatabases, maria_connect
 
-from conftest import PG_ADMIN, xa_databases
 from legato import Coordinator, TxStatus
 from legato.participant import create_table
 from legato.participant import xa as xa_kit
@@ -43,10 +50,10 @@ START = 100
 class Bank:
     pg: str
     maria: str
-    name: str
+    namespace: str  # the XA namespace of the test's coordinators
 
     def maria_conn(self) -> Any:
-        return pymysql.connect(host="127.0.0.1", user="root", database=self.name, autocommit=True)
+        return maria_connect(self.maria)
 
     def total(self) -> int:
         with psycopg.connect(self.pg) as c:
@@ -79,20 +86,19 @@ class Bank:
         out = []
         for conn in (psycopg.connect(self.pg, autocommit=True), self.maria_conn()):
             try:
-                for xid in xa_kit.recover(conn):
-                    if xid.gid.startswith("xfer-"):
-                        out.append(str(xid))
-                        if roll_back:
-                            xa_kit.rollback(conn, xid)
+                for xid in xa_kit.recover(conn, namespace=self.namespace):
+                    out.append(str(xid))
+                    if roll_back:
+                        xa_kit.rollback(conn, xid)
             finally:
                 conn.close()
         return out
 
 
-@pytest.fixture
-def bank() -> Iterator[Bank]:
-    with xa_databases("xabank") as (pg, maria):
-        b = Bank(pg, maria, maria.rsplit("/", 1)[1])
+@contextlib.contextmanager
+def open_bank(databases: XaDatabases) -> Iterator[Bank]:
+    with databases("xabank") as (pg, maria):
+        b = Bank(pg, maria, f"xc-{uuid.uuid4().hex[:8]}")
         rows = [(i, START) for i in range(ACCOUNTS)]
         with psycopg.connect(b.pg, autocommit=True) as c:
             c.execute("CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL)")
@@ -114,10 +120,23 @@ def bank() -> Iterator[Bank]:
         assert leftover == [], "a branch was left prepared"
 
 
+@pytest.fixture
+def bank(xa_databases: XaDatabases) -> Iterator[Bank]:
+    with open_bank(xa_databases) as b:
+        yield b
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server of the test's own, which it may restart."""
+    with PgServer(settings=PREPARED) as pg:
+        yield pg
+
+
 def run_worker(bank: Bank, log: str, mode: str, faults: str = "") -> int:
     env = {**os.environ, "LEGATO_FAULTS": faults}
     args = [sys.executable, str(WORKER), "--log", log, "--pg", bank.pg, "--maria", bank.maria]
-    args += ["--n", str(N), "--mode", mode]
+    args += ["--n", str(N), "--mode", mode, "--xa-namespace", bank.namespace]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=150)
     if proc.returncode not in (0, -9):
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
@@ -146,43 +165,35 @@ def test_killed_at_any_point_no_transfer_is_half_applied_and_money_adds_up(
     assert bank.prepared() == []
 
 
-def _restart_postgres() -> None:
-    versions = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
-    if not versions or shutil.which("pg_ctlcluster") is None:
-        pytest.skip("this test restarts the local PostgreSQL cluster with pg_ctlcluster")
-    cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main", "restart"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            psycopg.connect(PG_ADMIN, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            assert time.monotonic() < deadline, "PostgreSQL did not come back"
-            time.sleep(0.2)
-
-
 async def test_a_postgres_restart_with_branches_prepared_loses_nothing(
-    bank: Bank, tmp_path: Path
+    own_pg: PgServer, tmp_path: Path
 ) -> None:
+    with open_bank(functools.partial(support_xa.xa_databases, own_pg)) as bank:
+        await _transfer_across_a_restart(bank, own_pg, tmp_path)
+
+
+async def _transfer_across_a_restart(bank: Bank, server: PgServer, tmp_path: Path) -> None:
     resources = {"pg": bank.pg, "maria": bank.maria}
     log = f"sqlite:///{tmp_path / 'legato.db'}"
-    async with Coordinator(log, poll_interval=0.05, resources=resources) as c:
+    async with Coordinator(
+        log, poll_interval=0.05, resources=resources, xa_namespace=bank.namespace
+    ) as c:
         gid = await c.begin_xa("xfer-restart", timeout_to_fail=120)
         for branch, resource, connect, delta in (
             ("01", "pg", lambda: psycopg.connect(bank.pg, autocommit=True), "-"),
             ("02", "maria", bank.maria_conn, "+"),
         ):
-            await c.register_xa_branch(gid, branch, resource)
+            xid = await c.register_xa_branch(gid, branch, resource)
             conn = connect()
             try:
                 fn = xa_worker.move(delta, 0, 25)
-                await asyncio.to_thread(xa_kit.prepare_branch, conn, gid, branch, fn)
+                prepare = functools.partial(xa_kit.prepare_branch, namespace=xid.namespace)
+                await asyncio.to_thread(prepare, conn, gid, branch, fn)
             finally:
                 conn.close()
-        await asyncio.to_thread(_restart_postgres)
+        await asyncio.to_thread(server.restart)
         assert sorted(bank.prepared()) == sorted(
-            str(xa_kit.xid_for(gid, b)) for b in ("01", "02")
+            str(xa_kit.xid_for(gid, b, bank.namespace)) for b in ("01", "02")
         ), "a prepared branch must survive the restart"
         await c.submit_tcc(gid)
         outcome = await c.handle(gid).result(timeout=60)

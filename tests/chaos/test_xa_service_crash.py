@@ -9,6 +9,11 @@ as the coordinator asks it to commit. A watcher restarts every service that dies
 arming its next fault. At the end, every transaction has ended, each ledger's
 committed branches are exactly the transactions that succeeded, the money adds
 up, and nothing is left prepared in either database.
+
+The services prepare their branches in their databases' XA namespaces (the kit's
+default), and what the test finds prepared is listed in those: the PostgreSQL
+ledger is on the session's throwaway server that takes prepared transactions, and
+another run may share the MariaDB server.
 """
 
 from __future__ import annotations
@@ -26,10 +31,9 @@ from typing import Any
 import aiohttp
 import httpx
 import psycopg
-import pymysql
 import pytest
+from tests.support.xa import XaDatabases, maria_connect
 
-from conftest import xa_databases
 from legato._demo.bank.transfer import xa_transfer
 from legato._demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import xa
@@ -52,9 +56,7 @@ class Ledger:
     def connect(self) -> Any:
         if self.kind == "pg":
             return psycopg.connect(self.url, autocommit=True)
-        return pymysql.connect(
-            host="127.0.0.1", user="root", database=self.url.rsplit("/", 1)[1], autocommit=True
-        )
+        return maria_connect(self.url)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         conn = self.connect()
@@ -117,7 +119,7 @@ class Rig:
 
 
 @pytest.fixture
-def databases() -> Iterator[tuple[str, str]]:
+def databases(xa_databases: XaDatabases) -> Iterator[tuple[str, str]]:
     with xa_databases("xasvc") as urls:
         yield urls
 

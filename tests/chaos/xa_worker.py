@@ -1,5 +1,6 @@
 """A process moving money between a PostgreSQL ledger and a MariaDB ledger by XA,
-for the crash tests: ``python xa_worker.py --log URL --pg URL --maria URL --n N``.
+for the crash tests: ``python xa_worker.py --log URL --pg URL --maria URL --n N
+--xa-namespace NS`` (the servers are the test's: the URLs carry their ports).
 
 Transfer i moves an amount between account ``i % 4`` of one ledger and the same
 account of the other (direction and amount drawn from i), as XA transaction
@@ -16,10 +17,13 @@ import asyncio
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: tests.support
+from tests.support.xa import maria_connect
 
 import legato
 from legato.log import TxQuery
@@ -30,16 +34,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--log", required=True)
     p.add_argument("--pg", required=True)
     p.add_argument("--maria", required=True, help="mysql://root@127.0.0.1:3306/db")
+    p.add_argument("--xa-namespace", required=True, help="the test's: what it finds is its own")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--owner", default="xa-worker")
     p.add_argument("--mode", choices=("transfer", "settle"), default="transfer")
     p.add_argument("--deadline", type=float, default=90)
     return p.parse_args(argv)
-
-
-def maria_connect(url: str) -> Any:
-    db = url.rsplit("/", 1)[1]
-    return pymysql.connect(host="127.0.0.1", user="root", database=db, autocommit=True)
 
 
 def move(delta_sql: str, account: int, amount: int) -> Any:
@@ -76,7 +76,7 @@ async def main(args: argparse.Namespace) -> int:
     resources = {"pg": args.pg, "maria": args.maria}
     async with legato.Coordinator(
         args.log, owner=args.owner, lease=2.0, poll_interval=0.1, resources=resources,
-        xa_recovery_interval=1.0,
+        xa_recovery_interval=1.0, xa_namespace=args.xa_namespace,
     ) as c:  # fmt: skip
         if args.mode == "transfer":
             known = {t.gid for t in await c.list(TxQuery(limit=100_000))}

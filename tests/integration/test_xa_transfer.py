@@ -1,10 +1,14 @@
 """Two-phase commit in process: money moves between a ledger in PostgreSQL and one in
-MariaDB, all or nothing, and nothing is left prepared in either database."""
+MariaDB, all or nothing, and nothing is left prepared in either database.
+
+The PostgreSQL ledger is on the session's throwaway server that takes prepared
+transactions (``prepared_pg``). Each test's coordinators share an XA namespace of
+the test's own, so that what the test finds prepared is its own, whatever else
+the shared MariaDB holds."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,32 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
+from tests.support.xa import XaDatabases, maria_connect
 
 import legato
-from conftest import xa_databases
 from legato import Coordinator, TxStatus
+from legato._model import OpName, OpRecord
 from legato.log import TxWrite
 from legato.participant import create_table
 from legato.participant import xa as xa_kit
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @dataclass
 class Ledgers:
     pg: str  # postgresql://...
     maria: str  # mysql://root@127.0.0.1:3306/db
-    maria_db: str
+    namespace: str  # the XA namespace of the test's coordinators
 
     def pg_conn(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.pg, autocommit=True)
 
     def maria_conn(self) -> Any:
-        return pymysql.connect(
-            host="127.0.0.1", user="root", database=self.maria_db, autocommit=True
-        )
+        return maria_connect(self.maria)
+
+    def coordinator(self, log_url: str, **options: Any) -> Coordinator:
+        resources = {"pg": self.pg, "maria": self.maria}
+        return Coordinator(log_url, resources=resources, xa_namespace=self.namespace, **options)
 
     def balances(self) -> tuple[int, int]:
         with self.pg_conn() as c:
@@ -54,12 +58,12 @@ class Ledgers:
         return int(row[0]), int(mb)
 
     def left_prepared(self, roll_back: bool = False) -> list[str]:
-        """Legato's xids still prepared in either database (rolled back if asked)."""
+        """The test's xids still prepared in either database (rolled back if asked)."""
         out = []
         for connect in (self.pg_conn, self.maria_conn):
             conn = connect()
             try:
-                for xid in xa_kit.recover(conn):
+                for xid in xa_kit.recover(conn, namespace=self.namespace):
                     out.append(str(xid))
                     if roll_back:
                         xa_kit.rollback(conn, xid)
@@ -69,9 +73,9 @@ class Ledgers:
 
 
 @pytest.fixture
-def ledgers() -> Iterator[Ledgers]:
+def ledgers(xa_databases: XaDatabases) -> Iterator[Ledgers]:
     with xa_databases("xa") as (pg, maria):
-        led = Ledgers(pg, maria, maria.rsplit("/", 1)[1])
+        led = Ledgers(pg, maria, f"it-{uuid.uuid4().hex[:8]}")
         with led.pg_conn() as c:
             c.execute(
                 "CREATE TABLE account "
@@ -97,8 +101,7 @@ def ledgers() -> Iterator[Ledgers]:
 
 @pytest.fixture
 async def coordinator_xa(log_url: str, ledgers: Ledgers) -> Any:
-    resources = {"pg": ledgers.pg, "maria": ledgers.maria}
-    async with Coordinator(log_url, poll_interval=0.05, resources=resources) as c:
+    async with ledgers.coordinator(log_url, poll_interval=0.05) as c:
         yield c
 
 
@@ -167,10 +170,11 @@ async def test_branches_prepared_by_an_initiator_that_died_are_rolled_back_at_th
         ("01", "pg", ledgers.pg_conn, debit(10)),
         ("02", "maria", ledgers.maria_conn, credit(10)),
     ):
-        await coordinator_xa.register_xa_branch(gid, branch, resource)
+        xid = await coordinator_xa.register_xa_branch(gid, branch, resource)
         conn = conn_of()
         try:
-            await asyncio.to_thread(xa_kit.prepare_branch, conn, gid, branch, fn)
+            ns = xid.namespace
+            await asyncio.to_thread(xa_kit.prepare_branch, conn, gid, branch, fn, namespace=ns)
         finally:
             conn.close()  # a prepared branch outlives its connection
     assert len(ledgers.left_prepared()) == 2
@@ -186,12 +190,11 @@ async def test_recovery_rolls_back_a_prepared_branch_the_log_never_decided(
 ) -> None:
     # recover=False: no pass of the coordinator's own at start, which could roll the
     # orphan back first (it lists the resources while this test prepares it)
-    resources = {"pg": ledgers.pg, "maria": ledgers.maria}
-    async with Coordinator(log_url, recover=False, resources=resources) as c:
+    async with ledgers.coordinator(log_url, recover=False) as c:
         orphan = f"orphan-{uuid.uuid4().hex[:8]}"  # prepared, but unknown to the log
         conn = ledgers.pg_conn()
         try:
-            xa_kit.prepare_branch(conn, orphan, "01", debit(5))
+            xa_kit.prepare_branch(conn, orphan, "01", debit(5), namespace=c.xa_namespace)
         finally:
             conn.close()
         assert len(ledgers.left_prepared()) == 1
@@ -204,13 +207,12 @@ async def test_recovery_rolls_back_a_prepared_branch_the_log_never_decided(
 async def test_recovery_commits_a_branch_whose_decision_to_commit_is_logged(
     log_url: str, ledgers: Ledgers
 ) -> None:
-    resources = {"pg": ledgers.pg, "maria": ledgers.maria}
-    async with Coordinator(log_url, recover=False, resources=resources, owner="a") as c:
+    async with ledgers.coordinator(log_url, recover=False, owner="a") as c:
         gid = await c.begin_xa(timeout_to_fail=60)
-        await c.register_xa_branch(gid, "01", "maria")
+        xid = await c.register_xa_branch(gid, "01", "maria")
         conn = ledgers.maria_conn()
         try:
-            xa_kit.prepare_branch(conn, gid, "01", credit(7))
+            xa_kit.prepare_branch(conn, gid, "01", credit(7), namespace=xid.namespace)
         finally:
             conn.close()
         # the decision to commit is logged, as a runner logs it before any phase 2 ...
@@ -229,11 +231,42 @@ async def test_recovery_commits_a_branch_whose_decision_to_commit_is_logged(
     assert ledgers.balances() == (100, 107)
     # the transaction itself is driven to its end by any coordinator: the branch's commit
     # finds it committed already, which the database confirms (its barrier row)
-    async with Coordinator(log_url, poll_interval=0.05, resources=resources) as d:
+    async with ledgers.coordinator(log_url, poll_interval=0.05) as d:
         outcome = await d.handle(gid).result(timeout=15)
     assert outcome.status is TxStatus.SUCCEEDED
     assert ledgers.balances() == (100, 107)
     assert ledgers.left_prepared() == []
+
+
+async def test_a_branch_prepared_before_namespaces_ends_by_its_old_xid_and_recovery_skips_it(
+    log_url: str, ledgers: Ledgers
+) -> None:
+    """An upgrade with a transaction in flight: its branch was registered (no namespace in
+    its ops) and prepared under the old form of xid, before namespaces."""
+    async with ledgers.coordinator(log_url, recover=False, poll_interval=0.05) as c:
+        gid = await c.begin_xa(timeout_to_fail=60)
+        now = time.time()
+        old_ops = [
+            OpRecord(gid, "01", op, 0, f"xa {op} on pg", updated_at=now, payload={"resource": "pg"})
+            for op in (OpName.COMMIT, OpName.ROLLBACK)
+        ]
+        await c.log.register(gid, old_ops, now)
+        with ledgers.pg_conn() as conn:  # as the previous release prepared it
+            conn.autocommit = False
+            conn.execute("UPDATE account SET balance = balance - 9 WHERE id = 1")
+            conn.execute(f"PREPARE TRANSACTION 'lgx:{gid}:01'")  # type: ignore[arg-type]
+        old = xa_kit.Xid(gid, "01", None)
+
+        report = await c.recover_xa()
+        assert report.rolled_back == report.committed == report.left == []
+        with ledgers.pg_conn() as conn:
+            assert old in xa_kit.recover(conn, namespace=xa_kit.EVERY_NAMESPACE)
+
+        outcome = await (await c.submit_tcc(gid)).result(timeout=15)
+    assert outcome.status is TxStatus.SUCCEEDED
+    assert ledgers.balances() == (91, 100)
+    with ledgers.pg_conn() as conn:
+        assert old not in xa_kit.recover(conn, namespace=xa_kit.EVERY_NAMESPACE)
 
 
 def test_sqlite_is_no_xa_resource(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 PostgreSQL and MariaDB tests skip where the server is not reachable, except under
 ``CI=true``, where they fail. Each test gets a database of its own
 (``barrier_<uuid>``), dropped after. The XA tests' databases (``xa_pg``,
-``xa_mariadb``) also check that the test left no branch prepared.
+``xa_mariadb``) also check that the test left no branch prepared; ``xa_pg``'s is
+on the session's throwaway PostgreSQL server that takes prepared transactions
+(``prepared_pg``), never on the shared one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from barrier_harness import (
     postgres_db,
     sqlite_db,
 )
+from tests.support.servers import PgServer
 
 PG_ADMIN = os.environ.get("LEGATO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MARIADB_HOST = os.environ.get("LEGATO_TEST_MARIADB_HOST", "127.0.0.1")
@@ -109,15 +112,21 @@ def fresh_pg() -> Iterator[Db]:
         _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def fresh_mariadb() -> Iterator[Db]:
+@contextlib.contextmanager
+def _maria_database(prefix: str) -> Iterator[Db]:
     need_service("MariaDB", _maria_problem())
-    name = f"barrier_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     _maria_admin_execute(f"CREATE DATABASE {name}")
     try:
         yield mariadb_db(MARIADB_HOST, MARIADB_PORT, MARIADB_USER, name)
     finally:
         _maria_admin_execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture
+def fresh_mariadb() -> Iterator[Db]:
+    with _maria_database("barrier") as db:
+        yield db
 
 
 # --- one participant per driver ---------------------------------------------------------
@@ -290,15 +299,6 @@ class XaDb:
         return f"{self.token}-{uuid.uuid4().hex[:8]}"
 
 
-@cache
-def _pg_prepared_disabled() -> str | None:
-    with psycopg.connect(PG_ADMIN) as conn:
-        row = conn.execute("SHOW max_prepared_transactions").fetchone()
-    if row is not None and int(row[0]) > 0:
-        return None
-    return "max_prepared_transactions = 0, prepared transactions are off (scripts/services sets it)"
-
-
 def _ready(db: Db) -> XaDb:
     from barrier_harness import LEDGER
 
@@ -315,7 +315,7 @@ def _pg_left_prepared(db: Db) -> list[str]:
     from legato.participant import xa
 
     with psycopg.connect(db.url, autocommit=True) as conn:
-        left = [xid.pg for xid in xa.recover(conn)]
+        left = [xid.pg for xid in xa.recover(conn, namespace=xa.EVERY_NAMESPACE)]
         for gid in left:
             conn.execute(f"ROLLBACK PREPARED '{gid}'")  # type: ignore[arg-type]
     return left
@@ -334,7 +334,8 @@ def _maria_left_prepared(xdb: XaDb) -> list[str]:
     left: list[str] = []
     try:
         for _ in range(200):
-            mine = [x for x in xa.recover(conn) if x.gid.startswith(xdb.token)]
+            listed = xa.recover(conn, namespace=xa.EVERY_NAMESPACE)
+            mine = [x for x in listed if x.gid.startswith(xdb.token)]
             left += [x.pg for x in mine if x.pg not in left]
             if not mine:
                 break
@@ -347,30 +348,51 @@ def _maria_left_prepared(xdb: XaDb) -> list[str]:
     return left
 
 
+@contextlib.contextmanager
+def _xa_pg_database(server: PgServer) -> Iterator[XaDb]:
+    name = f"xa_{uuid.uuid4().hex[:12]}"
+    db = postgres_db(server.create_database(name))
+    try:
+        xdb = _ready(db)
+        yield xdb
+        left = _pg_left_prepared(db)
+        assert not left, f"the test left Legato branches prepared: {left}"
+    finally:
+        server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _xa_maria_database() -> Iterator[XaDb]:
+    with _maria_database("xa") as db:
+        xdb = _ready(db)
+        yield xdb
+        left = _maria_left_prepared(xdb)
+        assert not left, f"the test left Legato branches prepared: {left}"
+
+
 @pytest.fixture
-def xa_pg(request: pytest.FixtureRequest) -> Iterator[XaDb]:
-    """A fresh PostgreSQL database that takes prepared transactions; none left after the test.
-
-    Skips where PostgreSQL has prepared transactions off, except under CI=true: fails.
-    """
-    need_service("PostgreSQL", _pg_problem())
-    problem = _pg_prepared_disabled()
-    if problem is not None:
-        message = f"PostgreSQL cannot run two-phase commit here: {problem}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: services must be configured)")
-        pytest.skip(message)
-    db: Db = request.getfixturevalue("fresh_pg")
-    xdb = _ready(db)
-    yield xdb
-    left = _pg_left_prepared(db)
-    assert not left, f"the test left Legato branches prepared: {left}"
+def xa_pg(prepared_pg: PgServer) -> Iterator[XaDb]:
+    """A fresh PostgreSQL database that takes prepared transactions, on the session's
+    throwaway server; none left prepared after the test."""
+    with _xa_pg_database(prepared_pg) as xdb:
+        yield xdb
 
 
 @pytest.fixture
-def xa_mariadb(fresh_mariadb: Db) -> Iterator[XaDb]:
+def xa_mariadb() -> Iterator[XaDb]:
     """A fresh MariaDB database (InnoDB); none of the test's branches left prepared after it."""
-    xdb = _ready(fresh_mariadb)
-    yield xdb
-    left = _maria_left_prepared(xdb)
-    assert not left, f"the test left Legato branches prepared: {left}"
+    with _xa_maria_database() as xdb:
+        yield xdb
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def xa_neighbours(request: pytest.FixtureRequest) -> Iterator[tuple[XaDb, XaDb]]:
+    """Two fresh databases on one server, as two services (of two deployments, say) with a
+    database each on a shared server; none of their branches left prepared after the test."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            server: PgServer = request.getfixturevalue("prepared_pg")
+            pair = [stack.enter_context(_xa_pg_database(server)) for _ in range(2)]
+        else:
+            pair = [stack.enter_context(_xa_maria_database()) for _ in range(2)]
+        yield pair[0], pair[1]

@@ -62,6 +62,14 @@ class Side:
     def new_gid(self) -> str:
         return self.xdb.new_gid()
 
+    @property
+    def namespace(self) -> str:
+        """The namespace a branch gets by default: its database's."""
+        return xa.database_namespace(self.db.url.rsplit("/", 1)[1])
+
+    def xid(self, gid: str, branch_id: str = "01") -> Xid:
+        return xa.xid_for(gid, branch_id, self.namespace)
+
     async def connect(self) -> Any:
         conn = await self.open()
         self.opened.append(conn)
@@ -124,8 +132,10 @@ class Side:
     async def rollback(self, conn: Any, xid: Xid) -> None:
         await xa.arollback(conn, xid) if self.is_async else xa.rollback(conn, xid)
 
-    async def recover(self, conn: Any) -> list[Xid]:
-        return await xa.arecover(conn) if self.is_async else xa.recover(conn)
+    async def recover(self, conn: Any, namespace: Any = None) -> list[Xid]:
+        if self.is_async:
+            return await xa.arecover(conn, namespace=namespace)
+        return xa.recover(conn, namespace=namespace)
 
     # one step on a connection of its own, closed after
 
@@ -151,10 +161,10 @@ class Side:
         finally:
             await self.close(conn)
 
-    async def recover_new(self) -> list[Xid]:
+    async def recover_new(self, namespace: Any = None) -> list[Xid]:
         conn = await self.connect()
         try:
-            return await self.recover(conn)
+            return await self.recover(conn, namespace)
         finally:
             await self.close(conn)
 
@@ -286,7 +296,7 @@ async def test_a_branch_prepared_then_committed_from_another_connection_is_in_th
 
     result = await side.prepare(conn, gid, "01", side.writes(gid, "booked"))
 
-    assert (result.outcome, result.xid) == (XaOutcome.PREPARED, xa.xid_for(gid, "01"))
+    assert (result.outcome, result.xid) == (XaOutcome.PREPARED, side.xid(gid))
     assert result.ran and result.ok and result.value is not None
     assert side.db.ledger(gid) == []  # prepared: not visible until committed
     await side.close(conn)
@@ -381,7 +391,7 @@ async def test_committing_a_branch_that_was_never_prepared_is_refused(side: Side
     gid = side.new_gid()
 
     with pytest.raises(BranchNotCommitted, match="rolled back, or never prepared"):
-        await side.commit_new(xa.xid_for(gid, "01"))
+        await side.commit_new(side.xid(gid))
 
 
 async def test_rolling_back_a_rolled_back_or_never_prepared_branch_again_succeeds(
@@ -392,7 +402,7 @@ async def test_rolling_back_a_rolled_back_or_never_prepared_branch_again_succeed
     await side.rollback_new(xid)
 
     await side.rollback_new(xid)
-    await side.rollback_new(xa.xid_for(never, "01"))
+    await side.rollback_new(side.xid(never))
 
     assert side.db.ledger(gid) == []
 
@@ -442,7 +452,7 @@ async def test_a_prepare_arriving_after_its_rollback_is_refused_and_leaves_nothi
     side: Side,
 ) -> None:
     gid = side.new_gid()
-    await side.rollback_new(xa.xid_for(gid, "01"))  # the rollback overtook the prepare
+    await side.rollback_new(side.xid(gid))  # the rollback overtook the prepare
     conn = await side.connect()
 
     result = await side.prepare(conn, gid, "01", side.writes(gid, "late"))
@@ -465,7 +475,7 @@ async def test_a_failing_branch_function_is_rolled_back_and_nothing_is_left_prep
         await side.prepare(conn, gid, "01", side.writes(gid, "booked", then=Failure("sold out")))
 
     assert side.db.ledger(gid) == [] and side.db.barrier_rows(gid) == []
-    assert xa.xid_for(gid, "01") not in await side.recover(conn)
+    assert side.xid(gid) not in await side.recover(conn)
     # and the connection runs the next branch
     result = await side.prepare(conn, next_gid, "01", side.writes(next_gid, "booked"))
     await side.close(conn)
@@ -481,7 +491,7 @@ async def test_a_connection_already_inside_a_transaction_is_refused(side: Side) 
     with pytest.raises(TransactionInProgress, match="already inside a transaction"):
         await side.prepare(conn, gid, "01", side.writes(gid, "booked"))
     with pytest.raises(TransactionInProgress, match="already inside a transaction"):
-        await side.commit(conn, xa.xid_for(gid, "01"))
+        await side.commit(conn, side.xid(gid))
     with pytest.raises(TransactionInProgress, match="already inside a transaction"):
         await side.recover(conn)
 
@@ -500,7 +510,7 @@ async def test_ddl_in_a_mariadb_branch_is_refused_and_nothing_is_left_prepared(
 
     assert isinstance(caught.value.__cause__, pymysql.err.OperationalError)
     assert caught.value.__cause__.args[0] == 1399  # XAER_RMFAIL
-    assert xa.xid_for(gid, "01") not in await side.recover(conn)
+    assert side.xid(gid) not in await side.recover(conn)
     assert side.db.rows("SHOW TABLES LIKE 'surprise'") == []
     assert side.db.barrier_rows(gid) == []
     # the connection is out of the XA transaction, and runs the next branch
@@ -547,7 +557,7 @@ async def test_a_postgresql_branch_function_that_commits_is_refused(pg_side: Sid
     with pytest.raises(TransactionEnded, match="ended the transaction"):
         await side.prepare(conn, gid, "01", side.runs("COMMIT"))
 
-    assert xa.xid_for(gid, "01") not in await side.recover(conn)
+    assert side.xid(gid) not in await side.recover(conn)
 
 
 async def test_a_postgresql_branch_that_swallowed_an_error_is_not_prepared(pg_side: Side) -> None:
@@ -568,7 +578,7 @@ async def test_a_postgresql_branch_that_swallowed_an_error_is_not_prepared(pg_si
     with pytest.raises((psycopg.Error, asyncpg.PostgresError), match="transaction is aborted"):
         await side.prepare(conn, gid, "01", branch)
 
-    assert xa.xid_for(gid, "01") not in await side.recover(conn)
+    assert side.xid(gid) not in await side.recover(conn)
 
 
 FOREIGN = ["other-app-1:b", "lgx:not~7elegato:01"]  # another application's; not canonical
@@ -598,18 +608,24 @@ def _end_foreign(db: Db, conn: Any, name: str) -> None:
     conn.close()
 
 
-async def test_recovery_lists_legato_branches_and_no_other(side: Side) -> None:
+async def test_recovery_lists_its_namespaces_branches_and_no_other(side: Side) -> None:
     gid = side.new_gid()
     xid = await side.prepared(gid)
-    foreign = {name: _prepare_foreign(side.db, name) for name in FOREIGN}
+    old, other = f"lgx:{gid}-old:01", f"lgx:{gid}-other:01@other-deploy"  # not ours to end
+    foreign = {name: _prepare_foreign(side.db, name) for name in [*FOREIGN, old, other]}
     try:
         recovered = await side.recover_new()
+        every = await side.recover_new(xa.EVERY_NAMESPACE)
+        theirs = await side.recover_new("other-deploy")
     finally:
         for name, conn in foreign.items():
             _end_foreign(side.db, conn, name)
 
     assert [x for x in recovered if x.gid.startswith(side.xdb.token)] == [xid]
     assert not [x for x in recovered if "other-app" in x.pg or "legato" in x.pg]
+    mine = {(x.pg, x.namespace) for x in every if x.gid.startswith(side.xdb.token)}
+    assert mine == {(xid.pg, side.namespace), (old, None), (other, "other-deploy")}
+    assert [x.pg for x in theirs if x.gid.startswith(side.xdb.token)] == [other]
     await side.rollback_new(xid)
 
 
@@ -621,7 +637,7 @@ async def test_requests_racing_a_branch_being_prepared_are_told_to_retry(
 ) -> None:
     monkeypatch.setattr(xa._plans, "LOCK_TIMEOUT_MS", 200)
     gid = side.new_gid()
-    xid = xa.xid_for(gid, "01")
+    xid = side.xid(gid)
     first, other = await side.connect(), await side.connect()
     if side.db.dialect == "mysql":
         await side.sql(other, "SET SESSION innodb_lock_wait_timeout = 1")

@@ -32,12 +32,12 @@ def test_the_verdict_commits_only_a_registered_branch_of_a_committing_transactio
 
 
 def test_the_verdict_reads_dtm_s_query_reply() -> None:
-    xid = xa.xid_for("g-1", "02")
+    xid = xa.xid_for("g-1", "02", "shop")
     reply = {
         "transaction": {"gid": "g-1", "status": "succeed"},
         "branches": [{"branch_id": "01", "op": "commit"}, {"branch_id": "02", "op": "commit"}],
     }
     assert xa.verdict_from_query(xid, reply) == "commit"
-    assert xa.verdict_from_query(xa.xid_for("g-1", "03"), reply) == "rollback"
+    assert xa.verdict_from_query(xa.xid_for("g-1", "03", "shop"), reply) == "rollback"
     assert xa.verdict_from_query(xid, {"transaction": None, "branches": []}) == "rollback"
     assert xa.verdict_from_query(xid, {"transaction": {"status": "prepared"}}) is None

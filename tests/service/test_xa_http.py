@@ -2,7 +2,9 @@
 transaction, each service runs and prepares its own branch and registers its URL,
 then submit (or abort) makes the coordinator call every branch's URL with
 ``op=commit`` (or ``op=rollback``). The service's ledger is read back, and no
-branch may stay prepared."""
+branch may stay prepared. The ledger is on the session's throwaway PostgreSQL
+server that takes prepared transactions (``prepared_pg``); the service's branches
+are in its database's XA namespace, the kit's default."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from tests.support.servers import PgServer
 
 from legato import Failure
 from legato.participant import create_table, xa
@@ -62,9 +65,9 @@ def ledger_service(db: str, dtm: str, native: str | None = None) -> Starlette:
                 return JSONResponse(r.json(), r.status_code)
             try:
                 if op == "commit":
-                    xa.commit(conn, xa.xid_for(gid, branch_id))
+                    xa.commit_branch(conn, gid, branch_id)
                 else:
-                    xa.rollback(conn, xa.xid_for(gid, branch_id))
+                    xa.rollback_branch(conn, gid, branch_id)
             except Exception as exc:  # answered 503: the coordinator retries
                 return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, 503)
         return JSONResponse({"dtm_result": "SUCCESS"})
@@ -78,18 +81,19 @@ def ledger_service(db: str, dtm: str, native: str | None = None) -> Starlette:
 
 
 @pytest.fixture
-def ledger(empty_pg_database: str) -> Iterator[str]:
-    with psycopg.connect(empty_pg_database, autocommit=True) as conn:
-        if int(conn.execute("SHOW max_prepared_transactions").fetchone()[0]) == 0:  # type: ignore[index]
-            pytest.skip("max_prepared_transactions is 0 (scripts/services sets it)")
+def ledger(prepared_pg: PgServer) -> Iterator[str]:
+    name = f"ledger_{uuid.uuid4().hex[:12]}"
+    url = prepared_pg.create_database(name)
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE account (id int PRIMARY KEY, balance int NOT NULL)")
         conn.execute("INSERT INTO account VALUES (1, 100), (2, 100)")
         create_table(conn)
-    yield empty_pg_database
-    with psycopg.connect(empty_pg_database, autocommit=True) as conn:
-        left = xa.recover(conn)
+    yield url
+    with psycopg.connect(url, autocommit=True) as conn:
+        left = xa.recover(conn, namespace=xa.EVERY_NAMESPACE)
         for xid in left:
             xa.rollback(conn, xid)
+    prepared_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert left == [], "a branch was left prepared"
 
 

@@ -16,10 +16,10 @@ Sync and asyncio drivers (``acall``, ``acreate_table``, ...): sqlite3, psycopg,
 asyncpg, PyMySQL, aiomysql and SQLAlchemy sessions and connections. Drivers are
 never imported here. A Starlette / FastAPI adapter is in
 ``legato.participant.starlette``; the XA resources (a branch of a two-phase
-commit: ``xa.prepare_branch``, ``xa.commit``, ``xa.rollback``, ``xa.recover``)
-are in ``legato.participant.xa``; the transactional outbox (``outbox.add`` inside
-the business transaction, ``outbox.Relay`` to publish what committed) is in
-``legato.participant.outbox``.
+commit: ``xa.prepare_branch``, ``xa.commit_branch``, ``xa.rollback_branch``,
+``xa.recover``, in a namespace per deployment) are in ``legato.participant.xa``;
+the transactional outbox (``outbox.add`` inside the business transaction,
+``outbox.Relay`` to publish what committed) is in ``legato.participant.outbox``.
 """
 
 from . import inbox, outbox, xa

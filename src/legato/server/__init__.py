@@ -172,6 +172,7 @@ def app_from_env() -> FastAPI:
         brokers=settings.brokers,
         retention=settings.retention,
         participants=settings.participants,
+        xa_namespace=settings.xa_namespace,
     )
     return create_app(c, settings=settings)
 

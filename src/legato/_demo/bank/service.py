@@ -18,7 +18,10 @@ definite failure (409).
 
 At start-up, and every ``--resolve-interval`` seconds, the service resolves the
 branches it finds prepared in its database (``xa.resolve``): one prepared just
-before the service was killed, before it registered, is ended that way.
+before the service was killed, before it registered, is ended that way. Its
+branches are in the XA namespace ``--xa-namespace`` (default: its database's,
+``xa.database_namespace``), and resolving touches that namespace's only: other
+services and coordinators sharing the database server keep theirs.
 
 Fault points (``LEGATO_FAULTS``): ``bank.after_prepare`` (prepared, not registered),
 ``bank.after_register`` (registered, not answered), ``bank.before_phase2``.
@@ -137,17 +140,19 @@ class Ledger:
 class Bank:
     """The handlers; see the module docstring."""
 
-    def __init__(self, ledger: Ledger, dtm: str, url: str) -> None:
+    def __init__(self, ledger: Ledger, dtm: str, url: str, namespace: str | None = None) -> None:
         self.ledger = ledger
         self.dtm = dtm.rstrip("/")
         self.url = url  # this service's /xa, as the coordinator calls it
+        self.namespace = namespace  # of its XA branches; None: its database's
         self.http = httpx.Client(timeout=10)
 
     def xa_action(self, gid: str, branch_id: str, account: int, amount: int) -> JSONResponse:
         # MariaDB keeps a prepared branch with its session: that connection must close
         with self.ledger.conn(fresh=self.ledger.mysql) as c:
             try:
-                result = xa.prepare_branch(c, gid, branch_id, move(account, amount))
+                fn = move(account, amount)
+                result = xa.prepare_branch(c, gid, branch_id, fn, namespace=self.namespace)
             except Failure as exc:
                 return _failure(str(exc))
         if not result.ok:
@@ -166,9 +171,9 @@ class Bank:
 
     def xa_phase2(self, gid: str, branch_id: str, op: str) -> JSONResponse:
         fault_point("bank.before_phase2")
-        xid = xa.xid_for(gid, branch_id)
         with self.ledger.conn() as c:
-            (xa.commit if op == "commit" else xa.rollback)(c, xid)
+            end = xa.commit_branch if op == "commit" else xa.rollback_branch
+            end(c, gid, branch_id, namespace=self.namespace)
         return JSONResponse(SUCCESS)
 
     def saga_op(self, barrier: Barrier, account: int, amount: int) -> JSONResponse:
@@ -212,7 +217,7 @@ class Bank:
     def resolve(self) -> None:
         try:
             with self.ledger.conn(fresh=True) as c:
-                report = xa.resolve(c, self.dtm)
+                report = xa.resolve(c, self.dtm, namespace=self.namespace)
         except Exception as exc:  # the database or the coordinator is away: next round
             log.warning("resolving prepared branches failed: %s", exc)
             return
@@ -272,10 +277,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--balance", type=int, default=100)
     p.add_argument("--resolve-interval", type=float, default=5.0)
     p.add_argument("--lock-timeout", type=float, default=2.0, help="seconds a row lock is awaited")
+    p.add_argument(
+        "--xa-namespace", default=None, help="of this service's XA branches (its database's)"
+    )
     args = p.parse_args(argv)
+    if args.xa_namespace is not None:
+        try:
+            xa.check_namespace(args.xa_namespace, "--xa-namespace")
+        except xa.XidError as exc:
+            p.error(str(exc))
     ledger = Ledger(args.db, args.lock_timeout)
     ledger.setup(args.accounts, args.balance)
-    bank = Bank(ledger, args.dtm, f"http://127.0.0.1:{args.port}/xa")
+    bank = Bank(ledger, args.dtm, f"http://127.0.0.1:{args.port}/xa", args.xa_namespace)
     app = create_app(bank, args.resolve_interval)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

@@ -44,6 +44,7 @@ class SyncXaDriver(Protocol):
     style: ParamStyle
 
     def begin(self) -> None: ...
+    def database(self) -> str | None: ...
     def statement(self, sql: str) -> str: ...
     def rows(self, sql: str) -> list[tuple[object, ...]]: ...
     def execute(self, sql: str, args: Args) -> int: ...
@@ -60,6 +61,7 @@ class AsyncXaDriver(Protocol):
     style: ParamStyle
 
     async def begin(self) -> None: ...
+    async def database(self) -> str | None: ...
     async def statement(self, sql: str) -> str: ...
     async def rows(self, sql: str) -> list[tuple[object, ...]]: ...
     async def execute(self, sql: str, args: Args) -> int: ...
@@ -72,6 +74,9 @@ class AsyncXaDriver(Protocol):
 class _Psycopg(_DbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "postgresql")
+
+    def database(self) -> str | None:
+        return str(self.conn.info.dbname)
 
     def statement(self, sql: str) -> str:
         with self.conn.cursor() as cur:
@@ -97,6 +102,11 @@ class _PyMySql(_DbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "mysql")
 
+    def database(self) -> str | None:
+        # the database the connection was opened on (or select_db'd): no statement, which
+        # outside autocommit could open the transaction XA START must not find
+        return _name(self.conn.db)
+
     def statement(self, sql: str) -> str:
         with self.conn.cursor() as cur:
             cur.execute(sql)
@@ -120,6 +130,9 @@ class _PyMySql(_DbApi):
 class _AsyncPsycopg(_AsyncDbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "postgresql")
+
+    async def database(self) -> str | None:
+        return str(self.conn.info.dbname)
 
     async def statement(self, sql: str) -> str:
         async with self.conn.cursor() as cur:
@@ -145,6 +158,9 @@ class _AioMySql(_AsyncDbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "mysql")
 
+    async def database(self) -> str | None:
+        return _name(self.conn.db)
+
     async def statement(self, sql: str) -> str:
         async with self.conn.cursor(*self.cursor_classes) as cur:
             await cur.execute(sql)
@@ -166,6 +182,10 @@ class _AioMySql(_AsyncDbApi):
 
 
 class _AsyncpgXa(_Asyncpg):
+    async def database(self) -> str | None:
+        # asyncpg has no public attribute for it; outside BEGIN this commits nothing
+        return str(await self.conn.fetchval("SELECT current_database()"))
+
     async def begin(self) -> None:
         # plain SQL, not conn.transaction(): the transaction ends in PREPARE TRANSACTION,
         # which asyncpg's Transaction object knows nothing of
@@ -185,6 +205,12 @@ class _AsyncpgXa(_Asyncpg):
 
     async def set_autocommit(self, on: bool) -> None:
         return None
+
+
+def _name(db: object) -> str | None:
+    if isinstance(db, bytes):
+        return db.decode()
+    return db if isinstance(db, str) and db else None
 
 
 # --- recognising a connection -------------------------------------------------------------

@@ -25,7 +25,7 @@ from .._drivers import TransactionInProgress
 from .._sql import Dialect, Execute, Fetch
 from ..barrier import BarrierOutcome, _barrier_plan
 from ._errors import BranchBusy, BranchCommitted, BranchNotCommitted, TransactionEnded
-from ._ids import PREFIX, Xid, parse_xid
+from ._ids import PREFIX, Namespaces, Xid, in_namespace, parse_xid
 
 R = TypeVar("R")
 
@@ -307,7 +307,7 @@ def _mysql_xids(rows: list[tuple[object, ...]]) -> list[Xid]:
         text = raw.decode("ascii")
         parsed = parse_xid((text[:gtrid_length], text[gtrid_length : gtrid_length + bqual_length]))
         if parsed is not None:
-            found.append(Xid(*parsed))
+            found.append(parsed)
     return found
 
 
@@ -390,10 +390,12 @@ def _record_rollback(dialect: Dialect, xid: Xid) -> XaPlan[None]:
         )
 
 
-def recover_plan(dialect: Dialect) -> XaPlan[list[Xid]]:
-    """Legato's prepared (in-doubt) xids: this database's (PostgreSQL), the server's (MySQL)."""
+def recover_plan(dialect: Dialect, namespace: str | Namespaces) -> XaPlan[list[Xid]]:
+    """Legato's prepared (in-doubt) xids in ``namespace``: this database's (PostgreSQL), the
+    server's (MySQL, where the namespace is all that tells whose a branch is)."""
     if dialect == "mysql":
-        return _mysql_xids(_rows((yield Rows("XA RECOVER"))))
+        listed = _mysql_xids(_rows((yield Rows("XA RECOVER"))))
+        return [x for x in listed if in_namespace(x, namespace)]
     sql = (
         "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
         f"AND gid LIKE '{PREFIX}%' ORDER BY prepared"
@@ -401,6 +403,6 @@ def recover_plan(dialect: Dialect) -> XaPlan[list[Xid]]:
     found = []
     for (gid,) in _rows((yield Rows(sql))):
         parsed = parse_xid(gid) if isinstance(gid, str) else None
-        if parsed is not None:
-            found.append(Xid(*parsed))
+        if parsed is not None and in_namespace(parsed, namespace):
+            found.append(parsed)
     return found
