@@ -21,6 +21,13 @@ and in MariaDB, 2000 accounts each, made and dropped here). Four ways:
 Printed per log backend: sequential p50/p99 and throughput with 16 transfers
 in flight, and the ratio saga/XA. Afterwards the money in both ledgers must add
 up and nothing may be left prepared. Durability is on everywhere.
+
+The PostgreSQL ledger needs prepared transactions (``max_prepared_transactions``
+above 0, which PostgreSQL's default is not): ``LEGATO_BENCH_XA_PG`` names such a
+server; without it, ``LEGATO_BENCH_PG`` serves if it has them on, and otherwise
+the bench starts a throwaway server of its own (durable settings: fsync on). It
+never changes a server's settings. The Legato log on PostgreSQL is on
+``LEGATO_BENCH_PG`` either way.
 """
 
 from __future__ import annotations
@@ -53,26 +60,57 @@ from legato._demo.http.processes import Child, coordinator_args, free_port, stop
 from legato.participant import Barrier, xa
 
 PG_ADMIN = os.environ.get("LEGATO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS = 2000
 BALANCE = 1_000_000
 Run = Callable[[int], Awaitable[None]]
 
 
+def _prepared_transactions(admin: str) -> int:
+    with psycopg.connect(admin) as c:
+        row = c.execute("SHOW max_prepared_transactions").fetchone()
+    return int(row[0]) if row else 0
+
+
 @contextlib.contextmanager
-def ledgers() -> Iterator[tuple[str, str]]:
+def xa_pg_admin() -> Iterator[str]:
+    """The admin URL of a PostgreSQL server that takes prepared transactions, for the
+    PostgreSQL ledger (see the module docstring)."""
+    given = os.environ.get("LEGATO_BENCH_XA_PG")
+    admin = given or PG_ADMIN
+    if _prepared_transactions(admin) > 0:
+        yield admin
+        return
+    if given:
+        raise SystemExit(
+            f"LEGATO_BENCH_XA_PG: {admin} has max_prepared_transactions = 0: the PostgreSQL "
+            "ledger's XA branches need a server with it above 0"
+        )
+    sys.path.insert(0, str(ROOT))
+    from tests.support.servers import PgServer
+
+    print(f"(max_prepared_transactions is 0 on {admin}: the PostgreSQL ledger is on a "
+          "throwaway server)", flush=True)  # fmt: skip
+    durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    with PgServer(settings={"max_prepared_transactions": "64", **durable}) as pg:
+        yield pg.url()
+
+
+@contextlib.contextmanager
+def ledgers(pg_admin: str) -> Iterator[tuple[str, str]]:
     name = f"bench_xa_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+    with psycopg.connect(pg_admin, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
     admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
-    urls = (PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", f"mysql://root@127.0.0.1:3306/{name}")
+    urls = (pg_admin.rsplit("/", 1)[0] + f"/{name}", f"mysql://root@127.0.0.1:3306/{name}")
     for url in urls:
         Ledger(url).setup(ACCOUNTS, BALANCE)
     try:
         yield urls
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        with psycopg.connect(pg_admin, autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
@@ -94,7 +132,9 @@ def check(urls: tuple[str, str]) -> str:
             with c.cursor() as cur:
                 cur.execute("SELECT sum(balance) FROM account")
                 total += int(cur.fetchone()[0])
-            left = [x for x in xa.recover(c) if x.gid.startswith("bx-")]
+            # the coordinator's branches and the services' are in namespaces of their own
+            listed = xa.recover(c, namespace=xa.EVERY_NAMESPACE)
+            left = [x for x in listed if x.gid.startswith("bx-")]
             if left:
                 raise AssertionError(f"left prepared in {url}: {left[:5]}")
     if total != 2 * ACCOUNTS * BALANCE:
@@ -286,29 +326,35 @@ def log_url(backend: str, tmp: Path) -> tuple[str, Callable[[], None]]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    for backend in ("sqlite", "postgres") if args.log == "both" else (args.log,):
-        print(f"== log on {backend}", flush=True)
-        with tempfile.TemporaryDirectory() as d, ledgers() as urls:
-            tmp = Path(d)
-            rows: dict[str, dict[str, float]] = {}
-            if args.only in ("all", "inproc"):
-                log, drop = log_url(backend, tmp / "in")
-                (tmp / "in").mkdir()
-                try:
-                    async with in_process(log, urls) as runs:
-                        rows |= await measure(runs, args)
-                finally:
-                    drop()
-            if args.only in ("all", "http"):
-                (tmp / "http").mkdir()
-                log, drop = log_url(backend, tmp / "http")
-                try:
-                    async with over_http(log, urls, tmp / "http") as runs:
-                        rows |= await measure(runs, args)
-                finally:
-                    drop()
-            print(table(rows, args.concurrency))
-            print(f"check: {check(urls)}\n", flush=True)
+    with xa_pg_admin() as pg_admin:
+        for backend in ("sqlite", "postgres") if args.log == "both" else (args.log,):
+            print(f"== log on {backend}", flush=True)
+            await one_log(backend, pg_admin, args)
+
+
+async def one_log(backend: str, pg_admin: str, args: argparse.Namespace) -> None:
+    """The table of one log backend, on ledgers of its own."""
+    with tempfile.TemporaryDirectory() as d, ledgers(pg_admin) as urls:
+        tmp = Path(d)
+        rows: dict[str, dict[str, float]] = {}
+        if args.only in ("all", "inproc"):
+            log, drop = log_url(backend, tmp / "in")
+            (tmp / "in").mkdir()
+            try:
+                async with in_process(log, urls) as runs:
+                    rows |= await measure(runs, args)
+            finally:
+                drop()
+        if args.only in ("all", "http"):
+            (tmp / "http").mkdir()
+            log, drop = log_url(backend, tmp / "http")
+            try:
+                async with over_http(log, urls, tmp / "http") as runs:
+                    rows |= await measure(runs, args)
+            finally:
+                drop()
+        print(table(rows, args.concurrency))
+        print(f"check: {check(urls)}\n", flush=True)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
