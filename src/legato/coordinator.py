@@ -54,7 +54,12 @@ from .modes import saga as machine
 from .modes import tcc
 from .observe.tracing import Tracing
 from .saga import Saga
-from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpCall, HttpTransport
+from .transports.http import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+    HttpCall,
+    HttpTransport,
+)
 from .transports.local import LocalTransport
 
 logger = logging.getLogger("legato.coordinator")
@@ -86,10 +91,13 @@ class Coordinator(InitiatedModes):
     are better written async.
 
     HTTP ops (``HttpCall``) go through one pooled client; ``request_timeout`` bounds
-    each request whose op and step set no timeout of their own. ``participants``, a list
-    of ``host:port`` patterns (``legato._allow``), is the only places HTTP ops may call
-    (default: anywhere); a transaction naming another URL is refused when it is
-    submitted or its branch registered.
+    each request whose op and step set no timeout of their own, body included, and
+    ``max_answer_bytes`` the body read from a participant's answer, inflated (1 MiB by
+    default): a larger answer is an unknown outcome (``legato.transports.http`` says
+    why), and a 2xx JSON body of up to 64 KiB becomes the op's output. ``participants``,
+    a list of ``host:port`` patterns (``legato._allow``), is the only places HTTP ops
+    may call (default: anywhere); a transaction naming another URL is refused when it
+    is submitted or its branch registered.
     """
 
     def __init__(
@@ -105,6 +113,7 @@ class Coordinator(InitiatedModes):
         retention: float | None = None,
         hooks: Sequence[Hooks] = (),
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         resources: dict[str, str] | None = None,
         brokers: dict[str, str] | None = None,
         xa_recovery_interval: float = 60.0,
@@ -123,7 +132,8 @@ class Coordinator(InitiatedModes):
         self._pool = concurrent.futures.ThreadPoolExecutor(step_threads, "legato-step")
         self.transport = LocalTransport(self._pool)
         self.request_timeout = request_timeout
-        self.http = HttpTransport(request_timeout=request_timeout)
+        self.max_answer_bytes = max_answer_bytes
+        self.http = self._http_transport()
         self.participants = AllowList(participants)
         self.resources: dict[str, XaResource] = {}
         self.xa_connections = Connections()  # phase 2's, to the resources
@@ -149,6 +159,11 @@ class Coordinator(InitiatedModes):
         self._started = False
         self._wake_claims = asyncio.Event()
 
+    def _http_transport(self) -> HttpTransport:
+        return HttpTransport(
+            request_timeout=self.request_timeout, max_answer_bytes=self.max_answer_bytes
+        )
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Coordinator:
@@ -167,7 +182,7 @@ class Coordinator(InitiatedModes):
             self.log.batch_observer = self.hooks.on_log_batch
         await self.log.open()
         if self.http.closed:
-            self.http = HttpTransport(request_timeout=self.request_timeout)
+            self.http = self._http_transport()
         # a coordinator restarted under the same owner name takes its own work back
         # at once: whatever its previous incarnation held is orphaned
         await self.log.release_owner(self.owner)
