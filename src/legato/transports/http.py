@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .. import _json
+from .._bounds import check_headers
 from .._errors import DefinitionError, PayloadError
 from .._model import Json
 from ..observe.tracing import gid_traceparent
@@ -83,9 +84,7 @@ class HttpCall:
             isinstance(self.timeout, int | float) and 0 < self.timeout < 3600
         ):
             raise DefinitionError(f"a request timeout is 0-3600 s, not {self.timeout!r}")
-        for k, v in self.headers.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise DefinitionError(f"header {k!r}: names and values must be strings")
+        check_headers(self.headers)
 
     @property
     def target(self) -> str:
