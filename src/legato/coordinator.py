@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -42,7 +43,7 @@ from ._errors import (
 from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
 from ._initiated import InitiatedModes, _check_gid, _positive
-from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
+from ._model import EventRecord, Json, Mode, OpRecord, OpStatus, TxRecord, TxStatus
 from ._msg import WIRE_MSG, MsgDriver
 from ._runner import Driver, Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
@@ -520,7 +521,13 @@ class Coordinator(InitiatedModes):
         saga = self._sagas.get(tx.name)
         spec = tx.options.get("spec")
         if tx.name == WIRE_SAGA and spec is not None:
-            saga = _spec.from_spec(spec)
+            try:
+                saga = _spec.from_spec(spec)
+            except (DefinitionError, LookupError, TypeError, ValueError) as exc:
+                # stored by a laxer version, say: retrying cannot help, an operator can
+                why = f"the definition of {gid} in the log cannot be read: {exc}"
+                await self._park(tx, ops, why, requested)
+                return
         if saga is None:
             await self.log.release(self.owner, gid, time.time() + self.lease)
             return
@@ -532,22 +539,7 @@ class Coordinator(InitiatedModes):
                 f"the definition of saga {tx.name!r} changed since {gid} was submitted "
                 "(its steps differ): deploy the old definition, then retry"
             )
-            logger.error("%s", why)
-            now = time.time()
-            await self.log.write(
-                TxWrite(
-                    gid=gid,
-                    owner=self.owner,
-                    at=now,
-                    status=tx.status,
-                    reason=tx.reason,
-                    stuck=why,
-                    next_attempt_at=None,
-                    events=[EventRecord(gid, now, "stuck", detail={"reason": why})],
-                    release=True,
-                    handled=requested,
-                )
-            )
+            await self._park(tx, ops, why, requested)
             return
         state = _state_from_log(tx, ops)
         now = time.time()
@@ -556,6 +548,36 @@ class Coordinator(InitiatedModes):
             events.append(_request_event(requested, now))
         runner = Runner(self, SagaDriver(saga), tx, state, ops)
         self._start_runner(runner, events, handled=requested)
+
+    async def _park(
+        self, tx: TxRecord, ops: Sequence[OpRecord], why: str, requested: str | None
+    ) -> None:
+        """Leave a transaction no one can drive stuck, with why. An op it had running is
+        parked with it (its outcome is lost, as on any resumption): an operator's retry
+        starts it again."""
+        logger.error("%s", why)
+        now = time.time()
+        running = [o for o in ops if o.status is OpStatus.RUNNING]
+        await self.log.write(
+            TxWrite(
+                gid=tx.gid,
+                owner=self.owner,
+                at=now,
+                status=tx.status,
+                reason=tx.reason,
+                stuck=why,
+                next_attempt_at=None,
+                ops=[
+                    dataclasses.replace(
+                        o, status=OpStatus.RETRY_WAIT, next_at=None, error=why, updated_at=now
+                    )
+                    for o in running
+                ],
+                events=[EventRecord(tx.gid, now, "stuck", detail={"reason": why})],
+                release=True,
+                handled=requested,
+            )
+        )
 
     def _resume_tcc(
         self, tx: TxRecord, ops: builtins.list[OpRecord], requested: str | None

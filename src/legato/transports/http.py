@@ -27,6 +27,9 @@ action's saga rolls back; a compensation, or a pivot, parks it as stuck, with
 the reason, for an operator). A 2xx JSON body of up to 64 KiB becomes the op's
 output; a larger one, or one the log could not store as it is (``NaN``, a lone
 surrogate, nesting past ``legato._json.MAX_DEPTH``), is not kept.
+
+Any other exception while calling (aiohttp refusing a header value with CR or LF
+in it, say) is an unknown outcome too, with its type and message.
 """
 
 from __future__ import annotations
@@ -240,7 +243,8 @@ class HttpTransport:
         except aiohttp.ClientPayloadError as exc:  # cut off, or not decodable
             why = str(exc).replace("\n", " ")
             return ("unknown", f"HTTP {status} from {call.url}: its body is broken: {why}")
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
+            # ValueError: aiohttp refuses a header value with CR or LF, say, at every attempt
             return ("unknown", f"{type(exc).__name__} calling {call.url}: {exc}")
 
 
