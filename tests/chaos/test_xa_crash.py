@@ -25,6 +25,7 @@ import psycopg
 import pymysql
 import pytest
 import xa_worker
+from tests.support.invariants import ops_left_running
 
 from conftest import PG_ADMIN, xa_databases
 from legato import Coordinator, TxStatus
@@ -144,6 +145,7 @@ def test_killed_at_any_point_no_transfer_is_half_applied_and_money_adds_up(
     assert len(pg) > N // 2
     assert bank.total() == 2 * ACCOUNTS * START
     assert bank.prepared() == []
+    assert asyncio.run(ops_left_running(log)) == []
 
 
 def _restart_postgres() -> None:
@@ -191,3 +193,4 @@ async def test_a_postgres_restart_with_branches_prepared_loses_nothing(
     assert pg == maria == {gid}
     assert bank.total() == 2 * ACCOUNTS * START
     assert bank.prepared() == []
+    assert await ops_left_running(log) == []

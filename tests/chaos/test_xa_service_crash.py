@@ -28,6 +28,7 @@ import httpx
 import psycopg
 import pymysql
 import pytest
+from tests.support.invariants import ops_left_running
 
 from conftest import xa_databases
 from legato._demo.bank.transfer import xa_transfer
@@ -86,6 +87,7 @@ class Rig:
     prefix: str
     serve: Child
     ledgers: list[Ledger]
+    log: str
     restarts: list[str] = field(default_factory=list)
 
     @property
@@ -133,7 +135,7 @@ async def rig(
         Ledger("pg", dbs[0], free_port(), list(pg_faults)),
         Ledger("maria", dbs[1], free_port(), list(maria_faults)),
     ]
-    r = Rig(tmp, f"xs{uuid.uuid4().hex[:6]}-", serve, ledgers)
+    r = Rig(tmp, f"xs{uuid.uuid4().hex[:6]}-", serve, ledgers, log)
     async with httpx.AsyncClient(timeout=60) as http:
         try:
             await serve.ready(http)
@@ -218,6 +220,7 @@ async def check(r: Rig) -> dict[str, int]:
     assert pg == maria, f"half-applied: {sorted(pg ^ maria)[:10]}"
     assert pg == succeeded, f"ledgers and log disagree: {sorted(pg ^ succeeded)[:10]}"
     assert sum(lg.total() for lg in r.ledgers) == 2 * ACCOUNTS * START
+    assert await ops_left_running(r.log) == []
     return {"succeeded": len(succeeded), "failed": len(failed)}
 
 
