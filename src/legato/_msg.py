@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ._model import Mode, OpKey, OpName, OpRecord
-from ._runner import OpCall, registration_order
+from ._runner import OpCall, OpCalls, http_call, registration_order
 from ._tcc import prepared
 from .brokers.base import Broker
 from .log import NewTransaction
@@ -57,7 +57,7 @@ def prepared_msg(
 class MsgDriver:
     """The msg rules, and each op's call as the log holds it."""
 
-    def __init__(self, plan: msg.MsgPlan, calls: dict[OpKey, StepOp]) -> None:
+    def __init__(self, plan: msg.MsgPlan, calls: OpCalls) -> None:
         self.plan = plan
         self.calls = calls
 
@@ -67,16 +67,18 @@ class MsgDriver:
         brokers: Mapping[str, Broker] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> MsgDriver:
-        calls: dict[OpKey, StepOp] = {}
-        for o in ops:
+        def decode(o: OpRecord) -> StepOp:
             if is_broker_op(o.payload):
-                call = BrokerCall.from_json(o.payload or {})
-                calls[o.key] = call.bind(brokers or {}, headers or {})
-            else:
-                calls[o.key] = HttpCall.from_json(o.payload)
+                publish: StepOp = BrokerCall.from_json(o.payload or {}).bind(
+                    brokers or {}, headers or {}
+                )
+                return publish
+            return http_call(o)
+
         deliveries = [o for o in ops if o.op is OpName.ACTION]
-        has_query = msg.QUERY in calls
-        return MsgDriver(msg.MsgPlan(registration_order(deliveries), has_query), calls)
+        has_query = any(o.key == msg.QUERY for o in ops)
+        plan = msg.MsgPlan(registration_order(deliveries), has_query)
+        return MsgDriver(plan, OpCalls(ops, decode))
 
     def apply(self, state: machine.SagaState, event: msg.Event) -> machine.Transition:
         return msg.apply(self.plan, state, event)

@@ -69,18 +69,42 @@ def registration_order(ops: Sequence[OpRecord]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(o.branch for o in ordered))
 
 
+class OpCalls:
+    """Each op's call as the log holds it, decoded when the op first runs.
+
+    A call that cannot be decoded (stored by a laxer version, say) then fails the
+    attempts of its op, which are retried and end stuck with the reason, visibly;
+    decoded up front, it would fail the transaction's every resumption instead, with
+    its ops left as they were, running included.
+    """
+
+    def __init__(self, ops: Sequence[OpRecord], decode: Callable[[OpRecord], StepOp]) -> None:
+        self._ops = {o.key: o for o in ops}
+        self._decode = decode
+        self._decoded: dict[OpKey, StepOp] = {}
+
+    def __getitem__(self, key: OpKey) -> StepOp:
+        fn = self._decoded.get(key)
+        if fn is None:
+            fn = self._decoded[key] = self._decode(self._ops[key])
+        return fn
+
+
+def http_call(o: OpRecord) -> StepOp:
+    return HttpCall.from_json(o.payload)
+
+
 class TccDriver:
     """TCC's rules (or XA's: the same plan with commit and rollback ops), and each op's
     call as registered."""
 
-    def __init__(self, plan: tcc.TccPlan, calls: dict[OpKey, StepOp]) -> None:
+    def __init__(self, plan: tcc.TccPlan, calls: OpCalls) -> None:
         self.plan = plan
         self.calls = calls
 
     @staticmethod
     def from_ops(ops: Sequence[OpRecord]) -> TccDriver:
-        calls: dict[OpKey, StepOp] = {o.key: HttpCall.from_json(o.payload) for o in ops}
-        return TccDriver(tcc.TccPlan(registration_order(ops)), calls)
+        return TccDriver(tcc.TccPlan(registration_order(ops)), OpCalls(ops, http_call))
 
     def apply(self, state: machine.SagaState, event: Event) -> machine.Transition:
         return tcc.apply(self.plan, state, event)
@@ -267,14 +291,28 @@ class Runner:
                 )
 
     def _start_op(self, cmd: machine.RunOp) -> None:
+        report = _Report(self, cmd)
+        try:
+            task = self._deliver(cmd, report)
+        except Exception as exc:
+            # building the call, or starting the attempt, failed: the op must not stay
+            # running (nothing would ever report on it), so this attempt is unknown
+            report.raised(exc)
+            return
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(report.ended)
+
+    def _deliver(self, cmd: machine.RunOp, report: _Report) -> asyncio.Task[None] | None:
+        """Start one attempt of an op through its transport; ``report`` hears how it ended."""
         name, op = cmd.key
         call = self.driver.call(cmd.key)
         fn = call.fn
         fault_point(f"before_op.{op}")
         remote = isinstance(fn, HttpCall)
         attempt = self.c.tracing.attempt(self.tx, name, str(op), cmd.attempt, remote=remote)
-        done = self._reporter(cmd, attempt)
-        task: asyncio.Task[None] | None
+        report.begin(attempt)
         if isinstance(fn, HttpCall):
             info = CallInfo(
                 gid=self.gid,
@@ -284,62 +322,116 @@ class Runner:
                 attempt=cmd.attempt,
                 headers={**(self.tx.options.get("headers") or {}), **attempt.headers(self.gid)},
             )
-            task = self.c.http.start(fn, info, timeout=cmd.timeout, done=done)
-        else:
-            ctx = StepContext(
-                gid=self.gid,
-                step=name,
-                op=op,
-                attempt=cmd.attempt,
-                payload=self.tx.payload,
-                outputs=self.state.outputs(),
-                output=action.output
-                if (action := self.state.ops.get((name, OpName.ACTION)))
-                else None,
+            return self.c.http.start(fn, info, timeout=cmd.timeout, done=report)
+        ctx = StepContext(
+            gid=self.gid,
+            step=name,
+            op=op,
+            attempt=cmd.attempt,
+            payload=self.tx.payload,
+            outputs=self.state.outputs(),
+            output=action.output if (action := self.state.ops.get((name, OpName.ACTION))) else None,
+        )
+        token = attempt.enter()  # the step's task or thread runs in the attempt's span
+        try:
+            return self.c.transport.start(
+                fn,
+                ctx,
+                timeout=cmd.timeout,
+                failures=call.failures,
+                in_thread=call.in_thread,
+                done=report,
             )
-            token = attempt.enter()  # the step's task or thread runs in the attempt's span
-            try:
-                task = self.c.transport.start(
-                    fn,
-                    ctx,
-                    timeout=cmd.timeout,
-                    failures=call.failures,
-                    in_thread=call.in_thread,
-                    done=done,
-                )
-            finally:
-                attempt.leave(token)
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        finally:
+            attempt.leave(token)
 
-    def _reporter(self, cmd: machine.RunOp, attempt: Attempt) -> Callable[[tuple[str, Json]], None]:
-        """What turns an attempt's outcome into the machine's event, on the loop."""
+
+class _Report:
+    """Turns one attempt's outcome into the machine's event, on the loop, once.
+
+    Every way an attempt ends comes here: its transport's outcome, an exception out of
+    the attempt's task, or one raised while starting it (DESIGN section 10: any
+    exception while delivering an op is that attempt's unknown outcome, so no op is
+    ever left running, unretried and not stuck).
+    """
+
+    __slots__ = ("attempt", "cmd", "reported", "runner", "started")
+
+    def __init__(self, runner: Runner, cmd: machine.RunOp) -> None:
+        self.runner = runner
+        self.cmd = cmd
+        self.attempt: Attempt | None = None
+        self.started = time.perf_counter()
+        self.reported = False
+
+    def begin(self, attempt: Attempt) -> None:
+        """The attempt is about to run, in this span."""
+        self.attempt = attempt
+        name, op = self.cmd.key
+        self.runner.c.hooks.before_op(self.runner.tx, name, op, self.cmd.attempt)
+        self.started = time.perf_counter()
+
+    def __call__(self, outcome: tuple[str, Json]) -> None:
+        if self.reported:
+            return  # an outcome, then an exception out of the same task: the first counts
+        self.reported = True
+        cmd, runner = self.cmd, self.runner
         name, op = cmd.key
-        hooks = self.c.hooks
-        tx = self.tx
-        hooks.before_op(tx, name, op, cmd.attempt)
-        started = time.perf_counter()
+        kind, value = outcome
+        if kind != "ok":
+            value = readable(str(value))
+        took = time.perf_counter() - self.started
+        try:
+            if self.attempt is not None:
+                self.attempt.end(kind, value)
+            runner.c.hooks.after_op(runner.tx, name, op, cmd.attempt, kind, took, value)
+        except Exception:  # seeing the attempt failed; the attempt still ended
+            logger.exception(
+                "tracing attempt %d of %s %s.%s failed", cmd.attempt, runner.gid, name, op
+            )
+        fault_point(f"after_op.{op}")
+        now = time.time()
+        event: Event
+        if kind == "ok":
+            event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value, took)
+        elif kind == "failed":
+            event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value), took)
+        elif kind == "ongoing":
+            event = machine.OpOngoing(cmd.key, cmd.attempt, now, str(value), took)
+        else:
+            event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value), took)
+        runner.push(event)
 
-        def done(outcome: tuple[str, Json]) -> None:
-            kind, value = outcome
-            took = time.perf_counter() - started
-            attempt.end(kind, value)
-            hooks.after_op(tx, name, op, cmd.attempt, kind, took, value)
-            fault_point(f"after_op.{op}")
-            now = time.time()
-            event: Event
-            if kind == "ok":
-                event = machine.OpSucceeded(cmd.key, cmd.attempt, now, value, took)
-            elif kind == "failed":
-                event = machine.OpFailed(cmd.key, cmd.attempt, now, str(value), took)
-            elif kind == "ongoing":
-                event = machine.OpOngoing(cmd.key, cmd.attempt, now, str(value), took)
-            else:
-                event = machine.OpUnknown(cmd.key, cmd.attempt, now, str(value), took)
-            self.push(event)
+    def raised(self, exc: BaseException) -> None:
+        name, op = self.cmd.key
+        logger.error(
+            "attempt %d of %s %s.%s raised %s: its outcome is unknown",
+            self.cmd.attempt, self.runner.gid, name, op, type(exc).__name__, exc_info=exc,
+        )  # fmt: skip
+        self(("unknown", f"{type(exc).__name__}: {exc}"))
 
-        return done
+    def ended(self, task: asyncio.Task[None]) -> None:
+        """The attempt's task is done: if an exception ended it, that is its outcome."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.raised(exc)
+
+
+_MAX_ERROR = 2000
+
+
+def readable(text: str) -> str:
+    """An error's text as the log can store it and a person can read it: at most
+    ``_MAX_ERROR`` characters, NUL and lone surrogates (which a database's text column
+    refuses) written as escapes. The text may come from a participant."""
+    if len(text) > _MAX_ERROR:
+        text = text[:_MAX_ERROR] + "…"
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def _settled(state: machine.SagaState) -> bool:

@@ -43,7 +43,7 @@ from ._errors import DefinitionError, LegatoError
 from ._faults import fault_point
 from ._handle import Handle
 from ._model import Mode, OpName, OpRecord, TxRecord
-from ._runner import TccDriver, registration_order
+from ._runner import OpCalls, TccDriver, registration_order
 from ._tcc import prepared
 from .log import NewTransaction
 from .modes.tcc import TccPlan
@@ -179,7 +179,7 @@ def xa_driver(
     """The runner's view of an XA transaction: TCC's rules with commit and rollback, and
     each op's phase 2 (through a registered resource, or a call to the branch's service)."""
     plan = TccPlan(registration_order(ops), forward=OpName.COMMIT, undo=OpName.ROLLBACK)
-    return TccDriver(plan, {o.key: _phase2_call(o, resources, conns) for o in ops})
+    return TccDriver(plan, OpCalls(ops, lambda o: _phase2_call(o, resources, conns)))
 
 
 def _phase2_call(o: OpRecord, resources: Mapping[str, XaResource], conns: Connections) -> StepOp:

@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -42,7 +43,7 @@ from ._errors import (
 from ._handle import Handle, Outcome
 from ._hooks import HookChain, Hooks
 from ._initiated import InitiatedModes, _check_gid, _positive
-from ._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
+from ._model import EventRecord, Json, Mode, OpRecord, OpStatus, TxRecord, TxStatus
 from ._msg import WIRE_MSG, MsgDriver
 from ._runner import Driver, Runner, SagaDriver, TccDriver, _event_record, _transition_records
 from ._tcc import WIRE_TCC
@@ -54,7 +55,12 @@ from .modes import saga as machine
 from .modes import tcc
 from .observe.tracing import Tracing
 from .saga import Saga
-from .transports.http import DEFAULT_REQUEST_TIMEOUT, HttpCall, HttpTransport
+from .transports.http import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+    HttpCall,
+    HttpTransport,
+)
 from .transports.local import LocalTransport
 
 logger = logging.getLogger("legato.coordinator")
@@ -95,10 +101,13 @@ class Coordinator(InitiatedModes):
     are better written async.
 
     HTTP ops (``HttpCall``) go through one pooled client; ``request_timeout`` bounds
-    each request whose op and step set no timeout of their own. ``participants``, a list
-    of ``host:port`` patterns (``legato._allow``), is the only places HTTP ops may call
-    (default: anywhere); a transaction naming another URL is refused when it is
-    submitted or its branch registered.
+    each request whose op and step set no timeout of their own, body included, and
+    ``max_answer_bytes`` the body read from a participant's answer, inflated (1 MiB by
+    default): a larger answer is an unknown outcome (``legato.transports.http`` says
+    why), and a 2xx JSON body of up to 64 KiB becomes the op's output. ``participants``,
+    a list of ``host:port`` patterns (``legato._allow``), is the only places HTTP ops
+    may call (default: anywhere); a transaction naming another URL is refused when it
+    is submitted or its branch registered.
 
     ``resources`` are the databases XA branches run in (``postgresql://`` or
     ``mysql://``). Their branches are prepared in ``xa_namespace`` (1-16 of ``A-Z a-z
@@ -120,6 +129,7 @@ class Coordinator(InitiatedModes):
         retention: float | None = None,
         hooks: Sequence[Hooks] = (),
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         resources: dict[str, str] | None = None,
         brokers: dict[str, str] | None = None,
         xa_recovery_interval: float = 60.0,
@@ -139,7 +149,8 @@ class Coordinator(InitiatedModes):
         self._pool = concurrent.futures.ThreadPoolExecutor(step_threads, "legato-step")
         self.transport = LocalTransport(self._pool)
         self.request_timeout = request_timeout
-        self.http = HttpTransport(request_timeout=request_timeout)
+        self.max_answer_bytes = max_answer_bytes
+        self.http = self._http_transport()
         self.participants = AllowList(participants)
         self.resources: dict[str, XaResource] = {}
         self.xa_connections = Connections()  # phase 2's, to the resources
@@ -166,6 +177,11 @@ class Coordinator(InitiatedModes):
         self._started = False
         self._wake_claims = asyncio.Event()
 
+    def _http_transport(self) -> HttpTransport:
+        return HttpTransport(
+            request_timeout=self.request_timeout, max_answer_bytes=self.max_answer_bytes
+        )
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Coordinator:
@@ -186,7 +202,7 @@ class Coordinator(InitiatedModes):
         if self._xa_namespace is None:
             self._xa_namespace = deployment_namespace(await self.log.deployment())
         if self.http.closed:
-            self.http = HttpTransport(request_timeout=self.request_timeout)
+            self.http = self._http_transport()
         # a coordinator restarted under the same owner name takes its own work back
         # at once: whatever its previous incarnation held is orphaned
         await self.log.release_owner(self.owner)
@@ -531,7 +547,13 @@ class Coordinator(InitiatedModes):
         saga = self._sagas.get(tx.name)
         spec = tx.options.get("spec")
         if tx.name == WIRE_SAGA and spec is not None:
-            saga = _spec.from_spec(spec)
+            try:
+                saga = _spec.from_spec(spec)
+            except (DefinitionError, LookupError, TypeError, ValueError) as exc:
+                # stored by a laxer version, say: retrying cannot help, an operator can
+                why = f"the definition of {gid} in the log cannot be read: {exc}"
+                await self._park(tx, ops, why, requested)
+                return
         if saga is None:
             await self.log.release(self.owner, gid, time.time() + self.lease)
             return
@@ -543,22 +565,7 @@ class Coordinator(InitiatedModes):
                 f"the definition of saga {tx.name!r} changed since {gid} was submitted "
                 "(its steps differ): deploy the old definition, then retry"
             )
-            logger.error("%s", why)
-            now = time.time()
-            await self.log.write(
-                TxWrite(
-                    gid=gid,
-                    owner=self.owner,
-                    at=now,
-                    status=tx.status,
-                    reason=tx.reason,
-                    stuck=why,
-                    next_attempt_at=None,
-                    events=[EventRecord(gid, now, "stuck", detail={"reason": why})],
-                    release=True,
-                    handled=requested,
-                )
-            )
+            await self._park(tx, ops, why, requested)
             return
         state = _state_from_log(tx, ops)
         now = time.time()
@@ -567,6 +574,36 @@ class Coordinator(InitiatedModes):
             events.append(_request_event(requested, now))
         runner = Runner(self, SagaDriver(saga), tx, state, ops)
         self._start_runner(runner, events, handled=requested)
+
+    async def _park(
+        self, tx: TxRecord, ops: Sequence[OpRecord], why: str, requested: str | None
+    ) -> None:
+        """Leave a transaction no one can drive stuck, with why. An op it had running is
+        parked with it (its outcome is lost, as on any resumption): an operator's retry
+        starts it again."""
+        logger.error("%s", why)
+        now = time.time()
+        running = [o for o in ops if o.status is OpStatus.RUNNING]
+        await self.log.write(
+            TxWrite(
+                gid=tx.gid,
+                owner=self.owner,
+                at=now,
+                status=tx.status,
+                reason=tx.reason,
+                stuck=why,
+                next_attempt_at=None,
+                ops=[
+                    dataclasses.replace(
+                        o, status=OpStatus.RETRY_WAIT, next_at=None, error=why, updated_at=now
+                    )
+                    for o in running
+                ],
+                events=[EventRecord(tx.gid, now, "stuck", detail={"reason": why})],
+                release=True,
+                handled=requested,
+            )
+        )
 
     def _resume_tcc(
         self, tx: TxRecord, ops: builtins.list[OpRecord], requested: str | None

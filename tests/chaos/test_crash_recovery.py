@@ -39,6 +39,7 @@ from typing import IO
 import psycopg
 import pytest
 from services import STEPS, check_outcomes, create_tables
+from tests.support.invariants import ops_left_running
 
 import legato
 from conftest import PG_ADMIN, pg_url
@@ -169,7 +170,9 @@ async def test_every_saga_ends_all_done_or_all_undone_after_kill_9(
     resumed = await asyncio.to_thread(run_worker, setup, tmp_path, "2-resume", mode="resume")
     assert resumed == 0, _tail(tmp_path / "2-resume.out")
     _assert_no_problems(
-        await check_outcomes(setup.log_url, setup.locations, N, complete=False), tmp_path
+        await check_outcomes(setup.log_url, setup.locations, N, complete=False)
+        + await ops_left_running(setup.log_url),
+        tmp_path,
     )
     # the crash landed mid-op: the restarted coordinator found ops in flight and ran them again
     op = point.split(".")[1] if "." in point else None
@@ -181,7 +184,11 @@ async def test_every_saga_ends_all_done_or_all_undone_after_kill_9(
 
     finished = await asyncio.to_thread(run_worker, setup, tmp_path, "4-finish")
     assert finished == 0, _tail(tmp_path / "4-finish.out")
-    _assert_no_problems(await check_outcomes(setup.log_url, setup.locations, N), tmp_path)
+    _assert_no_problems(
+        await check_outcomes(setup.log_url, setup.locations, N)
+        + await ops_left_running(setup.log_url),
+        tmp_path,
+    )
 
 
 async def test_sagas_whose_log_write_failed_end_without_a_restart(
@@ -220,4 +227,8 @@ async def test_sagas_whose_log_write_failed_end_without_a_restart(
             proc.kill()
             proc.wait()
     assert "leaving it to recovery" in out.read_text(), "no log write failed: nothing tested"
-    _assert_no_problems(await check_outcomes(setup.log_url, setup.locations, N), tmp_path)
+    _assert_no_problems(
+        await check_outcomes(setup.log_url, setup.locations, N)
+        + await ops_left_running(setup.log_url),
+        tmp_path,
+    )

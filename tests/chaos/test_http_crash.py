@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.invariants import ops_left_running
 
 from legato._demo.http.check import check
 from legato._demo.http.demo import Plan, _prepare
@@ -147,6 +148,7 @@ async def consistent(rig: Rig) -> None:
     report = await check(rig.plan.directory)
     bad = [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
     assert not bad, bad
+    assert await ops_left_running(rig.plan.log_url) == []
 
 
 def wait_killed(child: Child, timeout: float = 60) -> None:

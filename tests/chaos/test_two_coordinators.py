@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from services import STEPS, Database, check_outcomes, create_tables, reap
+from tests.support.invariants import ops_left_running
 
 import legato
 from conftest import PG_ADMIN, pg_url
@@ -128,6 +129,7 @@ async def _assert_one_run_at_a_time(db: Database, log_url: str, n: int, left: fl
     assert handed_over > 0, "nothing was handed over"
 
     problems = await check_outcomes(log_url, dict.fromkeys(STEPS, db.location), n)
+    problems += await ops_left_running(log_url)
     assert not problems, "\n".join(problems[:25])
 
 

@@ -31,6 +31,7 @@ import psycopg
 import pytest
 import xa_worker
 from tests.support import xa as support_xa
+from tests.support.invariants import ops_left_running
 from tests.support.servers import PgServer
 from tests.support.xa import PREPARED, XaDatabases, maria_connect
 
@@ -163,6 +164,7 @@ def test_killed_at_any_point_no_transfer_is_half_applied_and_money_adds_up(
     assert len(pg) > N // 2
     assert bank.total() == 2 * ACCOUNTS * START
     assert bank.prepared() == []
+    assert asyncio.run(ops_left_running(log)) == []
 
 
 async def test_a_postgres_restart_with_branches_prepared_loses_nothing(
@@ -202,3 +204,4 @@ async def _transfer_across_a_restart(bank: Bank, server: PgServer, tmp_path: Pat
     assert pg == maria == {gid}
     assert bank.total() == 2 * ACCOUNTS * START
     assert bank.prepared() == []
+    assert await ops_left_running(log) == []

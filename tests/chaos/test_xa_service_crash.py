@@ -32,6 +32,7 @@ import aiohttp
 import httpx
 import psycopg
 import pytest
+from tests.support.invariants import ops_left_running
 from tests.support.xa import XaDatabases, maria_connect
 
 from legato._demo.bank.transfer import xa_transfer
@@ -88,6 +89,7 @@ class Rig:
     prefix: str
     serve: Child
     ledgers: list[Ledger]
+    log: str
     restarts: list[str] = field(default_factory=list)
 
     @property
@@ -135,7 +137,7 @@ async def rig(
         Ledger("pg", dbs[0], free_port(), list(pg_faults)),
         Ledger("maria", dbs[1], free_port(), list(maria_faults)),
     ]
-    r = Rig(tmp, f"xs{uuid.uuid4().hex[:6]}-", serve, ledgers)
+    r = Rig(tmp, f"xs{uuid.uuid4().hex[:6]}-", serve, ledgers, log)
     async with httpx.AsyncClient(timeout=60) as http:
         try:
             await serve.ready(http)
@@ -220,6 +222,7 @@ async def check(r: Rig) -> dict[str, int]:
     assert pg == maria, f"half-applied: {sorted(pg ^ maria)[:10]}"
     assert pg == succeeded, f"ledgers and log disagree: {sorted(pg ^ succeeded)[:10]}"
     assert sum(lg.total() for lg in r.ledgers) == 2 * ACCOUNTS * START
+    assert await ops_left_running(r.log) == []
     return {"succeeded": len(succeeded), "failed": len(failed)}
 
 

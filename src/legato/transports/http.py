@@ -12,6 +12,24 @@ for a substring:
 425, or ``{"dtm_result": "ONGOING"}``   ongoing (ask again at the fixed interval)
 anything else, a timeout, no connection unknown (retried with backoff)
 ======================================  =========
+
+A participant cannot hurt the coordinator with its answer (DESIGN section 10). The
+body is read as it arrives, inflated as it arrives when it is compressed, and only
+up to ``max_answer_bytes`` (1 MiB unless configured): a larger one, by its
+``Content-Length`` or once the bytes read pass the cap, is abandoned there and its
+connection closed. The whole attempt, body included, ends within its timeout. An
+answer that cannot be read whole (over the cap, cut off, not decodable, its body
+late) is **unknown**, whatever its status: the status alone is not trusted when
+the rest of the answer, which might say ``FAILURE``, is unread or broken. The op
+is retried; a participant that answers so every time uses up the op's attempts,
+and the transaction ends as the mode's rules say for an unknown outcome (an
+action's saga rolls back; a compensation, or a pivot, parks it as stuck, with
+the reason, for an operator). A 2xx JSON body of up to 64 KiB becomes the op's
+output; a larger one, or one the log could not store as it is (``NaN``, a lone
+surrogate, nesting past ``legato._json.MAX_DEPTH``), is not kept.
+
+Any other exception while calling (aiohttp refusing a header value with CR or LF
+in it, say) is an unknown outcome too, with its type and message.
 """
 
 from __future__ import annotations
@@ -25,7 +43,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .._errors import DefinitionError
+from .. import _json
+from .._bounds import check_headers
+from .._errors import DefinitionError, PayloadError
 from .._model import Json
 from ..observe.tracing import gid_traceparent
 
@@ -33,6 +53,8 @@ Outcome = tuple[str, Json]  # ("ok"|"failed"|"ongoing"|"unknown", output or reas
 Done = Callable[[Outcome], None]
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
+"""The largest answer body read from a participant, inflated (see the module docstring)."""
 _MAX_OUTPUT = 64 * 1024  # a larger answer is not kept as the op's output
 _MAX_REASON = 300
 
@@ -65,9 +87,7 @@ class HttpCall:
             isinstance(self.timeout, int | float) and 0 < self.timeout < 3600
         ):
             raise DefinitionError(f"a request timeout is 0-3600 s, not {self.timeout!r}")
-        for k, v in self.headers.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise DefinitionError(f"header {k!r}: names and values must be strings")
+        check_headers(self.headers)
 
     @property
     def target(self) -> str:
@@ -122,13 +142,28 @@ class HttpTransport:
     aiohttp rather than httpx, which the tests and clients use: measured on two
     cores, one httpx request cost the coordinator 1.0 ms of CPU (1.7 ms with 16 in
     flight) against aiohttp's 0.2 ms, and a saga makes one request per op.
+
+    ``max_answer_bytes`` caps the body read from any answer, inflated (see the module
+    docstring); aiohttp (3.13.3 and later) inflates a compressed body a bounded piece
+    at a time, as it is read, so what is never read is never inflated.
     """
 
     def __init__(
-        self, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT, max_connections: int = 256
+        self,
+        *,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_connections: int = 256,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
+        if isinstance(max_answer_bytes, bool) or not (
+            isinstance(max_answer_bytes, int) and max_answer_bytes > 0
+        ):
+            raise ValueError(
+                f"max_answer_bytes is a positive whole number of bytes, not {max_answer_bytes!r}"
+            )
         self.request_timeout = request_timeout
         self.max_connections = max_connections
+        self.max_answer_bytes = max_answer_bytes
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -183,6 +218,7 @@ class HttpTransport:
             "branch_id": info.branch_id,
             "op": info.op,
         }
+        status: int | None = None  # once the answer's head has arrived
         try:
             async with self._client().request(
                 call.method,
@@ -190,15 +226,47 @@ class HttpTransport:
                 params=params,
                 data=content,
                 headers=headers,
+                # total: from the connection to the body's last byte
                 timeout=aiohttp.ClientTimeout(total=limit),
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
-                return classify(response.status, body, response.headers)
+                status = response.status
+                body = await _read(response, self.max_answer_bytes)
+                return classify(status, body, response.headers)
+        except _Unread as exc:
+            return ("unknown", f"HTTP {status} from {call.url}: {exc}")
         except TimeoutError:
-            return ("unknown", f"no answer within {limit}s from {call.url}")
-        except aiohttp.ClientError as exc:
+            if status is None:
+                return ("unknown", f"no answer within {limit}s from {call.url}")
+            why = f"its body did not arrive in full within {limit}s"
+            return ("unknown", f"HTTP {status} from {call.url}: {why}")
+        except aiohttp.ClientPayloadError as exc:  # cut off, or not decodable
+            why = str(exc).replace("\n", " ")
+            return ("unknown", f"HTTP {status} from {call.url}: its body is broken: {why}")
+        except (aiohttp.ClientError, ValueError) as exc:
+            # ValueError: aiohttp refuses a header value with CR or LF, say, at every attempt
             return ("unknown", f"{type(exc).__name__} calling {call.url}: {exc}")
+
+
+class _Unread(Exception):
+    """Why an answer's body was not read."""
+
+
+async def _read(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The answer's body, inflated, or ``_Unread`` once it passes ``cap`` bytes."""
+    declared = response.content_length  # of the body as sent: compressed, if it is
+    if declared is not None and declared > cap:
+        response.close()  # never reused: the rest of the body is still on its way
+        raise _Unread(f"its body is {declared} bytes, over the cap of {cap} (max_answer_bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > cap:
+            response.close()
+            raise _Unread(f"its body passed the cap of {cap} bytes (max_answer_bytes)")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Outcome:
@@ -210,8 +278,17 @@ def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None)
     if status == 425 or (200 <= status < 300 and result == "ONGOING"):
         return ("ongoing", _reason(status, parsed, body))
     if 200 <= status < 300:
-        return ("ok", parsed if len(body) <= _MAX_OUTPUT else None)
+        return ("ok", _output(parsed) if len(body) <= _MAX_OUTPUT else None)
     return ("unknown", _reason(status, parsed, body))
+
+
+def _output(parsed: Json) -> Json:
+    """What of an answer the log keeps as the op's output: JSON the log can store as it
+    is (json.loads takes ``NaN`` and lone surrogates; the log refuses them)."""
+    try:
+        return _json.check(parsed, what="output")
+    except PayloadError:
+        return None
 
 
 def _parse(body: bytes, headers: Mapping[str, str] | None) -> Json:
@@ -222,7 +299,7 @@ def _parse(body: bytes, headers: Mapping[str, str] | None) -> Json:
         return None
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         return None
 
 

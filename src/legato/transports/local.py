@@ -74,7 +74,10 @@ class LocalTransport:
                 done(outcome)
 
         def work() -> None:
-            outcome = _call(fn, ctx, definite)
+            try:
+                outcome = _call(fn, ctx, definite)
+            except BaseException as exc:  # SystemExit from a step: else no one would report
+                outcome = _unknown(exc)
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to tell
                 loop.call_soon_threadsafe(finished, outcome)
 
@@ -96,7 +99,7 @@ def _call(fn: Callable[[Any], Any], ctx: Any, definite: tuple[type[BaseException
     except definite as exc:
         return _failed(exc)
     except Exception as exc:
-        return ("unknown", f"{type(exc).__name__}: {exc}")
+        return _unknown(exc)
     return _ok(out)
 
 
@@ -118,7 +121,7 @@ async def _run_async(
         why = f"attempt timed out after {timeout}s" if expired else f"TimeoutError: {exc}"
         outcome = ("unknown", why)
     except Exception as exc:
-        outcome = ("unknown", f"{type(exc).__name__}: {exc}")
+        outcome = _unknown(exc)
     else:
         outcome = _ok(out)
     done(outcome)
@@ -128,12 +131,18 @@ def _failed(exc: BaseException) -> Outcome:
     return ("failed", str(exc) if type(exc) is Failure else f"{type(exc).__name__}: {exc}")
 
 
+def _unknown(exc: BaseException) -> Outcome:
+    return ("unknown", f"{type(exc).__name__}: {exc}")
+
+
 def _ok(out: Any) -> Outcome:
     try:
         return ("ok", _json.check(out, what="output"))
     except PayloadError as exc:
         # it would fail the same way every time: not worth retrying
         return ("failed", f"the step returned a value that is not JSON: {exc}")
+    except Exception as exc:  # a mapping whose items() raises, say
+        return _unknown(exc)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
