@@ -596,3 +596,23 @@ def _expire_sessions(log: str) -> None:
     else:
         with psycopg.connect(log, autocommit=True) as conn:
             conn.execute(sql)
+
+
+# -- row 1, through the service: its answer cap is a setting ------------------------------
+
+
+def test_the_service_reads_a_participant_answer_up_to_its_setting(
+    log_url: str, participant: Participant
+) -> None:
+    served = start_serve(log_url, env={"LEGATO_MAX_ANSWER_BYTES": "1KiB"})
+    try:
+        body = saga_body(participant, "cap-1")
+        participant.script("/cap-1/hotel", [(200, {"room": "x" * 4096})])
+        r = httpx.post(served.url + "/v1/sagas", json=body, timeout=30)
+        assert r.json()["status"] == "failed", r.text  # unknown twice: out of attempts
+        tx = httpx.get(served.url + "/v1/transactions/cap-1").json()
+        hotel = next(o for o in tx["ops"] if o["branch"] == "hotel" and o["op"] == "action")
+        assert "over the cap of 1024" in hotel["error"] and "max_answer_bytes" in hotel["error"]
+        assert hotel["output"] is None
+    finally:
+        stop_serve(served)

@@ -173,6 +173,7 @@ def app_from_env() -> FastAPI:
         retention=settings.retention,
         participants=settings.participants,
         xa_namespace=settings.xa_namespace,
+        max_answer_bytes=settings.max_answer_bytes,
     )
     return create_app(c, settings=settings)
 
