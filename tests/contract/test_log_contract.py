@@ -787,6 +787,20 @@ async def test_branches_registered_while_prepared_are_kept_in_registration_order
     assert cancel.status is OpStatus.PENDING
 
 
+async def test_a_write_of_an_op_keeps_the_call_it_was_registered_with(log: Log) -> None:
+    created = new("t4", mode=Mode.TCC, name="wire:tcc")
+    created.ops = branch("t4", "01", T0)
+    await log.create(created)
+    # the runner writes an op's state without its call: the call stays as registered
+    ran = dataclasses.replace(created.ops[0], status=OpStatus.RUNNING, attempts=1, payload=None)
+    await log.write(change("t4", ops=[ran]))
+    loaded = await log.load("t4")
+    assert loaded is not None
+    confirm = next(o for o in loaded[1] if o.op is OpName.CONFIRM)
+    assert confirm.status is OpStatus.RUNNING
+    assert confirm.payload == {"url": "01/confirm"}
+
+
 async def test_a_branch_registered_again_with_other_calls_is_refused(log: Log) -> None:
     await log.create(prepared("t2"))
     await log.register("t2", branch("t2", "01"), T0 + 1)

@@ -100,7 +100,10 @@ class MemoryLog:
             tx.requested = None
         ops = self._ops[change.gid]
         for o in new_ops:
-            ops[(o.branch, str(o.op))] = o
+            key = (o.branch, str(o.op))
+            if o.payload is None and key in ops:
+                o.payload = ops[key].payload  # a write changes an op's state, not its call
+            ops[key] = o
         self._append(events)
 
     async def register(self, gid: str, ops: Sequence[OpRecord], now: float) -> None:
