@@ -471,7 +471,12 @@ def _wait_up(url: str, process: Any) -> None:
 
 def test_serving_on_a_reachable_address_without_a_token_needs_insecure(log_url: str) -> None:
     process, _ = _serve_on_all_addresses(log_url)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # it started after all: do not leave it serving
+            process.kill()
+            process.communicate()
     assert process.returncode != 0
     assert "refusing to serve on 0.0.0.0 without an API token" in err
     for extra, env in ((("--insecure",), None), ((), {"LEGATO_API_TOKEN": TOKEN})):
