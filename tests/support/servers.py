@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
 def free_port() -> int:
@@ -102,7 +102,36 @@ def _mariadbd() -> str | None:
     return shutil.which("mariadbd")
 
 
-class PgServer:
+class _Server:
+    """What a throwaway server does besides starting and stopping: go away whole."""
+
+    root: Path
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+
+class PgServer(_Server):
     """A PostgreSQL cluster of its own (``initdb`` + ``pg_ctl``) on a free port."""
 
     def __init__(self, settings: dict[str, str] | None = None) -> None:
@@ -224,23 +253,6 @@ class PgServer:
                     raise
                 time.sleep(0.1)
 
-    def remove(self) -> None:
-        self.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> PgServer:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
-
     # -- databases ------------------------------------------------------------------
 
     def url(self, dbname: str = "postgres") -> str:
@@ -258,7 +270,7 @@ class PgServer:
         return self.url(name)
 
 
-class MariaServer:
+class MariaServer(_Server):
     """A MariaDB server of its own (``mariadb-install-db`` + ``mariadbd``) on a free port."""
 
     def __init__(self) -> None:
@@ -348,23 +360,6 @@ class MariaServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def remove(self) -> None:
-        self.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> MariaServer:
-        try:
-            self.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
 
     def url(self, dbname: str) -> str:
         return f"mysql://root@127.0.0.1:{self.port}/{dbname}"
