@@ -127,6 +127,18 @@ class Settings(BaseModel):
     def _brokers(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
 
+    @field_validator("participants")
+    @classmethod
+    def _participants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from ._allow import AllowList
+        from ._errors import DefinitionError
+
+        try:
+            AllowList(value)
+        except DefinitionError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -153,9 +165,7 @@ class Settings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             name = str(first["loc"][0]) if first["loc"] else "?"
-            raise SettingsError(
-                f"setting {name} (--{name.replace('_', '-')} or {_env_name(name)}): {first['msg']}"
-            ) from None
+            raise SettingsError(f"setting {name} ({_where(name)}): {first['msg']}") from None
         except ValueError as exc:  # brokers that are not JSON
             raise SettingsError(f"settings: {exc}") from None
 
@@ -182,6 +192,21 @@ class Settings(BaseModel):
 
 def _env_name(field: str) -> str:
     return f"LEGATO_{field.upper()}"
+
+
+_FLAGS = {
+    "participants": "--participant",
+    "trusted_proxies": "--trusted-proxy",
+    "allowed_origins": "--allowed-origin",
+    "brokers": "--broker",
+    "api_token": None,  # never a flag: a flag would show in the process list
+}
+
+
+def _where(field: str) -> str:
+    """Where a setting comes from: its flag and its environment variable."""
+    flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
+    return f"{flag} or {_env_name(field)}" if flag else _env_name(field)
 
 
 @cache
