@@ -45,8 +45,6 @@ class AllowList:
             port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
         except ValueError:
             return False
-        if ":" in host:
-            host = f"[{host}]"
         return any(
             fnmatch.fnmatchcase(host, h) and fnmatch.fnmatchcase(str(port), p)
             for h, p in self.patterns
@@ -65,11 +63,14 @@ class AllowList:
 def _pattern(text: str) -> tuple[str, str]:
     raw = text.strip().lower()
     host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port or (host.count(":") and not host.startswith("[")):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not sep or not host or not port or (":" in host and not bracketed):
         raise DefinitionError(
             f"a participant pattern is host:port (*.svc:8000, 10.0.0.*:*, [::1]:*), not {text!r}"
         )
-    return host, port
+    # an IPv6 host is bracketed in a URL, and a URL's hostname has no brackets; in a
+    # pattern the brackets are the URL's, not a wildcard's character class
+    return (host[1:-1] if bracketed else host), port
 
 
 def _without_credentials(url: str) -> str:
