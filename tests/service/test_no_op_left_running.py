@@ -316,8 +316,8 @@ async def test_an_xa_commit_that_raises_is_retried_until_it_commits(
 ) -> None:
     committed: list[str] = []
 
-    def phase2(resource: Any, gid: str, branch: str, op: OpName, conns: Any = None) -> None:
-        committed.append(f"{gid}/{branch} {op}")
+    def phase2(resource: Any, xid: Any, op: OpName, conns: Any = None) -> None:
+        committed.append(f"{xid.gid}/{xid.branch_id} {op}")
 
     broken = failing(2, RuntimeError("the driver broke"), phase2)
     monkeypatch.setattr(legato._xa, "phase2", broken)
