@@ -7,6 +7,11 @@ crash.
 """
 
 from ._errors import (
+    BarrierRequestError,
+    BranchBusy,
+    BranchCommitted,
+    BranchNotCommitted,
+    BrokerError,
     DefinitionError,
     Failure,
     GidConflict,
@@ -15,45 +20,72 @@ from ._errors import (
     LegatoError,
     LogError,
     LogUnavailable,
+    NoTransaction,
     PayloadError,
+    ResourceError,
     SchemaMismatch,
+    SettingsError,
+    TransactionEnded,
+    TransactionInProgress,
     TransactionNotFound,
+    TryFailed,
     UnknownSaga,
+    XaError,
+    XaUnsupported,
+    XidError,
 )
 from ._handle import Handle, Outcome
 from ._hooks import Hooks
-from ._model import OpName, OpStatus, RetryPolicy, TxStatus
+from ._model import Json, Mode, OpName, OpStatus, RetryPolicy, TxStatus
 from .coordinator import Coordinator
 from .log import Log, TxQuery, open_log
 from .saga import Saga, StepContext
+from .transports.http import HttpCall
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BarrierRequestError",
+    "BranchBusy",
+    "BranchCommitted",
+    "BranchNotCommitted",
+    "BrokerError",
     "Coordinator",
     "DefinitionError",
     "Failure",
     "GidConflict",
     "Handle",
     "Hooks",
+    "HttpCall",
     "IllegalStateChange",
+    "Json",
     "LeaseLost",
     "LegatoError",
     "Log",
     "LogError",
     "LogUnavailable",
+    "Mode",
+    "NoTransaction",
     "OpName",
     "OpStatus",
     "Outcome",
     "PayloadError",
+    "ResourceError",
     "RetryPolicy",
     "Saga",
     "SchemaMismatch",
+    "SettingsError",
     "StepContext",
+    "TransactionEnded",
+    "TransactionInProgress",
     "TransactionNotFound",
+    "TryFailed",
     "TxQuery",
     "TxStatus",
     "UnknownSaga",
+    "XaError",
+    "XaUnsupported",
+    "XidError",
     "__version__",
     "open_log",
 ]

@@ -11,7 +11,8 @@ import logging
 import socket
 from typing import Any
 
-from .settings import Settings, SettingsError
+from ._errors import SettingsError
+from .settings import Settings
 
 logger = logging.getLogger("legato.serve")
 

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._bounds import check_headers
-from ._errors import Failure, IllegalStateChange, LegatoError
+from ._errors import Failure, IllegalStateChange, TryFailed
 from ._handle import Handle
 from ._model import EventRecord, Json, Mode, OpName, OpRecord, TxRecord, TxStatus
 from .log import NewTransaction
@@ -91,10 +91,6 @@ def may_end(tx: TxRecord, what: str) -> bool:
     if tx.status in other:
         raise IllegalStateChange(f"current status '{tx.status}', cannot {what}")
     return tx.status is TxStatus.PREPARED
-
-
-class TryFailed(LegatoError):
-    """A branch's try did not succeed."""
 
 
 class TccTransaction:

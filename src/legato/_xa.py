@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._dburl import check_url, connect
-from ._errors import DefinitionError, LegatoError
+from ._errors import DefinitionError, LegatoError, ResourceError
 from ._faults import fault_point
 from ._handle import Handle
 from ._model import Mode, OpName, OpRecord, TxRecord
@@ -56,10 +56,6 @@ if TYPE_CHECKING:
 
 WIRE_XA = "wire:xa"
 """The name of every XA transaction: its branches' resources are in the log."""
-
-
-class ResourceError(LegatoError):
-    """An XA resource is unknown or unreachable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._errors import LegatoError
+from ._errors import SettingsError
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -33,10 +33,6 @@ _UNITS = {"": 1, "b": 1, "k": KiB, "m": MiB, "g": 1024 * MiB}
 
 Bytes = Annotated[int, Field(ge=1, le=1024 * MiB)]
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
-
-
-class SettingsError(LegatoError):
-    """A setting has a value that cannot be used."""
 
 
 def parse_size(text: str | int) -> int:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import Broker, BrokerError, Delivery, Message, Subscription, check_name
+from .._errors import BrokerError
+from .base import Broker, Delivery, Message, Subscription, check_name
 
 __all__ = [
     "Broker",

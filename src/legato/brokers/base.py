@@ -24,13 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .._errors import LegatoError
-
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-
-
-class BrokerError(LegatoError):
-    """The broker refused or lost a request; what was asked may not have happened."""
 
 
 def check_name(what: str, value: str) -> str:

@@ -22,7 +22,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType
 
-from .base import BrokerError, Delivery, Message, Subscription, check_name
+from .._errors import BrokerError
+from .base import Delivery, Message, Subscription, check_name
 
 KEY = "legato-key"
 ID = "Nats-Msg-Id"

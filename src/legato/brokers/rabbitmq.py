@@ -19,7 +19,8 @@ import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 
-from .base import BrokerError, Delivery, Message, Subscription, check_name
+from .._errors import BrokerError
+from .base import Delivery, Message, Subscription, check_name
 
 KEY = "legato-key"
 

@@ -20,7 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from .base import BrokerError, Delivery, Message, Subscription, check_name
+from .._errors import BrokerError
+from .base import Delivery, Message, Subscription, check_name
 
 _HEADER = b"h:"
 

@@ -22,12 +22,11 @@ the transactional outbox (``outbox.add`` inside the business transaction,
 ``outbox.Relay`` to publish what committed) is in ``legato.participant.outbox``.
 """
 
+from .._errors import BarrierRequestError, TransactionInProgress
 from . import inbox, outbox, xa
-from ._drivers import TransactionInProgress
 from .barrier import (
     Barrier,
     BarrierOutcome,
-    BarrierRequestError,
     BarrierResult,
     PreparedStatus,
     acreate_table,

@@ -16,7 +16,7 @@ import sys
 from functools import cache
 from typing import Any, Protocol
 
-from .._errors import LegatoError
+from .._errors import NoTransaction, TransactionInProgress
 from ._sql import Args, Dialect, ParamStyle
 
 SUPPORTED = (
@@ -25,10 +25,6 @@ SUPPORTED = (
     "asyncpg.Connection, aiomysql.Connection, sqlalchemy.ext.asyncio.AsyncSession, "
     "sqlalchemy.ext.asyncio.AsyncConnection (asyncio)"
 )
-
-
-class TransactionInProgress(LegatoError, RuntimeError):
-    """The connection is already inside a transaction; the barrier opens and commits its own."""
 
 
 def _is(conn: object, module: str, name: str) -> bool:
@@ -345,11 +341,6 @@ def sync_driver(conn: object) -> SyncDriver:
         _refuse_open(conn, c.in_transaction())
         return _SqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
     raise _unsupported(conn)
-
-
-class NoTransaction(LegatoError, RuntimeError):
-    """The connection would commit each statement on its own (autocommit), where the
-    caller's transaction was wanted."""
 
 
 def sync_driver_inside(conn: object, *, check: bool = True) -> SyncDriver:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Literal, TypeVar
 
-from .._errors import LegatoError
+from .._errors import BarrierRequestError
 from ._sql import Commit, Execute, Fetch, Plan, first_row, rowcount
 from ._transaction import atransaction, transaction
 
@@ -55,14 +55,6 @@ ORIGIN: Mapping[str, str] = {"compensate": "action", "cancel": "try", "rollback"
 
 MSG_BRANCH, MSG_OP, MSG_BARRIER = "00", "msg", "01"
 _MAX_ID = 128
-
-
-class BarrierRequestError(LegatoError, ValueError):
-    """The request does not name a valid barrier (gid, trans_type, branch_id, op)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 class BarrierOutcome(StrEnum):

@@ -49,9 +49,9 @@ from typing import Any, TypeVar
 
 from opentelemetry.propagate import inject
 
-from .._errors import PayloadError
+from .._errors import BrokerError, PayloadError
 from .._faults import fault_point
-from ..brokers.base import Broker, BrokerError, Message, check_name
+from ..brokers.base import Broker, Message, check_name
 from ._drivers import SyncDriver, async_driver_inside, sync_driver_inside
 from ._sql import Execute, Fetch, Plan, first_row, rowcount, statements
 from ._transaction import AsyncTransaction, SyncTransaction, transaction

@@ -33,9 +33,9 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from .._errors import Failure
+from .._errors import BarrierRequestError, Failure
 from ._drivers import is_async
-from .barrier import Barrier, BarrierRequestError, aquery_prepared, query_prepared
+from .barrier import Barrier, aquery_prepared, query_prepared
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -24,10 +24,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .._bounds import check_gid
 from .._errors import (
+    BadRequest,
     DefinitionError,
     GidConflict,
     IllegalStateChange,
-    LegatoError,
     LogError,
     PayloadError,
     TransactionNotFound,
@@ -69,10 +69,6 @@ guarded = [Depends(require_token)]
 reader = [Depends(require_reader)]
 
 SUCCESS = {"dtm_result": "SUCCESS"}
-
-
-class BadRequest(LegatoError):
-    """The request is malformed."""
 
 
 def error_response(exc: Exception) -> JSONResponse:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._errors import DefinitionError
+from .._errors import BrokerError, DefinitionError
 from .._model import Json
-from ..brokers.base import Broker, BrokerError, Message, check_name
+from ..brokers.base import Broker, Message, check_name
 from ..observe.tracing import headers_for
 from ..saga import StepContext
 

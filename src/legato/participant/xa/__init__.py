@@ -82,7 +82,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .._drivers import TransactionInProgress
+from ..._errors import TransactionInProgress
 from . import _drivers, _plans, _resolve
 from ._errors import (
     BranchBusy,

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, TypeVar
 
+from ..._errors import TransactionInProgress
 from .._drivers import (
-    TransactionInProgress,
     _AsyncDbApi,
     _Asyncpg,
     _DbApi,

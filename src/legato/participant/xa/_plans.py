@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, TypeAlias, TypeVar, cast
 
-from .._drivers import TransactionInProgress
+from ..._errors import TransactionInProgress
 from .._sql import Dialect, Execute, Fetch
 from ..barrier import BarrierOutcome, _barrier_plan
 from ._errors import BranchBusy, BranchCommitted, BranchNotCommitted, TransactionEnded
