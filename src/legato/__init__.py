@@ -34,13 +34,14 @@ from ._errors import (
     XaUnsupported,
     XidError,
 )
-from ._handle import Handle, Outcome
 from ._hooks import Hooks
 from ._model import Json, Mode, OpName, OpStatus, RetryPolicy, TxStatus
 from .coordinator import Coordinator
+from .engine.handle import Handle, Outcome
 from .log import Log, TxQuery, open_log
-from .saga import Saga, StepContext
+from .saga import Saga
 from .transports.http import HttpCall
+from .transports.local import StepContext
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ._model import OpName, TxRecord
 
 if TYPE_CHECKING:
-    from .modes.saga import SagaState
+    from .modes._core import TxState
 
 logger = logging.getLogger("legato.hooks")
 
@@ -46,7 +46,7 @@ class Hooks:
         """An op attempt ended: ``outcome`` is 'ok', 'failed', 'ongoing' or 'unknown';
         ``detail`` is its output, or the reason."""
 
-    def after_write(self, tx: TxRecord, state: SagaState, before: SagaState) -> None:
+    def after_write(self, tx: TxRecord, state: TxState, before: TxState) -> None:
         """A transition was logged (``state.status`` tells whether it ended, ``state.stuck``
         whether it is stuck)."""
 

@@ -54,6 +54,47 @@ class OpStatus(StrEnum):
     FAILED = "failed"  # ended without success (definite failure, or given up)
 
 
+class RequestKind(StrEnum):
+    """What an operator or an initiator asks of whoever drives a transaction."""
+
+    RETRY = "retry"  # try the parked ops of a stuck transaction again
+    ABORT = "abort"  # roll back (cancel)
+    SUCCEEDED = "succeeded"  # end by decree, as succeeded
+    FAILED = "failed"  # end by decree, as failed
+    SUBMIT = "submit"  # an initiator's: go forward (TCC, XA, msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request recorded on a transaction for whoever drives it (the log keeps it as
+    text: ``encode`` and ``decode``)."""
+
+    kind: RequestKind
+    reason: str | None = None  # an abort's, when its asker gave one
+
+    def encode(self) -> str:
+        if self.kind is RequestKind.ABORT and self.reason:
+            return f"abort:{self.reason}"
+        return str(self.kind)
+
+    @staticmethod
+    def decode(text: str | None) -> Request | None:
+        """The request ``encode`` wrote, or None for anything else (no request)."""
+        if not text:
+            return None
+        what, _, why = text.partition(":")
+        try:
+            kind = RequestKind(what)
+        except ValueError:
+            return None
+        return Request(kind, why or None) if kind is RequestKind.ABORT else Request(kind)
+
+    @staticmethod
+    def end(status: TxStatus | str) -> Request:
+        """A forced end as ``status`` (succeeded or failed)."""
+        return Request(RequestKind(str(status)))
+
+
 OpKey = tuple[str, OpName]
 """(branch, op): the op's identity inside its transaction."""
 

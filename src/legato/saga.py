@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._bounds import check_branch_id
@@ -22,29 +22,11 @@ from ._errors import DefinitionError
 from ._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Json, OpName, RetryPolicy
 from .modes.saga import SagaPlan, StepPlan
 from .transports.http import HttpCall
+from .transports.local import StepContext
 
-
-@dataclass(frozen=True, slots=True)
-class StepContext:
-    """What a step's callable receives.
-
-    ``(gid, step, op)`` is the op's idempotency key: Legato delivers each op at
-    least once, so a participant records that key with its change to make a
-    repeat change nothing (``idempotency_key`` joins the three).
-    """
-
-    gid: str
-    step: str
-    op: OpName
-    attempt: int
-    payload: Json
-    outputs: Mapping[str, Json] = field(default_factory=dict)
-    output: Json = None  # for a compensation: what the action returned, if it succeeded
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.gid}/{self.step}/{self.op}"
-
+WIRE_SAGA = "wire:saga"
+"""The name of the sagas submitted over the coordinator service's API: they carry their
+definition in the log, and every coordinator claims them."""
 
 StepFn = Callable[[StepContext], Json] | Callable[[StepContext], Awaitable[Json]]
 StepOp = StepFn | HttpCall
@@ -302,3 +284,6 @@ def _ancestors(name: str, deps: Mapping[str, tuple[str, ...]]) -> set[str]:
             seen.add(n)
             stack.extend(deps[n])
     return seen
+
+
+__all__ = ["WIRE_SAGA", "Saga", "Step", "StepContext", "StepFn", "StepOp"]

@@ -201,4 +201,4 @@ async def test_a_portable_saga_is_resumed_by_a_coordinator_that_never_saw_its_de
 def test_the_status_code_decides_and_the_json_field_comes_second(
     status: int, body: bytes, kind: str
 ) -> None:
-    assert classify(status, body, {"content-type": "application/json"})[0] == kind
+    assert classify(status, body, {"content-type": "application/json"}).kind == kind

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-import legato._xa
+import legato.transports.xa
 from legato import Coordinator, OpName, OpStatus, RetryPolicy, Saga, TxQuery, TxStatus
+from legato._initiator import prepared
 from legato._model import Mode, OpRecord, TxRecord
-from legato._tcc import prepared
 from legato.coordinator import WIRE_SAGA
 from legato.log import NewTransaction
 from legato.transports import broker as broker_transport
@@ -111,7 +111,7 @@ async def test_a_header_the_http_client_refuses_is_an_unknown_outcome_retried(
     cancel = participant.script("/cancel", [(200, {})])
     async with Coordinator(log_url, poll_interval=0.05) as c:
         gid = f"crlf-{uuid.uuid4().hex[:8]}"
-        new = prepared(gid, 30, None, time.time())
+        new = prepared(gid, 30, None, time.time(), mode=Mode.TCC, name="wire:tcc")
         new.tx.options["headers"] = {"X-Tenant": "acme\r\nX-Evil: 1"}  # past every check
         await c.log.create(new)
         await c.register_tcc_branch(gid, "01", HttpCall(confirm), HttpCall(cancel))
@@ -218,8 +218,8 @@ async def test_a_transport_that_fails_to_start_an_attempt_leaves_it_unknown(
     original = LocalTransport.start
     broken = failing(2, RuntimeError("the step pool is gone"), original)
 
-    def start(self: LocalTransport, fn: Any, ctx: Any, **kwargs: Any) -> Any:
-        return (broken if ctx.step == "car" else original)(self, fn, ctx, **kwargs)
+    def start(self: LocalTransport, call: Any, attempt: Any, **kwargs: Any) -> Any:
+        return (broken if attempt.branch == "car" else original)(self, call, attempt, **kwargs)
 
     monkeypatch.setattr(LocalTransport, "start", start)
     saga = Saga("trip")
@@ -320,7 +320,7 @@ async def test_an_xa_commit_that_raises_is_retried_until_it_commits(
         committed.append(f"{xid.gid}/{xid.branch_id} {op}")
 
     broken = failing(2, RuntimeError("the driver broke"), phase2)
-    monkeypatch.setattr(legato._xa, "phase2", broken)
+    monkeypatch.setattr(legato.transports.xa, "phase2", broken)
     resources = {"bank": "postgresql://nobody@127.0.0.1:1/never"}  # phase2 never connects
     async with Coordinator(log_url, poll_interval=0.05, resources=resources, recover=False) as c:
         gid = await c.begin_xa()
@@ -384,8 +384,8 @@ async def test_a_broker_delivery_that_raises_is_published_once_it_stops(
     broker = broker_from_url(redis)
     await broker.connect()
     await broker.declare(topic, "shipping")
-    broken = failing(2, RuntimeError("tracing broke"), broker_transport.headers_for)
-    monkeypatch.setattr(broker_transport, "headers_for", broken)
+    broken = failing(2, RuntimeError("tracing broke"), broker_transport.BrokerTransport.publish)
+    monkeypatch.setattr(broker_transport.BrokerTransport, "publish", broken)
     try:
         async with Coordinator(log_url, poll_interval=0.05, brokers={"events": redis}) as c:
             step = BrokerCall("events", topic, {"parcel": 1})

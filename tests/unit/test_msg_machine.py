@@ -9,8 +9,7 @@ import pytest
 
 from legato import RetryPolicy
 from legato._model import OpKey, OpName, OpStatus, TxStatus
-from legato.modes.msg import QUERY, MsgPlan, apply, new_state
-from legato.modes.saga import (
+from legato.modes._core import (
     AbortRequested,
     ForceEnd,
     OperatorRetry,
@@ -21,18 +20,19 @@ from legato.modes.saga import (
     Resume,
     RetryDue,
     RunOp,
-    SagaState,
+    Submit,
     Timeout,
+    TxState,
     Wake,
 )
-from legato.modes.tcc import Submit
+from legato.modes.msg import QUERY, MsgPlan, apply, new_state
 
 A = OpName.ACTION
 FEW = RetryPolicy(max_attempts=2, backoff=1.0, jitter=0.0, ongoing_interval=0.5)
 PLAN = MsgPlan(("01", "02"), has_query=True, deliver_retry=FEW, query_retry=FEW)
 
 
-def feed(state: SagaState, *events: object, plan: MsgPlan = PLAN) -> tuple[SagaState, list[object]]:
+def feed(state: TxState, *events: object, plan: MsgPlan = PLAN) -> tuple[TxState, list[object]]:
     commands: list[object] = []
     for e in events:
         t = apply(plan, state, e)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import pytest
 
 from legato import RetryPolicy, Saga
 from legato._model import OpName, OpStatus, TxStatus
-from legato.modes.saga import (
+from legato.modes._core import (
     AbortRequested,
     Event,
     ForceEnd,
@@ -25,12 +25,15 @@ from legato.modes.saga import (
     Resume,
     RetryDue,
     RunOp,
-    SagaPlan,
-    SagaState,
     Timeout,
     Transition,
+    TxState,
     Wake,
+)
+from legato.modes.saga import (
+    SagaPlan,
     apply,
+    new_state,
 )
 
 A = OpName.ACTION
@@ -60,7 +63,7 @@ class Run:
 
     def __init__(self, plan: SagaPlan, gid: str = "g1") -> None:
         self.plan = plan
-        self.state = SagaState.new(gid, plan)
+        self.state = new_state(gid, plan)
         self.now = 100.0
         self.last = Transition(self.state)
 
@@ -616,7 +619,7 @@ def test_an_abort_request_carries_its_reason() -> None:
 
 def test_a_timeout_of_a_saga_that_has_not_started_anything_fails_it_at_once() -> None:
     plan = saga("flight")
-    t = apply(plan, SagaState.new("g", plan), Timeout(1.0))
+    t = apply(plan, new_state("g", plan), Timeout(1.0))
     assert t.state.status is TxStatus.FAILED
     assert t.commands == ()
 
@@ -772,7 +775,7 @@ def test_resume_does_not_wake_parked_ops() -> None:
 
 def test_resume_starts_steps_that_were_due_but_not_yet_started() -> None:
     plan = saga("flight", "hotel")
-    state = SagaState.new("g", plan)  # as logged at submit, before the first step ran
+    state = new_state("g", plan)  # as logged at submit, before the first step ran
     t = apply(plan, state, Resume(1.0))
     assert started(t) == [("flight", A)]
 
@@ -991,7 +994,7 @@ def test_a_compensation_retried_a_thousand_times_still_waits_to_retry() -> None:
     run = Run(saga(("flight", {"compensate_retry": RetryPolicy(max_attempts=5000)})))
     run.start()
     run.fail("flight")
-    run.state = SagaState(
+    run.state = TxState(
         run.state.gid,
         run.state.status,
         {**run.state.ops, ("flight", C): replace(run.state.op(("flight", C)), attempts=1500)},

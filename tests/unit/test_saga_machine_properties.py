@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from legato import RetryPolicy, Saga
 from legato._model import OpKey, OpName, OpStatus, TxStatus
-from legato.modes.saga import (
+from legato.modes._core import (
     AbortRequested,
     Command,
     Event,
@@ -31,12 +31,15 @@ from legato.modes.saga import (
     Resume,
     RetryDue,
     RunOp,
-    SagaPlan,
-    SagaState,
     Timeout,
     Transition,
+    TxState,
     Wake,
+)
+from legato.modes.saga import (
+    SagaPlan,
     apply,
+    new_state,
 )
 
 A = OpName.ACTION
@@ -110,7 +113,7 @@ def parked(s: OpState) -> bool:
     return s.status is OpStatus.RETRY_WAIT and s.next_at is None
 
 
-def started_steps(plan: SagaPlan, state: SagaState) -> list[str]:
+def started_steps(plan: SagaPlan, state: TxState) -> list[str]:
     """Compensable steps whose action started and ended, latest completion first."""
     done = [
         (s.completed or 0, k[0])
@@ -122,7 +125,7 @@ def started_steps(plan: SagaPlan, state: SagaState) -> list[str]:
     return [name for _, name in sorted(done, reverse=True)]
 
 
-def command_matches(state: SagaState, cmd: Command) -> bool:
+def command_matches(state: TxState, cmd: Command) -> bool:
     s = state.ops.get(cmd.key)
     if s is None or s.attempts != cmd.attempt:
         return False
@@ -131,7 +134,7 @@ def command_matches(state: SagaState, cmd: Command) -> bool:
     return s.status is OpStatus.RETRY_WAIT and s.next_at == cmd.at
 
 
-def check_state(plan: SagaPlan, state: SagaState, forced: bool) -> None:
+def check_state(plan: SagaPlan, state: TxState, forced: bool) -> None:
     """What holds of every state the machine can reach."""
     ops = state.ops
     actions = {k[0]: s for k, s in ops.items() if k[1] is A}
@@ -213,7 +216,7 @@ def check_state(plan: SagaPlan, state: SagaState, forced: bool) -> None:
 
 
 def check_transition(
-    plan: SagaPlan, before: SagaState, event: Event, t: Transition, forced: bool
+    plan: SagaPlan, before: TxState, event: Event, t: Transition, forced: bool
 ) -> None:
     """What holds of every step from one state to the next."""
     after = t.state
@@ -266,7 +269,7 @@ def check_transition(
 @dataclass
 class World:
     plan: SagaPlan
-    state: SagaState
+    state: TxState
     now: float = 1000.0
     outstanding: list[Command] = field(default_factory=list)
     lost: list[Command] = field(default_factory=list)  # dropped by a crash
@@ -398,7 +401,7 @@ def finish(world: World, bound: int) -> None:
 def test_a_random_environment_never_breaks_the_saga_rules(
     plan: SagaPlan, data: st.DataObject
 ) -> None:
-    world = World(plan, SagaState.new("gid-1", plan))
+    world = World(plan, new_state("gid-1", plan))
     world.feed(Resume(world.tick(), fresh=True))
     play(world, data, data.draw(st.integers(0, 60)))
     # every op is answered at most a few times before the saga ends
@@ -424,7 +427,7 @@ def test_a_random_environment_never_breaks_the_saga_rules(
 @PROPERTY_SETTINGS
 @given(plan=plans(), data=st.data())
 def test_every_saga_ends_when_every_op_succeeds(plan: SagaPlan, data: st.DataObject) -> None:
-    world = World(plan, SagaState.new("gid-2", plan))
+    world = World(plan, new_state("gid-2", plan))
     world.feed(Resume(world.tick(), fresh=True))
     while world.outstanding:
         i = data.draw(st.integers(0, len(world.outstanding) - 1))
@@ -491,7 +494,7 @@ def test_every_status_and_event_pair_gives_a_consistent_transition(
                 continue
             t = apply(plan, state, event)
             assert isinstance(t, Transition)
-            assert isinstance(t.state, SagaState)
+            assert isinstance(t.state, TxState)
             assert set(t.state.ops) == set(state.ops)
             if not t.changed:
                 assert t.state is state
@@ -519,11 +522,11 @@ def test_every_status_and_event_pair_gives_a_consistent_transition(
                 assert command_matches(t.state, cmd), (event, cmd)
 
 
-def _cases(status: TxStatus) -> list[tuple[SagaPlan, SagaState, OpKey]]:
+def _cases(status: TxStatus) -> list[tuple[SagaPlan, TxState, OpKey]]:
     """One op of each plan in each status variant, the others pending."""
-    out: list[tuple[SagaPlan, SagaState, OpKey]] = []
+    out: list[tuple[SagaPlan, TxState, OpKey]] = []
     for plan in exhaustive_plans().values():
-        base = SagaState.new("g", plan)
+        base = new_state("g", plan)
         for key in plan.op_keys():
             for op in OP_VARIANTS.values():
                 ops = {**base.ops, key: op}

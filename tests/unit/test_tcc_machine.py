@@ -9,8 +9,9 @@ import pytest
 
 from legato import RetryPolicy
 from legato._model import OpKey, OpName, OpStatus, TxStatus
-from legato.modes.saga import (
+from legato.modes._core import (
     AbortRequested,
+    Event,
     ForceEnd,
     OperatorRetry,
     OpFailed,
@@ -21,20 +22,23 @@ from legato.modes.saga import (
     Resume,
     RetryDue,
     RunOp,
-    SagaState,
+    Submit,
     Timeout,
     Transition,
+    TxState,
     Wake,
 )
-from legato.modes.tcc import Event, Submit, TccPlan, apply, new_state
+from legato.modes.tcc import BranchPlan, apply, new_state, plan
 
 CONFIRM, CANCEL = OpName.CONFIRM, OpName.CANCEL
 FEW = RetryPolicy(max_attempts=2, backoff=1.0, jitter=0.0, ongoing_interval=0.5)
-PLAN = TccPlan(("01", "02", "03"), confirm_retry=FEW, cancel_retry=FEW)
+PLAN = BranchPlan(
+    ("01", "02", "03"), forward=CONFIRM, undo=CANCEL, forward_retry=FEW, undo_retry=FEW
+)
 
 
 class Run:
-    def __init__(self, plan: TccPlan = PLAN) -> None:
+    def __init__(self, plan: BranchPlan = PLAN) -> None:
         self.plan = plan
         self.state = new_state("g", plan)
         self.now = 100.0
@@ -171,7 +175,7 @@ def test_a_restart_retries_what_was_in_flight() -> None:
 
 
 def test_a_transaction_without_branches_ends_at_once() -> None:
-    empty = TccPlan(())
+    empty = plan(())
     run = Run(empty)
     run.feed(Submit(run.tick()))
     assert run.state.status is TxStatus.SUCCEEDED
@@ -208,7 +212,7 @@ def events_for(key: OpKey) -> list[Event]:
     return out
 
 
-def command_matches(state: SagaState, cmd: object) -> bool:
+def command_matches(state: TxState, cmd: object) -> bool:
     if isinstance(cmd, RunOp):
         s = state.ops[cmd.key]
         return s.status is OpStatus.RUNNING and s.attempts == cmd.attempt
@@ -253,7 +257,7 @@ def test_every_status_and_event_pair_gives_a_consistent_transition(status: TxSta
 
 # -- two-phase commit: the same rules with commit and rollback ----------------------------
 
-XA = TccPlan(("01", "02"), forward=OpName.COMMIT, undo=OpName.ROLLBACK)
+XA = BranchPlan(("01", "02"), forward=OpName.COMMIT, undo=OpName.ROLLBACK)
 
 
 def test_an_xa_decision_to_commit_commits_every_branch() -> None:

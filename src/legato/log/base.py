@@ -8,7 +8,7 @@ another coordinator has taken the transaction over (DESIGN 3.5).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -89,6 +89,8 @@ class Log(Protocol):
     ``tests/contract/test_log_contract.py``."""
 
     url: str
+    batch_observer: Callable[[int, float], None] | None
+    """Told each group commit's size and seconds (the metrics' hook); None: no one."""
 
     async def open(self) -> None:
         """Connect, and build or check the schema."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _json
@@ -47,6 +47,7 @@ def _stored_events(events: list[EventRecord]) -> list[EventRecord]:
 class MemoryLog:
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
+        self.batch_observer: Callable[[int, float], None] | None = None  # nothing batched
         self._tx: dict[str, TxRecord] = {}
         self._ops: dict[str, dict[tuple[str, str], OpRecord]] = {}
         self._events: dict[str, list[EventRecord]] = {}

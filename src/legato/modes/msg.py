@@ -23,24 +23,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._model import DEFAULT_COMPENSATE_RETRY, OpKey, OpName, OpStatus, RetryPolicy, TxStatus
-from .saga import (
+from ._core import (
     AbortRequested,
+    Event,
     ForceEnd,
     OpFailed,
-    OpState,
     OpSucceeded,
-    SagaState,
+    RetryingDraft,
+    Submit,
     Timeout,
     Transition,
+    TxState,
+    apply_retrying,
     is_current,
 )
-from .saga import Event as SagaEvent
-from .tcc import RetryingDraft, Submit, apply_retrying
 
 QUERY: OpKey = ("00", OpName.MSG)
 """The initiator's local transaction, asked about through its ``query_prepared``."""
-
-Event = SagaEvent | Submit
 
 # asked again at this pace, for as long as the initiator's answer takes to come
 QUERY_RETRY = RetryPolicy(max_attempts=1000, backoff=1.0, max_backoff=30.0)
@@ -61,8 +60,8 @@ class MsgPlan:
         return self.query_retry if key == QUERY else self.deliver_retry
 
 
-def new_state(gid: str, plan: MsgPlan) -> SagaState:
-    return SagaState(gid, TxStatus.PREPARED, {k: OpState() for k in plan.op_keys()})
+def new_state(gid: str, plan: MsgPlan) -> TxState:
+    return TxState.fresh(gid, TxStatus.PREPARED, plan.op_keys())
 
 
 class _Draft(RetryingDraft[MsgPlan]):
@@ -81,7 +80,7 @@ class _Draft(RetryingDraft[MsgPlan]):
         self.status, self.reason, self.stuck = TxStatus.FAILED, reason, None
 
 
-def apply(plan: MsgPlan, state: SagaState, event: Event) -> Transition:
+def apply(plan: MsgPlan, state: TxState, event: Event) -> Transition:
     """Feed one event to the message; see the module docstring for the rules."""
     if state.status.ended and not isinstance(event, ForceEnd):
         return Transition(state, changed=False, note="transaction has ended")

@@ -1,9 +1,5 @@
-"""The saga mode as a pure state machine.
-
-``apply(plan, state, event)`` returns the new state and the commands the
-driver must carry out *after* it has written the new state to the log
-(write-ahead). Nothing here does I/O or reads a clock: time comes in on the
-events, and retry jitter is a hash of the gid (see ``RetryPolicy.delay``).
+"""The saga mode as a pure state machine (the kernel it shares with every mode,
+state, events and commands, is ``modes._core``).
 
 Rules (DESIGN section 4):
 
@@ -27,19 +23,35 @@ Rules (DESIGN section 4):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass
 
 from .._model import (
     DEFAULT_ACTION_RETRY,
     DEFAULT_COMPENSATE_RETRY,
-    Json,
     OpKey,
     OpName,
     OpStatus,
     RetryPolicy,
     TxStatus,
+)
+from ._core import (
+    AbortRequested,
+    Draft,
+    Event,
+    ForceEnd,
+    OperatorRetry,
+    OpFailed,
+    OpOngoing,
+    OpSucceeded,
+    OpUnknown,
+    Resume,
+    RetryDue,
+    Timeout,
+    Transition,
+    TxState,
+    Wake,
+    is_current,
+    is_due,
 )
 
 ACTION = OpName.ACTION
@@ -86,252 +98,9 @@ class SagaPlan:
         return out
 
 
-# -- state ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OpState:
-    status: OpStatus = OpStatus.PENDING
-    attempts: int = 0  # attempts issued in all
-    budget: int = 0  # attempts issued since the last operator retry
-    next_at: float | None = None  # RETRY_WAIT: when to try again; None = parked (stuck)
-    output: Json = None
-    error: str | None = None
-    completed: int | None = None  # completion order of actions, for compensation
-
-
-@dataclass(frozen=True, slots=True)
-class SagaState:
-    gid: str
-    status: TxStatus
-    ops: Mapping[OpKey, OpState]
-    reason: str | None = None
-    stuck: str | None = None
-
-    @staticmethod
-    def new(gid: str, plan: SagaPlan) -> SagaState:
-        return SagaState(gid, TxStatus.SUBMITTED, {k: OpState() for k in plan.op_keys()})
-
-    def op(self, key: OpKey) -> OpState:
-        return self.ops[key]
-
-    def outputs(self) -> dict[str, Json]:
-        """Outputs of the actions that succeeded, by step name."""
-        return {
-            k[0]: s.output
-            for k, s in self.ops.items()
-            if k[1] is ACTION and s.status is OpStatus.SUCCEEDED
-        }
-
-
-# -- events (inputs) --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-    """Drive the saga from its logged state: at submit, and after a claim.
-
-    Any op logged as running was in flight in a driver that is gone, so its
-    outcome is unknown: it is retried (or, while aborting, ended).
-    """
-
-    now: float
-    fresh: bool = False  # True at submit: nothing can be in flight
-
-
-@dataclass(frozen=True, slots=True)
-class OpSucceeded:
-    key: OpKey
-    attempt: int
-    now: float
-    output: Json = None
-    took: float | None = None  # seconds the attempt ran (for the timeline only)
-
-
-@dataclass(frozen=True, slots=True)
-class OpFailed:
-    """A definite failure (``legato.Failure``, HTTP 409, ``FAILURE``)."""
-
-    key: OpKey
-    attempt: int
-    now: float
-    error: str = "failed"
-    took: float | None = None  # seconds the attempt ran (for the timeline only)
-
-
-@dataclass(frozen=True, slots=True)
-class OpUnknown:
-    """An attempt whose outcome is unknown: an error, a timeout, a lost connection."""
-
-    key: OpKey
-    attempt: int
-    now: float
-    error: str = "unknown outcome"
-    took: float | None = None  # seconds the attempt ran (for the timeline only)
-
-
-@dataclass(frozen=True, slots=True)
-class OpOngoing:
-    """The participant answered "not yet" (HTTP 425, ``ONGOING``): ask again at the
-    step's fixed ``ongoing_interval``, without using up an attempt."""
-
-    key: OpKey
-    attempt: int
-    now: float
-    error: str = "ongoing"
-    took: float | None = None  # seconds the attempt ran (for the timeline only)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryDue:
-    key: OpKey
-    attempt: int  # the attempt that failed; the next one is attempt + 1
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class Timeout:
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class AbortRequested:
-    now: float
-    reason: str = "aborted on request"
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorRetry:
-    """An operator asks a stuck saga to try its parked ops again."""
-
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class ForceEnd:
-    """An operator ends the saga by decree (after repairing things by hand)."""
-
-    now: float
-    status: TxStatus
-    reason: str
-
-
-Event = (
-    Resume
-    | OpSucceeded
-    | OpFailed
-    | OpUnknown
-    | OpOngoing
-    | RetryDue
-    | Timeout
-    | AbortRequested
-    | OperatorRetry
-    | ForceEnd
-)
-
-
-# -- commands (outputs) -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunOp:
-    """Run attempt ``attempt`` of op ``key`` now (its start is already logged)."""
-
-    key: OpKey
-    attempt: int
-    timeout: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Wake:
-    """Send ``RetryDue(key, attempt)`` at time ``at``."""
-
-    key: OpKey
-    attempt: int
-    at: float
-
-
-Command = RunOp | Wake
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    state: SagaState
-    commands: tuple[Command, ...] = ()
-    changed: bool = True
-    note: str | None = field(default=None)
-
-
-# -- the machine ------------------------------------------------------------------------
-
-
-class _HasPolicy(Protocol):
-    def policy(self, key: OpKey) -> RetryPolicy: ...
-
-
-P = TypeVar("P", bound=_HasPolicy)
-
-
-class Draft(Generic[P]):
-    """A mutable working copy used inside one ``apply`` call only; each mode's machine
-    (saga, TCC/XA) adds its own rules on top."""
-
-    def __init__(self, plan: P, state: SagaState) -> None:
-        self.plan = plan
-        self.gid = state.gid
-        self.status = state.status
-        self.ops = dict(state.ops)
-        self.reason = state.reason
-        self.stuck = state.stuck
-        self.commands: list[Command] = []
-
-    def freeze(self) -> SagaState:
-        return SagaState(self.gid, self.status, self.ops, self.reason, self.stuck)
-
-    def set(self, key: OpKey, **changes: object) -> None:
-        # by hand rather than dataclasses.replace: this is the machine's hottest line
-        s = self.ops[key]
-        fields = {
-            "status": s.status,
-            "attempts": s.attempts,
-            "budget": s.budget,
-            "next_at": s.next_at,
-            "output": s.output,
-            "error": s.error,
-            "completed": s.completed,
-        }
-        fields.update(changes)
-        self.ops[key] = OpState(**fields)
-
-    def start(self, key: OpKey) -> None:
-        s = self.ops[key]
-        attempt = s.attempts + 1
-        self.set(key, status=OpStatus.RUNNING, attempts=attempt, budget=s.budget + 1, next_at=None)
-        self.commands.append(RunOp(key, attempt, self.plan.policy(key).timeout))
-
-    def wait_ongoing(self, key: OpKey, attempt: int, now: float, error: str) -> None:
-        """The participant answered "not yet": ask again at the op's fixed interval,
-        without using up an attempt."""
-        at = now + self.plan.policy(key).ongoing_interval
-        budget = self.ops[key].budget - 1
-        self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error, budget=budget)
-        self.commands.append(Wake(key, attempt, at))
-
-    def retry_parked(self) -> bool:
-        """An operator's retry: every parked op starts again with a fresh budget, and the
-        transaction is no longer stuck. False when nothing is stuck."""
-        parked = [
-            k for k, s in self.ops.items() if s.status is OpStatus.RETRY_WAIT and s.next_at is None
-        ]
-        if not parked and self.stuck is None:
-            return False
-        # (stuck with nothing parked: the driver parked the whole transaction, e.g. because
-        # its definition changed; the retry lifts that and it is driven on)
-        self.stuck = None
-        for key in parked:
-            self.set(key, budget=0)
-            self.start(key)
-        return True
+def new_state(gid: str, plan: SagaPlan) -> TxState:
+    """A saga as submitted: going forward, every op pending."""
+    return TxState.fresh(gid, TxStatus.SUBMITTED, plan.op_keys())
 
 
 class _Draft(Draft[SagaPlan]):
@@ -427,24 +196,7 @@ class _Draft(Draft[SagaPlan]):
         self.stuck = None
 
 
-def is_current(state: SagaState, key: OpKey, attempt: int, *statuses: OpStatus) -> bool:
-    """Is ``attempt`` the op's latest, and the op in one of ``statuses``? (A result or a
-    wake-up for anything else arrived late or twice.)"""
-    s = state.ops.get(key)
-    return s is not None and s.attempts == attempt and s.status in statuses
-
-
-def is_due(state: SagaState, key: OpKey, attempt: int) -> bool:
-    """Is this wake-up the one the op waits for?"""
-    s = state.ops.get(key)
-    return (
-        is_current(state, key, attempt, OpStatus.RETRY_WAIT)
-        and s is not None
-        and (s.next_at is not None)
-    )
-
-
-def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
+def apply(plan: SagaPlan, state: TxState, event: Event) -> Transition:
     """Feed one event to the saga; see the module docstring for the rules."""
     if state.status.ended and not isinstance(event, ForceEnd):
         return Transition(state, changed=False, note="saga has ended")
@@ -508,6 +260,8 @@ def apply(plan: SagaPlan, state: SagaState, event: Event) -> Transition:
             if not status.ended or state.status.ended:
                 return Transition(state, changed=False, note="not an end, or already ended")
             d.status, d.reason, d.stuck = status, reason, None
+        case _:  # Submit: a saga is submitted when it is created
+            return Transition(state, changed=False, note=f"a saga takes no {type(event).__name__}")
     return Transition(d.freeze(), tuple(d.commands))
 
 

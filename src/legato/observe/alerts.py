@@ -29,7 +29,7 @@ from .._model import OpStatus, TxRecord
 from .timeline import BACKWARD
 
 if TYPE_CHECKING:
-    from ..modes.saga import SagaState
+    from ..modes._core import TxState
 
 logger = logging.getLogger("legato.alerts")
 
@@ -57,7 +57,7 @@ class Webhook(Hooks):
         self.sent = 0
         self.failed = 0
 
-    def after_write(self, tx: TxRecord, state: SagaState, before: SagaState) -> None:
+    def after_write(self, tx: TxRecord, state: TxState, before: TxState) -> None:
         if not state.stuck or state.stuck == before.stuck:
             return
         exhausted = [

@@ -21,7 +21,7 @@ from .._hooks import Hooks
 from .._model import OpName, TxRecord
 
 if TYPE_CHECKING:
-    from ..modes.saga import SagaState
+    from ..modes._core import TxState
 
 logger = logging.getLogger("legato.tx")
 
@@ -65,7 +65,7 @@ class TxLogging(Hooks):
         else:
             self.log.log(level, "%s %s %s: %s", op, branch, outcome, detail, extra=extra)
 
-    def after_write(self, tx: TxRecord, state: SagaState, before: SagaState) -> None:
+    def after_write(self, tx: TxRecord, state: TxState, before: TxState) -> None:
         if state.status.ended and not before.status.ended:
             # one line per transaction: DEBUG for a success, INFO for a rollback
             level = logging.INFO if state.status.value == "failed" else logging.DEBUG

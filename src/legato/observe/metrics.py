@@ -31,7 +31,7 @@ from .._model import OpName, TxRecord, TxStatus
 
 if TYPE_CHECKING:
     from ..coordinator import Coordinator
-    from ..modes.saga import SagaState
+    from ..modes._core import TxState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -165,7 +165,7 @@ class Metrics(Hooks):
         self.op_seconds.labels(mode, name).observe(seconds)
         self.op_attempts.labels(mode, name, outcome).inc()
 
-    def after_write(self, tx: TxRecord, state: SagaState, before: SagaState) -> None:
+    def after_write(self, tx: TxRecord, state: TxState, before: TxState) -> None:
         if state.status.ended and not before.status.ended:
             self.ended.labels(str(tx.mode), str(state.status)).inc()
         if state.stuck and not before.stuck:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._handle import Outcome
 from .._model import EventRecord, OpRecord, TxRecord
 from .._redact import mask, mask_any, options_view
+from ..engine.handle import Outcome
 
 
 def tx_view(tx: TxRecord) -> dict[str, Any]:

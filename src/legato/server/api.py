@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from .._errors import IllegalStateChange, LogUnavailable
-from .._handle import Handle
 from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, Mode, RetryPolicy, TxStatus
 from ..coordinator import WIRE_SAGA, Coordinator
+from ..engine.handle import Handle
 from ..log import TxQuery
 from ..saga import Saga
 from ..settings import Settings

@@ -33,12 +33,12 @@ from .._errors import (
     TransactionNotFound,
 )
 from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, RetryPolicy, TxStatus
-from .._msg import DEFAULT_MSG_TIMEOUT
-from .._tcc import DEFAULT_TCC_TIMEOUT
 from ..coordinator import WIRE_SAGA, Coordinator
 from ..log import TxQuery
+from ..msg import DEFAULT_MSG_TIMEOUT
 from ..saga import Saga
 from ..settings import Settings
+from ..tcc import DEFAULT_TCC_TIMEOUT
 from ..transports.broker import BrokerCall
 from ..transports.http import HttpCall
 from ._auth import require_reader, require_token

@@ -8,6 +8,7 @@ and ``traceparent`` (and the transaction's extra headers).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +18,7 @@ from urllib.parse import urlsplit
 from .._errors import BrokerError, DefinitionError
 from .._model import Json
 from ..brokers.base import Broker, Message, check_name
-from ..observe.tracing import headers_for
-from ..saga import StepContext
+from .base import AttemptResult, Done, OpAttempt
 
 SCHEME = "broker"
 
@@ -65,26 +65,49 @@ class BrokerCall:
             str(data["broker"]), str(data["topic"]), data.get("body"), data.get("key")
         )
 
-    def bind(self, brokers: Mapping[str, Broker], headers: Mapping[str, str]) -> Any:
-        """The op: an async step function publishing through ``brokers``."""
 
-        async def publish(ctx: StepContext) -> None:
-            broker = brokers.get(self.broker)
-            if broker is None:
-                raise BrokerError(f"no broker named {self.broker!r} is configured here")
-            body = self.body
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            message = Message(
-                self.topic,
-                self.key or ctx.gid,
-                data,
-                id=f"{ctx.gid}/{ctx.step}",
-                # the attempt's span is current here: the consumer continues its trace
-                headers={**headers, "gid": ctx.gid, **headers_for(ctx.gid)},
-            )
-            await broker.publish(message)
+class BrokerTransport:
+    """Publishes ``BrokerCall``s through the brokers this coordinator knows, by name."""
 
-        return publish
+    remote = True  # the message carries the trace's headers to its consumer
+
+    def __init__(self, brokers: Mapping[str, Broker]) -> None:
+        self.brokers = brokers
+
+    def start(
+        self, call: BrokerCall, attempt: OpAttempt, *, timeout: float | None, done: Done
+    ) -> asyncio.Task[None]:
+        async def run() -> None:
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    await self.publish(call, attempt)
+            except TimeoutError as exc:
+                expired = deadline.expired()
+                why = f"attempt timed out after {timeout}s" if expired else f"TimeoutError: {exc}"
+                done(AttemptResult.unknown(why))
+            except Exception as exc:
+                done(AttemptResult.unknown(f"{type(exc).__name__}: {exc}"))
+            else:
+                done(AttemptResult.ok())
+
+        return asyncio.get_running_loop().create_task(run())
+
+    async def publish(self, call: BrokerCall, attempt: OpAttempt) -> None:
+        broker = self.brokers.get(call.broker)
+        if broker is None:
+            raise BrokerError(f"no broker named {call.broker!r} is configured here")
+        body = call.body
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        message = Message(
+            call.topic,
+            call.key or attempt.gid,
+            data,
+            id=f"{attempt.gid}/{attempt.branch}",
+            # the transaction's headers and the attempt span's: the consumer continues
+            # its trace
+            headers={**attempt.headers, "gid": attempt.gid},
+        )
+        await broker.publish(message)
 
 
 def is_broker_op(payload: Mapping[str, Any] | None) -> bool:

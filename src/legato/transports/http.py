@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,9 +48,7 @@ from .._bounds import check_headers
 from .._errors import DefinitionError, PayloadError
 from .._model import Json
 from ..observe.tracing import gid_traceparent
-
-Outcome = tuple[str, Json]  # ("ok"|"failed"|"ongoing"|"unknown", output or reason)
-Done = Callable[[Outcome], None]
+from .base import AttemptResult, Done, OpAttempt
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
@@ -124,18 +122,6 @@ class HttpCall:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """Who is calling: the query parameters and the keys sent with the call."""
-
-    gid: str
-    trans_type: str
-    branch_id: str
-    op: str
-    attempt: int
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
 class HttpTransport:
     """Calls HTTP participants through one pooled ``aiohttp`` session.
 
@@ -167,6 +153,8 @@ class HttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
+    remote = True  # a call leaves this process: a client span, the trace's headers
+
     def _client(self) -> aiohttp.ClientSession:
         # made on first use: a session belongs to the running event loop
         if self._session is None:
@@ -189,34 +177,37 @@ class HttpTransport:
             await session.close()
 
     def start(
-        self, call: HttpCall, info: CallInfo, *, timeout: float | None, done: Done
+        self, call: HttpCall, attempt: OpAttempt, *, timeout: float | None, done: Done
     ) -> asyncio.Task[None]:
-        """Start one attempt; ``done(outcome)`` is called on the event loop, once."""
+        """Start one attempt; ``done(result)`` is called on the event loop, once."""
 
         async def run() -> None:
-            done(await self.call(call, info, timeout=timeout))
+            done(await self.call(call, attempt, timeout=timeout))
 
         return asyncio.get_running_loop().create_task(run())
 
-    async def call(self, call: HttpCall, info: CallInfo, *, timeout: float | None) -> Outcome:
+    async def call(
+        self, call: HttpCall, attempt: OpAttempt, *, timeout: float | None
+    ) -> AttemptResult:
         """One attempt of one op, classified (see the module docstring)."""
         limit = call.timeout or timeout or self.request_timeout
+        op = str(attempt.op)
         headers = {
-            **info.headers,
+            **attempt.headers,
             **call.headers,
-            "Idempotency-Key": f"{info.gid}/{info.branch_id}/{info.op}",
-            "Legato-Attempt": str(info.attempt),
+            "Idempotency-Key": f"{attempt.gid}/{attempt.branch}/{op}",
+            "Legato-Attempt": str(attempt.attempt),
         }
         if "traceparent" not in headers:  # the coordinator passes the attempt span's
-            headers["traceparent"] = gid_traceparent(info.gid)
+            headers["traceparent"] = gid_traceparent(attempt.gid)
         content = call.content()
         if content is not None:
             headers.setdefault("Content-Type", "application/json")
         params = {
-            "gid": info.gid,
-            "trans_type": info.trans_type,
-            "branch_id": info.branch_id,
-            "op": info.op,
+            "gid": attempt.gid,
+            "trans_type": attempt.mode,
+            "branch_id": attempt.branch,
+            "op": op,
         }
         status: int | None = None  # once the answer's head has arrived
         try:
@@ -234,18 +225,18 @@ class HttpTransport:
                 body = await _read(response, self.max_answer_bytes)
                 return classify(status, body, response.headers)
         except _Unread as exc:
-            return ("unknown", f"HTTP {status} from {call.url}: {exc}")
+            return AttemptResult.unknown(f"HTTP {status} from {call.url}: {exc}")
         except TimeoutError:
             if status is None:
-                return ("unknown", f"no answer within {limit}s from {call.url}")
+                return AttemptResult.unknown(f"no answer within {limit}s from {call.url}")
             why = f"its body did not arrive in full within {limit}s"
-            return ("unknown", f"HTTP {status} from {call.url}: {why}")
+            return AttemptResult.unknown(f"HTTP {status} from {call.url}: {why}")
         except aiohttp.ClientPayloadError as exc:  # cut off, or not decodable
-            why = str(exc).replace("\n", " ")
-            return ("unknown", f"HTTP {status} from {call.url}: its body is broken: {why}")
+            why = "its body is broken: " + str(exc).replace("\n", " ")
+            return AttemptResult.unknown(f"HTTP {status} from {call.url}: {why}")
         except (aiohttp.ClientError, ValueError) as exc:
             # ValueError: aiohttp refuses a header value with CR or LF, say, at every attempt
-            return ("unknown", f"{type(exc).__name__} calling {call.url}: {exc}")
+            return AttemptResult.unknown(f"{type(exc).__name__} calling {call.url}: {exc}")
 
 
 class _Unread(Exception):
@@ -269,17 +260,17 @@ async def _read(response: aiohttp.ClientResponse, cap: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Outcome:
-    """Turn a participant's answer into an outcome (see the module docstring)."""
+def classify(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> AttemptResult:
+    """Turn a participant's answer into an attempt's result (see the module docstring)."""
     parsed = _parse(body, headers)
     result = parsed.get("dtm_result") if isinstance(parsed, dict) else None
     if status == 409 or (200 <= status < 300 and result == "FAILURE"):
-        return ("failed", _reason(status, parsed, body))
+        return AttemptResult.failed(_reason(status, parsed, body))
     if status == 425 or (200 <= status < 300 and result == "ONGOING"):
-        return ("ongoing", _reason(status, parsed, body))
+        return AttemptResult.ongoing(_reason(status, parsed, body))
     if 200 <= status < 300:
-        return ("ok", _output(parsed) if len(body) <= _MAX_OUTPUT else None)
-    return ("unknown", _reason(status, parsed, body))
+        return AttemptResult.ok(_output(parsed) if len(body) <= _MAX_OUTPUT else None)
+    return AttemptResult.unknown(_reason(status, parsed, body))
 
 
 def _output(parsed: Json) -> Json:

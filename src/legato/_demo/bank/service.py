@@ -47,8 +47,8 @@ from starlette.routing import Route
 
 from ... import Failure
 from ..._faults import fault_point
-from ..._xa import XaResource
 from ...participant import Barrier, BarrierRequestError, create_table, xa
+from ...transports.xa import XaResource
 
 log = logging.getLogger("legato.demo.bank")
 

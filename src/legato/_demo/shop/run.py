@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..._flow import FlowRecorder
 from ..._model import TxStatus
 from ...brokers import Broker, broker_from_url
+from ...flow import FlowRecorder
 from ...log import Log, TxQuery, open_log
 from ...participant.outbox import Relay
 from .services import ALL, Event, Inventory, Orders, Payments, Service, open_db

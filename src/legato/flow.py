@@ -6,7 +6,9 @@ A flow is a transaction of mode ``flow``: written ``submitted`` at its first hop
 by the name ``flow:recorder`` (no coordinator claims it: nothing is driven, only
 recorded), each hop an event ``hop`` with the service and the event it handled or
 emitted, and ended ``succeeded`` or ``failed`` by the hop that ends it. A hop after
-the end (a late notification, say) is recorded; the end stands.
+the end (a late notification, say) is recorded; the end stands (the rules:
+``modes.flow``; a hop goes through the engine's one transition path,
+``engine.records.transition``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ._model import EventRecord, Json, Mode, TxRecord, TxStatus
+from ._model import Json, Mode, TxRecord, TxStatus
+from .engine.records import state_from_log, transition
 from .log import Log, NewTransaction, TxWrite
+from .modes import flow
 
 WIRE_FLOW = "wire:flow"
 RECORDER = "flow:recorder"
@@ -76,17 +80,18 @@ class FlowRecorder:
         loaded = await self.log.load(gid)
         if loaded is None:
             return
-        current = loaded[0]
-        ended = current.status.ended
+        step = transition(
+            flow.apply, state_from_log(loaded[0], []), [flow.Hop(now, info, end, reason)]
+        )
         await self.log.write(
             TxWrite(
                 gid=gid,
                 owner=RECORDER,
                 at=now,
-                status=current.status if ended else (end or current.status),
-                reason=reason if end is not None and not ended else current.reason,
+                status=step.state.status,
+                reason=step.state.reason,
                 stuck=None,
                 next_attempt_at=None,
-                events=[EventRecord(gid, now, "hop", detail=info)],
+                events=list(step.records),
             )
         )

@@ -1,4 +1,5 @@
-"""What ``Coordinator.submit`` returns: a handle on one global transaction."""
+"""What ``Coordinator.submit`` returns: a handle on one global transaction, and the
+``Outcome`` it reads (where the transaction stands)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._model import Json, OpName, OpRecord, OpStatus, TxRecord, TxStatus
+from .._model import Json, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 
 if TYPE_CHECKING:
-    from .coordinator import Coordinator
+    from .port import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,8 @@ class Outcome:
 class Handle:
     """A handle on the transaction ``gid``, wherever it is driven."""
 
-    def __init__(self, coordinator: Coordinator, gid: str) -> None:
-        self._coordinator = coordinator
+    def __init__(self, engine: Engine, gid: str) -> None:
+        self._engine = engine
         self.gid = gid
 
     def __repr__(self) -> str:
@@ -57,7 +58,7 @@ class Handle:
 
     async def status(self) -> Outcome:
         """The transaction's status now, read from the log."""
-        return await self._coordinator.outcome(self.gid)
+        return await self._engine.outcome(self.gid)
 
     async def result(self, timeout: float | None = None, poll: float = 0.2) -> Outcome:
         """Wait until the transaction has ended or is stuck, and return its outcome.
@@ -67,16 +68,16 @@ class Handle:
         does); driven by another coordinator (after a hand-over), the log is polled
         every ``poll`` seconds.
         """
-        c = self._coordinator
+        engine = self._engine
         async with asyncio.timeout(timeout):
             while True:
-                settled = c._settled_future(self.gid)
+                settled = engine.settled(self.gid)
                 if settled is not None:
                     outcome = await asyncio.shield(settled)
                     if outcome is not None:
                         return outcome
-                with c._runner_start(self.gid) as started:
-                    outcome = await c.outcome(self.gid)
+                with engine.runner_started(self.gid) as started:
+                    outcome = await engine.outcome(self.gid)
                     if outcome.settled:
                         return outcome
                     with contextlib.suppress(TimeoutError):

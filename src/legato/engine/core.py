@@ -1,0 +1,501 @@
+"""The engine: drives every transaction this process holds the lease of, whatever its
+mode, through one runner each.
+
+It knows no mode: each is plugged in as a ``ModeDriver`` (``legato.drivers``), which
+says how a transaction of that mode, read back from the log, is driven; and no
+transport: each call is carried by the transport registered for its kind. It
+claims due work with a lease, renews the leases it holds, takes back what it still
+holds but no longer drives (after the log was away), and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .._allow import AllowList
+from .._errors import LogError, LogUnavailable, TransactionNotFound
+from .._hooks import HookChain
+from .._model import EventRecord, OpRecord, Request, TxRecord, TxStatus
+from ..log import Log, NewTransaction, TxQuery, TxWrite
+from ..log.base import purge_in_batches
+from ..modes._core import Event, Park, Resume, Timeout, Transition, TxState
+from ..observe.tracing import Tracing
+from ..transports.base import Transport
+from .handle import Handle, Outcome
+from .port import Driver, ModeDriver, Unreadable
+from .records import changed_ops, state_from_log, transition
+from .runner import Runner, request_event
+
+logger = logging.getLogger("legato.coordinator")
+
+Periodic = tuple[str, float, Callable[[], Awaitable[None]]]
+"""A task the engine runs every so often while it runs: (name, seconds, what)."""
+
+
+class Engine:
+    """See the module docstring; ``legato.Coordinator`` builds one and delegates to it."""
+
+    def __init__(
+        self,
+        log: Log,
+        *,
+        owner: str,
+        lease: float,
+        poll_interval: float,
+        claim_batch: int,
+        recover: bool,
+        retention: float | None,
+        hooks: HookChain,
+        tracing: Tracing,
+        request_timeout: float,
+        participants: AllowList,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        transports: Mapping[type, Transport],
+        modes: Sequence[ModeDriver],
+    ) -> None:
+        self.log = log
+        self.owner = owner
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.claim_batch = claim_batch
+        self.recover = recover
+        self.retention = retention
+        self.hooks = hooks
+        self.tracing = tracing
+        self.request_timeout = request_timeout
+        self.participants = participants
+        self.pool = pool
+        self.transports = dict(transports)
+        self.modes = {m.mode: m for m in modes}
+        self.periodic: list[Periodic] = []
+        self.runners: dict[str, Runner] = {}
+        self._runner_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._resuming: set[str] = set()
+        # Transactions whose lease this engine may hold while no runner drives them: a
+        # runner stopped because the log's database could not be reached, a submit whose
+        # write's outcome is unknown. The renewal takes them back once the log answers.
+        self._orphans: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._started = False
+        self._wake_claims = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("start the coordinator first: `async with Coordinator(...)`")
+
+    async def open(self) -> None:
+        """Open the log and take back what a previous incarnation under this owner held."""
+        if self.hooks.wants("on_log_batch"):
+            self.log.batch_observer = self.hooks.on_log_batch
+        await self.log.open()
+        # a coordinator restarted under the same owner name takes its own work back at
+        # once: whatever its previous incarnation held is orphaned
+        await self.log.release_owner(self.owner)
+
+    def run(self) -> None:
+        """Start driving: the lease renewal, the claims, retention and periodic tasks."""
+        self._started = True
+        loop = asyncio.get_running_loop()
+        self._loops.append(loop.create_task(self._renew_loop(), name="legato-renew"))
+        if self.recover:
+            self._loops.append(loop.create_task(self._claim_loop(), name="legato-claim"))
+        if self.retention is not None:
+            self._loops.append(loop.create_task(self._retention_loop(), name="legato-retention"))
+        for name, seconds, what in self.periodic:
+            self._loops.append(loop.create_task(_every(name, seconds, what), name=name))
+
+    async def stop_driving(self) -> None:
+        """Stop. Ops in flight are cancelled (their outcome is unknown, so the next
+        engine retries them); leases are released for others to claim once the step
+        threads are idle (at most ``lease`` seconds later)."""
+        await _cancel(self._loops)
+        self._loops.clear()
+        self._orphans.clear()
+        runners = list(self.runners.values())
+        for r in runners:
+            r.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        # A sync op whose task was cancelled still runs to its end in its step thread,
+        # and another coordinator must not run it again meanwhile (DESIGN 3.5): the
+        # leases go once the threads are idle; past a lease's time they are left to expire.
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        idle = await self._drain([r.gid for r in runners])
+        for r in runners if idle else ():
+            with contextlib.suppress(LogError):
+                await self.log.release(self.owner, r.gid, time.time())
+        self._started = False
+
+    # -- the transports -------------------------------------------------------------
+
+    def transport(self, call: object) -> Transport:
+        found = self.transports.get(type(call))
+        if found is None:
+            raise TypeError(f"no transport carries a {type(call).__name__}")
+        return found
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def create(self, new: NewTransaction) -> TxRecord | None:
+        """Write a new transaction (its trace begins here), or return the existing row."""
+        self.tracing.begin(new.tx)
+        gid = new.tx.gid
+        try:
+            existing = await self.log.create(new)
+        except LogUnavailable as exc:
+            # Written or not, we cannot tell: if it was, the lease is this engine's and
+            # the renewal takes it back; a repeat of the call finds it written.
+            self._orphans.add(gid)
+            raise LogUnavailable(f"{exc}; repeating the call with gid {gid!r} is safe") from exc
+        if existing is None:
+            self.hooks.on_created(new.tx)
+        return existing
+
+    async def begin(
+        self, new: NewTransaction, driver: Driver, events: Sequence[Event]
+    ) -> TxRecord | None:
+        """Create ``new`` as ``events`` leave it (its ops as given, pending) and drive it
+        here at once; or return the existing row, writing and driving nothing."""
+        tx, ops = new.tx, new.ops
+        before = state_from_log(tx, ops)
+        step = transition(driver.apply, before, events)
+        meta = {o.key: (o.seq, o.target) for o in ops}
+        changed = {o.key: o for o in changed_ops(before, step.state, meta, tx.created_at)}
+        tx.status, tx.reason, tx.stuck = step.state.status, step.state.reason, step.state.stuck
+        written = [changed.get(o.key, o) for o in ops]
+        existing = await self.create(NewTransaction(tx, written, [*new.events, *step.records]))
+        if existing is not None:
+            return existing
+        runner = Runner(self, driver, tx, step.state, written)
+        self._start_runner(runner, None, step.commands)
+        return None
+
+    async def request(
+        self, gid: str, request: Request, *, drive: bool = False, by: str | None = None
+    ) -> None:
+        """Log ``request`` for whoever drives ``gid`` (``by``: who asks, recorded with
+        it). With ``drive`` (a TCC, XA or msg transaction, which any engine can drive),
+        take the lease with the request where no one holds it and start driving it here
+        at once, instead of on the next claim."""
+        self.require_started()
+        now = time.time()
+        claim = (self.owner, now + self.lease) if drive else None
+        try:
+            tx = await self.log.request(gid, request.encode(), now, claim, by)
+        except LogUnavailable:
+            if drive:  # the lease may be ours now: taken back once the log answers
+                self._orphans.add(gid)
+            raise
+        runner = self.runners.get(gid)
+        if runner is not None:
+            runner.push(request_event(request, time.time()), request)
+        elif drive and tx.lease_owner == self.owner:
+            await self.resume(gid, request)
+        self._wake_claims.set()
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]:
+        loaded = await self.log.load(gid)
+        if loaded is None:
+            raise TransactionNotFound(f"no transaction has gid {gid!r}")
+        return loaded
+
+    async def outcome(self, gid: str) -> Outcome:
+        tx, ops = await self.get(gid)
+        return Outcome.from_log(tx, ops)
+
+    async def events(self, gid: str) -> list[EventRecord]:
+        return await self.log.events(gid)
+
+    async def transactions(self, query: TxQuery | None = None) -> list[TxRecord]:
+        return await self.log.list(query or TxQuery())
+
+    def handle(self, gid: str) -> Handle:
+        return Handle(self, gid)
+
+    @contextlib.contextmanager
+    def runner_started(self, gid: str) -> Iterator[asyncio.Future[None]]:
+        """A future done once a runner for ``gid`` starts here (say, for a submit that
+        the claim loop is about to pick up), for a handle waiting on the transaction."""
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._runner_waiters.setdefault(gid, [])
+        waiters.append(waiter)
+        try:
+            yield waiter
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._runner_waiters.get(gid) is waiters:
+                del self._runner_waiters[gid]
+
+    def settled(self, gid: str) -> asyncio.Future[Outcome | None] | None:
+        runner = self.runners.get(gid)
+        return runner.settled if runner is not None else None
+
+    # -- runners --------------------------------------------------------------------
+
+    def _start_runner(
+        self,
+        runner: Runner,
+        first: list[Event] | None,
+        commands: Sequence[Any] = (),
+        handled: Request | None = None,
+    ) -> None:
+        self.runners[runner.gid] = runner
+        self._orphans.discard(runner.gid)
+        for waiter in self._runner_waiters.pop(runner.gid, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+        task = asyncio.get_running_loop().create_task(
+            runner.run(first, commands, handled), name=f"legato-tx-{runner.gid}"
+        )
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self.runners.get(runner.gid) is runner:
+                del self.runners[runner.gid]
+            if isinstance(runner.stopped_by, LogUnavailable) and self._started:
+                self._orphans.add(runner.gid)
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("runner for %s crashed", runner.gid, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def resume(
+        self, gid: str, requested: Request | None, previous: str | None = None
+    ) -> None:
+        """Drive ``gid`` here from the log (claimed, requested, or taken back)."""
+        if gid in self.runners or gid in self._resuming:
+            return  # claimed and requested at once: one runner only
+        self._resuming.add(gid)
+        try:
+            await self._resume_loaded(gid, requested, previous)
+        except LogUnavailable:
+            self._orphans.add(gid)  # claimed, so ours, and not driven: take it back later
+            raise
+        finally:
+            self._resuming.discard(gid)
+
+    async def _resume_loaded(
+        self, gid: str, requested: Request | None, previous: str | None
+    ) -> None:
+        loaded = await self.log.load(gid)
+        if loaded is None:
+            return
+        tx, ops = loaded
+        if tx.lease_owner != self.owner or tx.status.ended:
+            return
+        self.hooks.on_resumed(tx, previous)
+        mode = self.modes.get(tx.mode)
+        driver = mode.driver(tx, ops) if mode is not None else None
+        if driver is None:
+            await self.log.release(self.owner, gid, time.time() + self.lease)
+            return
+        now = time.time()
+        if isinstance(driver, Unreadable):
+            await self._park(tx, ops, driver.reason, requested, now)
+            return
+        events: list[Event] = [Resume(now)]
+        if requested is not None:
+            events.append(request_event(requested, now))
+        elif tx.status is TxStatus.PREPARED and tx.timeout_at is not None and tx.timeout_at <= now:
+            events.append(Timeout(now))
+        runner = Runner(self, driver, tx, state_from_log(tx, ops), ops)
+        self._start_runner(runner, events, handled=requested)
+
+    async def _park(
+        self,
+        tx: TxRecord,
+        ops: Sequence[OpRecord],
+        why: str,
+        requested: Request | None,
+        now: float,
+    ) -> None:
+        """Leave a transaction no one can drive stuck, with why (``modes._core.park``)."""
+        logger.error("%s", why)
+        before = state_from_log(tx, ops)
+        step = transition(_no_rules, before, [Park(now, why)])
+        meta = {o.key: (o.seq, o.target) for o in ops}
+        await self.log.write(
+            TxWrite(
+                gid=tx.gid,
+                owner=self.owner,
+                at=now,
+                status=step.state.status,
+                reason=step.state.reason,
+                stuck=step.state.stuck,
+                next_attempt_at=None,
+                ops=changed_ops(before, step.state, meta, now),
+                events=list(step.records),
+                release=True,
+                handled=requested.encode() if requested is not None else None,
+            )
+        )
+
+    # -- loops ----------------------------------------------------------------------
+
+    def _claims(self) -> list[str]:
+        return [name for mode in self.modes.values() for name in mode.claims()]
+
+    async def _claim_loop(self) -> None:
+        while True:
+            # cleared before the claim, not after: a request made while this pass runs
+            # must wake the next one, not wait out the poll interval
+            self._wake_claims.clear()
+            try:
+                now = time.time()
+                claimed = await self.log.claim(
+                    self.owner, now, now + self.lease, self.claim_batch, self._claims()
+                )
+                # loaded and started side by side: one after the other, a batch of them
+                # kept the last waiting for every load before it
+                resumed = await asyncio.gather(
+                    *(
+                        self.resume(c.gid, Request.decode(c.requested), c.previous)
+                        for c in claimed
+                        if c.gid not in self.runners
+                    ),
+                    return_exceptions=True,
+                )
+                for error in resumed:
+                    if isinstance(error, Exception):
+                        logger.error("resuming a claimed transaction failed: %s", error)
+                if len(claimed) == self.claim_batch:
+                    continue  # more is due: claim again at once
+            except LogError as exc:
+                logger.error("claiming due work failed: %s", exc)
+            # asyncio.timeout, not wait_for: on 3.11 a wait_for whose event is set as the
+            # task is cancelled swallows the cancellation, and stop() then waits forever
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake_claims.wait()
+
+    async def _renew_loop(self) -> None:
+        renewed = time.monotonic()
+        while True:
+            # Every lease/3; after a failed renewal, and while orphans wait, at every poll:
+            # leases are renewed, and orphans driven again, as soon as the log answers.
+            await asyncio.sleep(min(self.poll_interval, self.lease / 3))
+            if not self._orphans and time.monotonic() - renewed < self.lease / 3:
+                continue
+            # Judge only the runners whose gids were sent: one submitted while the renewal
+            # was on its way is not in the answer, and has a fresh lease anyway.
+            sent = dict(self.runners)
+            orphans = [gid for gid in self._orphans if gid not in sent]
+            try:
+                now = time.time()
+                held = await self.log.renew(self.owner, [*sent, *orphans], now, now + self.lease)
+            except LogError as exc:
+                logger.error("renewing leases failed: %s", exc)
+                continue
+            renewed = time.monotonic()
+            self._orphans.difference_update(orphans)
+            await self._take_back({gid: held[gid] for gid in orphans if gid in held})
+            for gid, runner in sent.items():
+                if self.runners.get(gid) is not runner:
+                    continue
+                if gid not in held:
+                    if not runner.settled.done():
+                        logger.warning("lease on %s lost", gid)
+                        runner.cancel()
+                    continue
+                request = Request.decode(held.get(gid))
+                if request is not None:
+                    runner.push(request_event(request, now), request)
+
+    async def _take_back(self, held: dict[str, str | None]) -> None:
+        """Drive the orphans whose leases were just renewed (``held``: gid -> pending
+        request) again here: this engine still holds them, so no other may claim them
+        before their leases expire."""
+        resumed = await asyncio.gather(
+            *(self.resume(gid, Request.decode(requested)) for gid, requested in held.items()),
+            return_exceptions=True,
+        )
+        for gid, error in zip(held, resumed, strict=True):
+            if isinstance(error, Exception):
+                logger.error("driving %s again failed: %s", gid, error)
+
+    async def _drain(self, gids: Sequence[str]) -> bool:
+        """Wait up to ``lease`` seconds for the step threads to finish, renewing the
+        leases of ``gids`` meanwhile; False if they have not finished."""
+        joined = _joined(self.pool)
+        deadline = time.monotonic() + self.lease
+        while not joined.done() and time.monotonic() < deadline:
+            with contextlib.suppress(LogError):
+                now = time.time()
+                await self.log.renew(self.owner, gids, now, now + self.lease)
+            await asyncio.wait([joined], timeout=self.lease / 3)
+        return joined.done()
+
+    async def _retention_loop(self) -> None:
+        assert self.retention is not None
+        while True:
+            try:
+                await purge_in_batches(self.log, time.time() - self.retention)
+            except LogError as exc:
+                logger.error("retention purge failed: %s", exc)
+            await asyncio.sleep(min(3600.0, max(1.0, self.retention / 10)))
+
+
+def _no_rules(state: TxState, event: Event) -> Transition:
+    """A transaction that cannot be driven has no rules but the park every machine shares
+    (``records.transition`` applies it)."""
+    return Transition(state, changed=False, note="no rules: it cannot be driven")
+
+
+async def _every(name: str, seconds: float, what: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await what()
+        except Exception as exc:  # tried again next round
+            logger.error("%s failed: %s", name, exc)
+        await asyncio.sleep(seconds)
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _joined(pool: concurrent.futures.ThreadPoolExecutor) -> asyncio.Future[None]:
+    """Done once a shut-down pool's threads have finished their work.
+
+    A daemon thread joins them, so that an op that never returns holds up neither
+    the caller nor the event loop's close.
+    """
+    loop = asyncio.get_running_loop()
+    joined: asyncio.Future[None] = loop.create_future()
+
+    def joined_now() -> None:
+        if not joined.done():
+            joined.set_result(None)
+
+    def join() -> None:
+        pool.shutdown(wait=True)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(joined_now)
+
+    threading.Thread(target=join, name="legato-stop", daemon=True).start()
+    return joined
+
+
+__all__ = ["Engine", "Periodic"]

@@ -1,0 +1,129 @@
+"""The engine's narrow ports: what a collaborator is handed instead of the engine itself.
+
+- ``Driver``: one transaction's rules and its ops' calls, for the runner.
+- ``ModeDriver``: a mode plugged into the engine: how a transaction of that mode,
+  read back from the log, is driven again (``drivers/`` has one per mode).
+- ``RunnerHost``: what a runner uses while it drives one transaction.
+- ``Engine``: what a mode's public API (``legato.tcc``, ``legato.xa``, ``legato.msg``)
+  and a handle use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .._allow import AllowList
+from .._hooks import HookChain
+from .._model import Mode, OpKey, OpRecord, Request, TxRecord
+from ..log import Log, NewTransaction
+from ..modes._core import Event, Transition, TxState
+from ..observe.tracing import Tracing
+from ..transports.base import Transport
+
+if TYPE_CHECKING:
+    from .handle import Handle, Outcome
+
+
+class Driver(Protocol):
+    """One transaction's rules (its mode's machine with its plan) and its ops' calls."""
+
+    def apply(self, state: TxState, event: Event) -> Transition: ...
+
+    def call(self, key: OpKey) -> object:
+        """What op ``key`` runs: a call of a kind some transport carries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A transaction of this mode that cannot be driven as it stands (its definition
+    changed, or cannot be read): the engine parks it as stuck, with ``reason``."""
+
+    reason: str
+
+
+class ModeDriver(Protocol):
+    """A mode plugged into the engine."""
+
+    @property
+    def mode(self) -> Mode: ...
+
+    def claims(self) -> Sequence[str]:
+        """The transaction names this engine may claim for this mode (a saga's: the
+        sagas registered here)."""
+
+    def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> Driver | Unreadable | None:
+        """How to drive ``tx`` from its logged state; None: not here (no definition of
+        it is registered with this engine: the lease goes, for another engine)."""
+
+
+class RunnerHost(Protocol):
+    """What a runner uses while it drives one transaction."""
+
+    @property
+    def log(self) -> Log: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def hooks(self) -> HookChain: ...
+
+    @property
+    def tracing(self) -> Tracing: ...
+
+    def transport(self, call: object) -> Transport:
+        """The transport that carries ``call`` (by its kind)."""
+
+
+class Engine(Protocol):
+    """What a mode's public API and a handle are handed."""
+
+    @property
+    def log(self) -> Log: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def participants(self) -> AllowList: ...
+
+    @property
+    def request_timeout(self) -> float: ...
+
+    def require_started(self) -> None: ...
+
+    def transport(self, call: object) -> Transport: ...
+
+    async def create(self, new: NewTransaction) -> TxRecord | None:
+        """Write a new transaction (its trace begins here), or return the existing row."""
+
+    async def begin(
+        self, new: NewTransaction, driver: Driver, events: Sequence[Event]
+    ) -> TxRecord | None:
+        """Create ``new`` as ``events`` leave it, from its ops' pending state, and drive it
+        here; or return the existing row (nothing written, nothing driven)."""
+
+    async def request(
+        self, gid: str, request: Request, *, drive: bool = False, by: str | None = None
+    ) -> None:
+        """Log ``request`` for whoever drives ``gid`` (``by``: who asks); with ``drive``,
+        take the lease where no one holds it and drive it here at once."""
+
+    async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]: ...
+
+    async def outcome(self, gid: str) -> Outcome: ...
+
+    def handle(self, gid: str) -> Handle: ...
+
+    def settled(self, gid: str) -> asyncio.Future[Outcome | None] | None:
+        """The outcome of ``gid`` as its runner here settles it; None: not driven here."""
+
+    def runner_started(self, gid: str) -> AbstractContextManager[asyncio.Future[None]]:
+        """A future done once a runner for ``gid`` starts here."""
+
+
+__all__ = ["Driver", "Engine", "ModeDriver", "RunnerHost", "Unreadable"]

@@ -1,0 +1,356 @@
+"""Drives one transaction while this engine holds its lease.
+
+Each runner is a small actor: events (op results, retry wake-ups, timeouts,
+requests) arrive on its queue; each batch goes through ``records.transition`` (the
+mode's machine), the resulting state is written to the log *first* (fenced by the
+lease), and only then are the machine's commands carried out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .._errors import LeaseLost, LogError
+from .._faults import fault_point
+from .._model import OpName, OpRecord, OpStatus, Request, RequestKind, TxRecord, TxStatus
+from ..log.base import TxWrite
+from ..modes._core import (
+    AbortRequested,
+    Command,
+    Event,
+    ForceEnd,
+    OperatorRetry,
+    OpFailed,
+    OpOngoing,
+    OpSucceeded,
+    OpUnknown,
+    RetryDue,
+    RunOp,
+    Submit,
+    Timeout,
+    TxState,
+)
+from ..observe.tracing import Attempt
+from ..transports.base import AttemptResult, OpAttempt, ResultKind
+from .handle import Outcome
+from .port import Driver, RunnerHost
+from .records import OpMeta, changed_ops, transition
+
+logger = logging.getLogger("legato.coordinator")
+
+
+def request_event(request: Request, now: float) -> Event:
+    """The machine's event for a request recorded on a transaction."""
+    match request.kind:
+        case RequestKind.SUBMIT:
+            return Submit(now)
+        case RequestKind.RETRY:
+            return OperatorRetry(now)
+        case RequestKind.ABORT:
+            return AbortRequested(now, request.reason or "aborted by an operator")
+        case _:
+            what = str(request.kind)
+            return ForceEnd(now, TxStatus(what), f"ended as {what} by an operator")
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    events: list[Event]
+    handled: Request | None = None  # the request these events carry out, cleared with them
+
+
+class _Stop:
+    """Stop driving (the engine stops, or the lease is lost)."""
+
+
+class Runner:
+    def __init__(
+        self,
+        host: RunnerHost,
+        driver: Driver,
+        tx: TxRecord,
+        state: TxState,
+        ops: Sequence[OpRecord],
+    ) -> None:
+        self.host = host
+        self.driver = driver
+        self.tx = tx
+        self.gid = tx.gid
+        self.state = state
+        self.meta: OpMeta = {o.key: (o.seq, o.target) for o in ops}
+        self.queue: asyncio.Queue[_Feed | _Stop] = asyncio.Queue()
+        self.settled: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._done = False
+        self.stopped_by: LogError | None = None  # the log error it stopped on, if any
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def run(
+        self,
+        first: list[Event] | None,
+        commands: Sequence[Command] = (),
+        handled: Request | None = None,
+    ) -> None:
+        try:
+            if first:
+                await self.feed(_Feed(first, handled))
+            else:
+                self._execute(commands)
+                self._check_done()
+            busy = any(
+                op.status in (OpStatus.RUNNING, OpStatus.RETRY_WAIT)
+                for op in self.state.ops.values()
+            )
+            if self.state.status is TxStatus.PREPARED and not busy and not self._done:
+                # a TCC still open for registrations: nothing to drive until its initiator
+                # submits or aborts, or it times out; meanwhile no one may hold it (a msg
+                # asking its initiator's query_prepared is busy: it is driven on)
+                await self.host.log.release(self.host.owner, self.gid, self.tx.timeout_at)
+                return
+            if self.tx.timeout_at is not None and not self._done:
+                delay = max(0.0, self.tx.timeout_at - time.time())
+                self._timers.append(
+                    asyncio.get_running_loop().call_later(
+                        delay, lambda: self.push(Timeout(time.time()))
+                    )
+                )
+            while not self._done:
+                item = await self.queue.get()
+                if isinstance(item, _Stop):
+                    break
+                await self.feed(item)
+        except LeaseLost as exc:
+            logger.warning("lease lost, handing %s over: %s", self.gid, exc)
+        except LogError as exc:
+            # the log is down: stop driving; the lease expires and a healthy coordinator
+            # (or this one, once the log is back) resumes the transaction from the log
+            logger.error("log write failed for %s, leaving it to recovery: %s", self.gid, exc)
+            self.stopped_by = exc
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._done = True
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if not self.settled.done():
+            self.settled.set_result(None)  # handed over: the handle polls the log
+
+    def push(self, event: Event, request: Request | None = None) -> None:
+        if not self._done:
+            self.queue.put_nowait(_Feed([event], request))
+
+    def cancel(self) -> None:
+        self.queue.put_nowait(_Stop())
+
+    # -- one step of the machine ----------------------------------------------------
+
+    async def feed(self, item: _Feed) -> None:
+        before = self.state
+        step = transition(self.driver.apply, before, item.events)
+        state = step.state
+        if state is before and item.handled is None:
+            return  # late or duplicate: nothing to write
+        now = step.at or time.time()
+        done = _settled(state)
+        change = TxWrite(
+            gid=self.gid,
+            owner=self.host.owner,
+            at=now,
+            status=state.status,
+            reason=state.reason,
+            stuck=state.stuck,
+            # While driven it stays as it was (due: it matters only once the lease has
+            # expired); rewriting it each time would update its index on every write.
+            next_attempt_at=None if done else (self.tx.next_attempt_at or now),
+            ops=changed_ops(before, state, self.meta, now),
+            events=list(step.records),
+            release=done,
+            handled=item.handled.encode() if item.handled is not None else None,
+        )
+        await self.host.log.write(change)
+        fault_point("after_log_write")
+        self.state = state
+        self.host.hooks.after_write(self.tx, state, before)
+        if state.status.ended and not before.status.ended:
+            self.host.tracing.ended(self.tx, str(state.status), state.reason)
+        self._execute(step.commands)
+        self._check_done()
+
+    def _check_done(self) -> None:
+        s = self.state
+        if _settled(s):
+            self._done = True
+            if not self.settled.done():
+                self.settled.set_result(Outcome(self.gid, s.status, s.reason, s.stuck, s.outputs()))
+
+    # -- carrying out commands ------------------------------------------------------
+
+    def _execute(self, commands: Sequence[Command]) -> None:
+        loop = asyncio.get_running_loop()
+        for cmd in commands:
+            if isinstance(cmd, RunOp):
+                self._start_op(cmd)
+            else:
+                key, attempt = cmd.key, cmd.attempt
+                self._timers.append(
+                    loop.call_later(
+                        max(0.0, cmd.at - time.time()),
+                        lambda k=key, a=attempt: self.push(RetryDue(k, a, time.time())),  # type: ignore[misc]
+                    )
+                )
+
+    def _start_op(self, cmd: RunOp) -> None:
+        report = _Report(self, cmd)
+        try:
+            task = self._deliver(cmd, report)
+        except Exception as exc:
+            # building the call, or starting the attempt, failed: the op must not stay
+            # running (nothing would ever report on it), so this attempt is unknown
+            report.raised(exc)
+            return
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(report.ended)
+
+    def _deliver(self, cmd: RunOp, report: _Report) -> asyncio.Task[None] | None:
+        """Start one attempt of an op through its transport; ``report`` hears how it ended."""
+        name, op = cmd.key
+        call = self.driver.call(cmd.key)
+        transport = self.host.transport(call)
+        fault_point(f"before_op.{op}")
+        remote = transport.remote
+        span = self.host.tracing.attempt(self.tx, name, str(op), cmd.attempt, remote=remote)
+        report.begin(span)
+        state = self.state
+        action = state.ops.get((name, OpName.ACTION)) if op is not OpName.ACTION else None
+        attempt = OpAttempt(
+            gid=self.gid,
+            mode=str(self.tx.mode),
+            branch=name,
+            op=op,
+            attempt=cmd.attempt,
+            headers=(
+                {**(self.tx.options.get("headers") or {}), **span.headers(self.gid)}
+                if remote
+                else {}
+            ),
+            payload=self.tx.payload,
+            outputs=state.outputs,
+            output=action.output if action is not None else None,
+        )
+        token = span.enter()  # the step's task or thread runs in the attempt's span
+        try:
+            return transport.start(call, attempt, timeout=cmd.timeout, done=report)
+        finally:
+            span.leave(token)
+
+
+class _Report:
+    """Turns one attempt's result into the machine's event, on the loop, once.
+
+    Every way an attempt ends comes here: its transport's result, an exception out of
+    the attempt's task, or one raised while starting it (DESIGN section 10: any
+    exception while delivering an op is that attempt's unknown outcome, so no op is
+    ever left running, unretried and not stuck).
+    """
+
+    __slots__ = ("cmd", "reported", "runner", "span", "started")
+
+    def __init__(self, runner: Runner, cmd: RunOp) -> None:
+        self.runner = runner
+        self.cmd = cmd
+        self.span: Attempt | None = None
+        self.started = time.perf_counter()
+        self.reported = False
+
+    def begin(self, span: Attempt) -> None:
+        """The attempt is about to run, in this span."""
+        self.span = span
+        name, op = self.cmd.key
+        self.runner.host.hooks.before_op(self.runner.tx, name, op, self.cmd.attempt)
+        self.started = time.perf_counter()
+
+    def __call__(self, result: AttemptResult) -> None:
+        if self.reported:
+            return  # a result, then an exception out of the same task: the first counts
+        self.reported = True
+        cmd, runner = self.cmd, self.runner
+        name, op = cmd.key
+        kind, value = result.kind, result.value
+        if kind is not ResultKind.OK:
+            value = readable(str(value))
+        took = time.perf_counter() - self.started
+        try:
+            if self.span is not None:
+                self.span.end(str(kind), value)
+            runner.host.hooks.after_op(runner.tx, name, op, cmd.attempt, str(kind), took, value)
+        except Exception:  # seeing the attempt failed; the attempt still ended
+            logger.exception(
+                "tracing attempt %d of %s %s.%s failed", cmd.attempt, runner.gid, name, op
+            )
+        fault_point(f"after_op.{op}")
+        now = time.time()
+        event: Event
+        if kind is ResultKind.OK:
+            event = OpSucceeded(cmd.key, cmd.attempt, now, value, took)
+        elif kind is ResultKind.FAILED:
+            event = OpFailed(cmd.key, cmd.attempt, now, str(value), took)
+        elif kind is ResultKind.ONGOING:
+            event = OpOngoing(cmd.key, cmd.attempt, now, str(value), took)
+        else:
+            event = OpUnknown(cmd.key, cmd.attempt, now, str(value), took)
+        runner.push(event)
+
+    def raised(self, exc: BaseException) -> None:
+        name, op = self.cmd.key
+        logger.error(
+            "attempt %d of %s %s.%s raised %s: its outcome is unknown",
+            self.cmd.attempt, self.runner.gid, name, op, type(exc).__name__, exc_info=exc,
+        )  # fmt: skip
+        self(AttemptResult.unknown(f"{type(exc).__name__}: {exc}"))
+
+    def ended(self, task: asyncio.Task[None]) -> None:
+        """The attempt's task is done: if an exception ended it, that is its result."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.raised(exc)
+
+
+_MAX_ERROR = 2000
+
+
+def readable(text: str) -> str:
+    """An error's text as the log can store it and a person can read it: at most
+    ``_MAX_ERROR`` characters, NUL and lone surrogates (which a database's text column
+    refuses) written as escapes. The text may come from a participant."""
+    if len(text) > _MAX_ERROR:
+        text = text[:_MAX_ERROR] + "…"
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def _settled(state: TxState) -> bool:
+    """Ended, or stuck with nothing left to report back: this runner is done with it."""
+    return state.status.ended or (state.stuck is not None and not busy(state))
+
+
+def busy(state: TxState) -> bool:
+    """Will anything still report back to this runner (an op in flight, a timed retry)?"""
+    return any(
+        s.status is OpStatus.RUNNING or (s.status is OpStatus.RETRY_WAIT and s.next_at is not None)
+        for s in state.ops.values()
+    )

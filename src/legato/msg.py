@@ -1,0 +1,94 @@
+"""Two-phase messages (DESIGN section 4, msg) from the initiator's side.
+
+A message is written prepared with all its branches (``01``, ``02``, ...: each an
+HTTP call or a broker publish that delivers it) and, when the initiator gave one,
+its ``query_prepared`` call (op ``("00", msg)``). The initiator runs its local
+transaction with the msg barrier row, then submits; see ``modes.msg`` for what
+happens after, or if it never does (the driver: ``drivers.msg``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from . import _initiator
+from ._errors import DefinitionError, GidConflict
+from ._model import Mode, OpName, OpRecord
+from .drivers.msg import WIRE_MSG
+from .engine.handle import Handle
+from .engine.port import Engine
+from .log import NewTransaction
+from .modes import msg
+from .transports.broker import BrokerCall
+from .transports.http import HttpCall
+
+DEFAULT_MSG_TIMEOUT = 10.0
+"""Seconds a message may stay prepared before the coordinator asks its initiator."""
+
+
+def prepared_msg(
+    gid: str,
+    steps: Sequence[HttpCall | BrokerCall],
+    query: HttpCall | None,
+    timeout_to_fail: float | None,
+    headers: Mapping[str, str] | None,
+    now: float,
+) -> NewTransaction:
+    """A message as prepared: its deliveries and its query, none run yet, held by no
+    coordinator, due when it times out (or when its initiator submits)."""
+    new = _initiator.prepared(gid, timeout_to_fail, headers, now, mode=Mode.MSG, name=WIRE_MSG)
+    ops = [
+        OpRecord(gid, f"{i + 1:02d}", OpName.ACTION, i, call.target, updated_at=now,
+                 payload=call.to_json())
+        for i, call in enumerate(steps)
+    ]  # fmt: skip
+    if query is not None:
+        ops.append(
+            OpRecord(gid, msg.QUERY[0], OpName.MSG, len(ops), query.target, updated_at=now,
+                     payload=query.to_json())
+        )  # fmt: skip
+    new.ops = ops
+    return new
+
+
+async def begin(
+    engine: Engine,
+    gid: str | None,
+    steps: Sequence[HttpCall | BrokerCall],
+    *,
+    query_prepared: HttpCall | None = None,
+    timeout_to_fail: float | None = DEFAULT_MSG_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Write a prepared message (two-phase message): ``steps`` deliver it once it is
+    submitted (``submit``); if it is still prepared after ``timeout_to_fail`` seconds,
+    ``query_prepared`` is asked whether its local transaction committed. Idempotent by
+    ``gid``."""
+    engine.require_started()
+    gid = _initiator.new_gid(gid)
+    if not steps:
+        raise DefinitionError("a message needs at least one step to deliver it")
+    for i, step in enumerate(steps):
+        if isinstance(step, HttpCall):
+            engine.participants.check(step.url, f"steps.{i}.action")
+    if query_prepared is not None:
+        engine.participants.check(query_prepared.url, "query_prepared")
+    _initiator.check_timeout(timeout_to_fail)
+    new = prepared_msg(gid, steps, query_prepared, timeout_to_fail, headers, time.time())
+    existing = await engine.create(new)
+    if existing is not None and existing.mode is not Mode.MSG:
+        raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")
+    return gid
+
+
+async def submit(engine: Engine, gid: str) -> Handle:
+    """The local transaction committed: deliver the message's branches."""
+    await _initiator.expect(engine, gid, Mode.MSG)
+    return await _initiator.submit(engine, gid)
+
+
+async def abort(engine: Engine, gid: str, reason: str = "the local transaction failed") -> Handle:
+    """The local transaction did not commit: the message is dropped, never delivered."""
+    await _initiator.expect(engine, gid, Mode.MSG)
+    return await _initiator.abort(engine, gid, reason)
