@@ -36,14 +36,13 @@ from ._errors import (
 )
 from ._hooks import Hooks
 from ._model import Json, Mode, OpName, OpStatus, RetryPolicy, TxStatus
+from ._version import __version__
 from .coordinator import Coordinator
 from .engine.handle import Handle, Outcome
 from .log import Log, TxQuery, open_log
 from .saga import Saga
 from .transports.http import HttpCall
 from .transports.local import StepContext
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BarrierRequestError",

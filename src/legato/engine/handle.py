@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .._model import Json, OpName, OpRecord, OpStatus, TxRecord, TxStatus
-
-if TYPE_CHECKING:
-    from .port import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +44,22 @@ class Outcome:
         return Outcome(tx.gid, tx.status, tx.reason, tx.stuck, outputs, tx.requested)
 
 
+class Source(Protocol):
+    """What a handle reads the transaction through (the engine)."""
+
+    async def outcome(self, gid: str) -> Outcome: ...
+
+    def settled(self, gid: str) -> asyncio.Future[Outcome | None] | None:
+        """The outcome of ``gid`` as its runner here settles it; None: not driven here."""
+
+    def runner_started(self, gid: str) -> AbstractContextManager[asyncio.Future[None]]:
+        """A future done once a runner for ``gid`` starts here."""
+
+
 class Handle:
     """A handle on the transaction ``gid``, wherever it is driven."""
 
-    def __init__(self, engine: Engine, gid: str) -> None:
+    def __init__(self, engine: Source, gid: str) -> None:
         self._engine = engine
         self.gid = gid
 

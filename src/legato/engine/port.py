@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .._allow import AllowList
 from .._hooks import HookChain
@@ -23,9 +21,7 @@ from ..log import Log, NewTransaction
 from ..modes._core import Event, Transition, TxState
 from ..observe.tracing import Tracing
 from ..transports.base import Transport
-
-if TYPE_CHECKING:
-    from .handle import Handle, Outcome
+from .handle import Handle, Source
 
 
 class Driver(Protocol):
@@ -79,8 +75,8 @@ class RunnerHost(Protocol):
         """The transport that carries ``call`` (by its kind)."""
 
 
-class Engine(Protocol):
-    """What a mode's public API and a handle are handed."""
+class Engine(Source, Protocol):
+    """What a mode's public API is handed (a handle takes its narrower ``Source``)."""
 
     @property
     def log(self) -> Log: ...
@@ -115,15 +111,7 @@ class Engine(Protocol):
 
     async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]: ...
 
-    async def outcome(self, gid: str) -> Outcome: ...
-
     def handle(self, gid: str) -> Handle: ...
-
-    def settled(self, gid: str) -> asyncio.Future[Outcome | None] | None:
-        """The outcome of ``gid`` as its runner here settles it; None: not driven here."""
-
-    def runner_started(self, gid: str) -> AbstractContextManager[asyncio.Future[None]]:
-        """A future done once a runner for ``gid`` starts here."""
 
 
 __all__ = ["Driver", "Engine", "ModeDriver", "RunnerHost", "Unreadable"]

@@ -371,7 +371,7 @@ class SqlLog(ABC):
             cur.execute(q["insert_tx"], tx_params)
             if cur.rowcount == 0:
                 cur.execute(q["get_tx"], {"gid": gid})
-                return _tx_from_row(cur.fetchone())
+                return tx_from_row(cur.fetchone())
             cur.executemany(q["insert_op"], op_params)
             if event_params:
                 cur.executemany(q["insert_event"], event_params)
@@ -436,7 +436,7 @@ class SqlLog(ABC):
             row = cur.fetchone()
             cur.execute(q["get_ops"], {"gid": gid})
             existing = [_op_from_row(r) for r in cur.fetchall()]
-            registration_refused(gid, _tx_from_row(row) if row else None, existing, ops, now)
+            registration_refused(gid, tx_from_row(row) if row else None, existing, ops, now)
 
         await self._write(Idempotent(job))  # the same branch again changes nothing
 
@@ -515,7 +515,7 @@ class SqlLog(ABC):
             row = cur.fetchone()
             if row is None:
                 raise TransactionNotFound(f"no transaction has gid {gid!r}")
-            tx = _tx_from_row(row)
+            tx = tx_from_row(row)
             if updated == 0:
                 raise IllegalStateChange(f"{gid} has already ended ({tx.status})")
             cur.execute(q_event, _event_params(requested_event(gid, what, now, by)))
@@ -575,7 +575,7 @@ class SqlLog(ABC):
             cur.execute(self.q["get_ops"], {"gid": gid})
             ops = [_op_from_row(r) for r in cur.fetchall()]
             conn.commit()
-            return _tx_from_row(row), ops
+            return tx_from_row(row), ops
 
         return await self._read(run)
 
@@ -616,7 +616,7 @@ class SqlLog(ABC):
         def run(conn: Conn) -> list[TxRecord]:
             cur = conn.cursor()
             cur.execute(self.q["list_tx"], params)
-            out = [_tx_from_row(r) for r in cur.fetchall()]
+            out = [tx_from_row(r) for r in cur.fetchall()]
             conn.commit()
             return out
 
@@ -733,7 +733,7 @@ def _event_params(e: EventRecord) -> dict[str, Any]:
     }
 
 
-def _tx_from_row(r: Row) -> TxRecord:
+def tx_from_row(r: Row) -> TxRecord:
     return TxRecord(
         gid=r["gid"],
         mode=Mode(r["mode"]),

@@ -21,7 +21,7 @@ from .. import _json
 from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable
 from .._model import TxRecord
 from ._group import Job, Outcome
-from ._sql import Conn, Params, Repeatable, SqlLog, _tx_from_row
+from ._sql import Conn, Params, Repeatable, SqlLog, tx_from_row
 from .base import TxWrite
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -265,7 +265,7 @@ class _Create(Repeatable):
             self.params["lease_owner"],
             self.params["created_at"],
         )
-        return None if again and mine else _tx_from_row(found)
+        return None if again and mine else tx_from_row(found)
 
     def __call__(self, conn: Conn) -> TxRecord | None:
         return self.finish(conn, conn.cursor().execute(self.sql, self.params).fetchone())

@@ -113,7 +113,7 @@ class Tracing:
     one is set (until then, nothing is made at all: a transaction costs no span)."""
 
     def __init__(self, provider: trace.TracerProvider | None = None) -> None:
-        from .. import __version__
+        from .._version import __version__
 
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=provider)
         self._own = provider is not None

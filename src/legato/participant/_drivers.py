@@ -27,13 +27,13 @@ SUPPORTED = (
 )
 
 
-def _is(conn: object, module: str, name: str) -> bool:
+def is_type(conn: object, module: str, name: str) -> bool:
     owner = sys.modules.get(module)
     cls = getattr(owner, name, None) if owner is not None else None
     return isinstance(cls, type) and isinstance(conn, cls)
 
 
-def _type_name(conn: object) -> str:
+def type_name(conn: object) -> str:
     return f"{type(conn).__module__}.{type(conn).__qualname__}"
 
 
@@ -50,7 +50,7 @@ def _sqlalchemy_dialect(name: str) -> Dialect:
 def _refuse_open(conn: object, in_transaction: bool) -> None:
     if in_transaction:
         raise TransactionInProgress(
-            f"this {_type_name(conn)} is already inside a transaction: commit or roll it back "
+            f"this {type_name(conn)} is already inside a transaction: commit or roll it back "
             "first; the barrier opens and commits its own transaction"
         )
 
@@ -111,7 +111,7 @@ class _Sqlite3:
             self.conn.execute("ROLLBACK")
 
 
-class _DbApi:
+class DbApi:
     """psycopg and PyMySQL: a cursor per statement, commit() and rollback() on the connection."""
 
     dialect: Dialect
@@ -196,7 +196,7 @@ def _quiet_aiomysql_cursor() -> Any:
     return type("_BarrierCursor", (aiomysql.Cursor,), {"_show_warnings": _show_warnings})
 
 
-class _AsyncDbApi:
+class AsyncDbApi:
     """psycopg's AsyncConnection and aiomysql."""
 
     dialect: Dialect
@@ -231,7 +231,7 @@ class _AsyncDbApi:
         await self.conn.rollback()
 
 
-class _Asyncpg:
+class AsyncpgDriver:
     dialect: Dialect = "postgresql"
     style: ParamStyle = "numeric"
 
@@ -303,18 +303,18 @@ _ASYNC = (
 
 def is_async(conn: object) -> bool:
     """Whether ``conn`` is one of the asyncio connections the barrier knows."""
-    return any(_is(conn, module, name) for module, name in _ASYNC)
+    return any(is_type(conn, module, name) for module, name in _ASYNC)
 
 
 def _unsupported(conn: object) -> TypeError:
     if is_async(conn):
-        return TypeError(f"{_type_name(conn)} is an asyncio connection: use the async variant")
-    if any(_is(conn, module, name) for module, name in _SYNC):
-        return TypeError(f"{_type_name(conn)} is a sync connection: use the sync variant")
-    return TypeError(f"the barrier cannot use a {_type_name(conn)}; it takes {SUPPORTED}")
+        return TypeError(f"{type_name(conn)} is an asyncio connection: use the async variant")
+    if any(is_type(conn, module, name) for module, name in _SYNC):
+        return TypeError(f"{type_name(conn)} is a sync connection: use the sync variant")
+    return TypeError(f"the barrier cannot use a {type_name(conn)}; it takes {SUPPORTED}")
 
 
-def _psycopg_in_transaction(conn: Any) -> bool:
+def psycopg_in_transaction(conn: Any) -> bool:
     from psycopg.pq import TransactionStatus
 
     # UNKNOWN (a broken connection) is left for the first statement to report
@@ -323,21 +323,21 @@ def _psycopg_in_transaction(conn: Any) -> bool:
 
 def sync_driver(conn: object) -> SyncDriver:
     c: Any = conn
-    if _is(conn, "sqlite3", "Connection"):
+    if is_type(conn, "sqlite3", "Connection"):
         _refuse_open(conn, c.in_transaction)
         return _Sqlite3(conn)
-    if _is(conn, "psycopg", "Connection"):
-        _refuse_open(conn, _psycopg_in_transaction(conn))
-        return _DbApi(conn, "postgresql")
-    if _is(conn, "pymysql.connections", "Connection"):
+    if is_type(conn, "psycopg", "Connection"):
+        _refuse_open(conn, psycopg_in_transaction(conn))
+        return DbApi(conn, "postgresql")
+    if is_type(conn, "pymysql.connections", "Connection"):
         # PyMySQL sees SERVER_STATUS_IN_TRANS after a write, not after a read; BEGIN ends a
         # read-only transaction harmlessly
         _refuse_open(conn, bool(c.server_status & 1))
-        return _DbApi(conn, "mysql")
-    if _is(conn, "sqlalchemy.orm", "Session"):
+        return DbApi(conn, "mysql")
+    if is_type(conn, "sqlalchemy.orm", "Session"):
         _refuse_open(conn, c.in_transaction())
         return _SqlAlchemy(conn, _sqlalchemy_dialect(c.get_bind().dialect.name))
-    if _is(conn, "sqlalchemy.engine", "Connection"):
+    if is_type(conn, "sqlalchemy.engine", "Connection"):
         _refuse_open(conn, c.in_transaction())
         return _SqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
     raise _unsupported(conn)
@@ -347,26 +347,26 @@ def sync_driver_inside(conn: object, *, check: bool = True) -> SyncDriver:
     """The driver for statements run inside the caller's transaction (the outbox row):
     a connection in autocommit, outside a transaction, is refused (with ``check``)."""
     c: Any = conn
-    if _is(conn, "sqlite3", "Connection"):
+    if is_type(conn, "sqlite3", "Connection"):
         alone = c.isolation_level is None and not c.in_transaction
         driver: SyncDriver = _Sqlite3(conn)
-    elif _is(conn, "psycopg", "Connection"):
-        alone = bool(c.autocommit) and not _psycopg_in_transaction(conn)
-        driver = _DbApi(conn, "postgresql")
-    elif _is(conn, "pymysql.connections", "Connection"):
+    elif is_type(conn, "psycopg", "Connection"):
+        alone = bool(c.autocommit) and not psycopg_in_transaction(conn)
+        driver = DbApi(conn, "postgresql")
+    elif is_type(conn, "pymysql.connections", "Connection"):
         alone = bool(c.get_autocommit()) and not c.server_status & 1
-        driver = _DbApi(conn, "mysql")
-    elif _is(conn, "sqlalchemy.orm", "Session"):
+        driver = DbApi(conn, "mysql")
+    elif is_type(conn, "sqlalchemy.orm", "Session"):
         alone = False  # a session begins its transaction itself
         driver = _SqlAlchemy(conn, _sqlalchemy_dialect(c.get_bind().dialect.name))
-    elif _is(conn, "sqlalchemy.engine", "Connection"):
+    elif is_type(conn, "sqlalchemy.engine", "Connection"):
         alone = False
         driver = _SqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
     else:
         raise _unsupported(conn)
     if check and alone:
         raise NoTransaction(
-            f"this {_type_name(conn)} is in autocommit mode outside a transaction: the "
+            f"this {type_name(conn)} is in autocommit mode outside a transaction: the "
             "outbox row would commit on its own; begin the business transaction first"
         )
     return driver
@@ -376,26 +376,28 @@ def async_driver_inside(conn: object) -> AsyncDriver:
     """As :func:`sync_driver_inside`, for asyncio connections: refuses one that would
     commit the outbox row on its own."""
     c: Any = conn
-    if _is(conn, "psycopg", "AsyncConnection"):
-        alone = bool(c.autocommit) and not _psycopg_in_transaction(conn)
-        driver: AsyncDriver = _AsyncDbApi(conn, "postgresql")
-    elif _is(conn, "asyncpg", "Connection") or _is(conn, "asyncpg.pool", "PoolConnectionProxy"):
+    if is_type(conn, "psycopg", "AsyncConnection"):
+        alone = bool(c.autocommit) and not psycopg_in_transaction(conn)
+        driver: AsyncDriver = AsyncDbApi(conn, "postgresql")
+    elif is_type(conn, "asyncpg", "Connection") or is_type(
+        conn, "asyncpg.pool", "PoolConnectionProxy"
+    ):
         alone = not c.is_in_transaction()  # asyncpg commits each statement outside one
-        driver = _Asyncpg(conn)
-    elif _is(conn, "aiomysql", "Connection"):
+        driver = AsyncpgDriver(conn)
+    elif is_type(conn, "aiomysql", "Connection"):
         alone = bool(c.get_autocommit()) and not c.get_transaction_status()
-        driver = _AsyncDbApi(conn, "mysql")
-    elif _is(conn, "sqlalchemy.ext.asyncio", "AsyncSession"):
+        driver = AsyncDbApi(conn, "mysql")
+    elif is_type(conn, "sqlalchemy.ext.asyncio", "AsyncSession"):
         alone = False
         driver = _AsyncSqlAlchemy(conn, _sqlalchemy_dialect(c.get_bind().dialect.name))
-    elif _is(conn, "sqlalchemy.ext.asyncio", "AsyncConnection"):
+    elif is_type(conn, "sqlalchemy.ext.asyncio", "AsyncConnection"):
         alone = False
         driver = _AsyncSqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
     else:
         raise _unsupported(conn)
     if alone:
         raise NoTransaction(
-            f"this {_type_name(conn)} is outside a transaction: the outbox row would commit "
+            f"this {type_name(conn)} is outside a transaction: the outbox row would commit "
             "on its own; begin the business transaction first"
         )
     return driver
@@ -403,19 +405,21 @@ def async_driver_inside(conn: object) -> AsyncDriver:
 
 def async_driver(conn: object) -> AsyncDriver:
     c: Any = conn
-    if _is(conn, "psycopg", "AsyncConnection"):
-        _refuse_open(conn, _psycopg_in_transaction(conn))
-        return _AsyncDbApi(conn, "postgresql")
-    if _is(conn, "asyncpg", "Connection") or _is(conn, "asyncpg.pool", "PoolConnectionProxy"):
+    if is_type(conn, "psycopg", "AsyncConnection"):
+        _refuse_open(conn, psycopg_in_transaction(conn))
+        return AsyncDbApi(conn, "postgresql")
+    if is_type(conn, "asyncpg", "Connection") or is_type(
+        conn, "asyncpg.pool", "PoolConnectionProxy"
+    ):
         _refuse_open(conn, c.is_in_transaction())
-        return _Asyncpg(conn)
-    if _is(conn, "aiomysql", "Connection"):
+        return AsyncpgDriver(conn)
+    if is_type(conn, "aiomysql", "Connection"):
         _refuse_open(conn, c.get_transaction_status())
-        return _AsyncDbApi(conn, "mysql")
-    if _is(conn, "sqlalchemy.ext.asyncio", "AsyncSession"):
+        return AsyncDbApi(conn, "mysql")
+    if is_type(conn, "sqlalchemy.ext.asyncio", "AsyncSession"):
         _refuse_open(conn, c.in_transaction())
         return _AsyncSqlAlchemy(conn, _sqlalchemy_dialect(c.get_bind().dialect.name))
-    if _is(conn, "sqlalchemy.ext.asyncio", "AsyncConnection"):
+    if is_type(conn, "sqlalchemy.ext.asyncio", "AsyncConnection"):
         _refuse_open(conn, c.in_transaction())
         return _AsyncSqlAlchemy(conn, _sqlalchemy_dialect(c.dialect.name))
     raise _unsupported(conn)

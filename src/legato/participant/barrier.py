@@ -175,7 +175,7 @@ class Barrier:
 
     def _plan(self) -> Plan[BarrierOutcome]:
         barrier_id = f"{next(self._calls):02d}"
-        return _barrier_plan(self.trans_type, self.gid, self.branch_id, self.op, barrier_id)
+        return barrier_plan(self.trans_type, self.gid, self.branch_id, self.op, barrier_id)
 
 
 def _row(
@@ -195,7 +195,7 @@ def _key(row: Mapping[str, object]) -> dict[str, object]:
     return {k: row[k] for k in ("gid", "branch_id", "op", "barrier_id")}
 
 
-def _barrier_plan(
+def barrier_plan(
     trans_type: str, gid: str, branch_id: str, op: str, barrier_id: str
 ) -> Plan[BarrierOutcome]:
     origin_written = False

@@ -80,7 +80,7 @@ def create_app(
             metrics.process_ended()
             tracing.flush()  # spans still buffered go out before the process ends
 
-    from .. import __version__
+    from .._version import __version__
 
     app = FastAPI(
         title="Legato coordinator",

@@ -504,6 +504,6 @@ async def ping() -> dict[str, str]:
 
 @misc.get("/version", summary="The server's version")
 async def version() -> dict[str, str]:
-    from .. import __version__
+    from .._version import __version__
 
     return {"version": f"legato-{__version__}", "time": str(int(time.time()))}

@@ -14,12 +14,12 @@ from typing import Any, Protocol, TypeVar
 
 from ..._errors import TransactionInProgress
 from .._drivers import (
-    _AsyncDbApi,
-    _Asyncpg,
-    _DbApi,
-    _is,
-    _psycopg_in_transaction,
-    _type_name,
+    AsyncDbApi,
+    AsyncpgDriver,
+    DbApi,
+    is_type,
+    psycopg_in_transaction,
+    type_name,
 )
 from .._sql import Args, Dialect, Fetch, ParamStyle, statements
 from ._errors import XaUnsupported
@@ -71,7 +71,7 @@ class AsyncXaDriver(Protocol):
     async def set_autocommit(self, on: bool) -> None: ...
 
 
-class _Psycopg(_DbApi):
+class _Psycopg(DbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "postgresql")
 
@@ -89,7 +89,7 @@ class _Psycopg(_DbApi):
             return [tuple(r) for r in cur.fetchall()]
 
     def in_transaction(self) -> bool:
-        return _psycopg_in_transaction(self.conn)
+        return psycopg_in_transaction(self.conn)
 
     def autocommit(self) -> bool:
         return bool(self.conn.autocommit)
@@ -98,7 +98,7 @@ class _Psycopg(_DbApi):
         self.conn.autocommit = on
 
 
-class _PyMySql(_DbApi):
+class _PyMySql(DbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "mysql")
 
@@ -127,7 +127,7 @@ class _PyMySql(_DbApi):
         self.conn.autocommit(on)
 
 
-class _AsyncPsycopg(_AsyncDbApi):
+class _AsyncPsycopg(AsyncDbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "postgresql")
 
@@ -145,7 +145,7 @@ class _AsyncPsycopg(_AsyncDbApi):
             return [tuple(r) for r in await cur.fetchall()]
 
     def in_transaction(self) -> bool:
-        return _psycopg_in_transaction(self.conn)
+        return psycopg_in_transaction(self.conn)
 
     def autocommit(self) -> bool:
         return bool(self.conn.autocommit)
@@ -154,7 +154,7 @@ class _AsyncPsycopg(_AsyncDbApi):
         await self.conn.set_autocommit(on)
 
 
-class _AioMySql(_AsyncDbApi):
+class _AioMySql(AsyncDbApi):
     def __init__(self, conn: Any) -> None:
         super().__init__(conn, "mysql")
 
@@ -181,7 +181,7 @@ class _AioMySql(_AsyncDbApi):
         await self.conn.autocommit(on)
 
 
-class _AsyncpgXa(_Asyncpg):
+class _AsyncpgXa(AsyncpgDriver):
     async def database(self) -> str | None:
         # asyncpg has no public attribute for it; outside BEGIN this commits nothing
         return str(await self.conn.fetchval("SELECT current_database()"))
@@ -217,32 +217,36 @@ def _name(db: object) -> str | None:
 
 
 def _unsupported(conn: object, variant: str) -> XaUnsupported:
-    if _is(conn, "sqlite3", "Connection"):
+    if is_type(conn, "sqlite3", "Connection"):
         return XaUnsupported(_SQLITE)
-    if _is(conn, "sqlalchemy.orm", "Session") or _is(conn, "sqlalchemy.engine", "Connection"):
+    if is_type(conn, "sqlalchemy.orm", "Session") or is_type(
+        conn, "sqlalchemy.engine", "Connection"
+    ):
         hint = "pass its driver connection (conn.connection.driver_connection)"
         return XaUnsupported(f"the XA resources take a driver connection: {hint}")
     return XaUnsupported(
-        f"the XA resources cannot use a {_type_name(conn)} here ({variant}); they take {SUPPORTED}"
+        f"the XA resources cannot use a {type_name(conn)} here ({variant}); they take {SUPPORTED}"
     )
 
 
 def sync_xa_driver(conn: object) -> SyncXaDriver:
     """The adapter of a sync connection; XaUnsupported for anything else."""
-    if _is(conn, "psycopg", "Connection"):
+    if is_type(conn, "psycopg", "Connection"):
         return _Psycopg(conn)
-    if _is(conn, "pymysql.connections", "Connection"):
+    if is_type(conn, "pymysql.connections", "Connection"):
         return _PyMySql(conn)
     raise _unsupported(conn, "a sync function: use the a* variant for an asyncio connection")
 
 
 def async_xa_driver(conn: object) -> AsyncXaDriver:
     """The adapter of an asyncio connection; XaUnsupported for anything else."""
-    if _is(conn, "psycopg", "AsyncConnection"):
+    if is_type(conn, "psycopg", "AsyncConnection"):
         return _AsyncPsycopg(conn)
-    if _is(conn, "asyncpg", "Connection") or _is(conn, "asyncpg.pool", "PoolConnectionProxy"):
+    if is_type(conn, "asyncpg", "Connection") or is_type(
+        conn, "asyncpg.pool", "PoolConnectionProxy"
+    ):
         return _AsyncpgXa(conn)
-    if _is(conn, "aiomysql", "Connection"):
+    if is_type(conn, "aiomysql", "Connection"):
         return _AioMySql(conn)
     raise _unsupported(conn, "an asyncio function: use the sync variant for a sync connection")
 
@@ -256,7 +260,7 @@ def refuse_open(conn: object, driver: SyncXaDriver | AsyncXaDriver) -> None:
                 "connection closes: close it, and end the branch from another connection)"
             )
         raise TransactionInProgress(
-            f"this {_type_name(conn)} is already inside a transaction: commit or roll it back "
+            f"this {type_name(conn)} is already inside a transaction: commit or roll it back "
             f"first; an XA branch, its phase 2 and recovery run outside any{hint}"
         )
 

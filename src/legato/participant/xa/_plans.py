@@ -23,7 +23,7 @@ from typing import Literal, TypeAlias, TypeVar, cast
 
 from ..._errors import TransactionInProgress
 from .._sql import Dialect, Execute, Fetch
-from ..barrier import BarrierOutcome, _barrier_plan
+from ..barrier import BarrierOutcome, barrier_plan
 from ._errors import BranchBusy, BranchCommitted, BranchNotCommitted, TransactionEnded
 from ._ids import PREFIX, Namespaces, Xid, in_namespace, parse_xid
 
@@ -150,7 +150,7 @@ def _barrier_key(xid: Xid) -> dict[str, object]:
 
 
 def _branch_barrier(xid: Xid) -> XaPlan[BarrierOutcome]:
-    plan = _barrier_plan("xa", xid.gid, xid.branch_id, "action", BARRIER_ID)
+    plan = barrier_plan("xa", xid.gid, xid.branch_id, "action", BARRIER_ID)
     # the barrier's plan yields only Execute and Fetch, and gets their replies
     return cast("XaPlan[BarrierOutcome]", plan)
 
