@@ -8,9 +8,9 @@ import pytest
 from legato import DefinitionError
 from legato._allow import AllowList
 from legato._bounds import check_branch_id, check_gid, check_headers
+from legato._edge import Refused, check_json
 from legato._redact import header_names, mask, options_view
 from legato._secrets import same_token
-from legato.server._edge import Refused, check_json
 from legato.settings import Settings, SettingsError, parse_size
 
 

@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from .._edge import EdgeGuard
 from ..coordinator import Coordinator
 from ..log import Log, open_log
-from ..server._edge import EdgeGuard
 from ..settings import Settings
 from ._desk import CoordinatorDesk, Desk, LogDesk
 from ._pages import router

@@ -18,7 +18,7 @@ C = TypeVar("C")
 Job = Callable[[C], Any]
 """Runs inside the batch's transaction; may raise ``LeaseLost`` without doing any write."""
 
-Outcome = tuple[bool, Any]  # (ok, result or exception)
+JobResult = tuple[bool, Any]  # (ok, result or exception)
 
 
 class WouldBlock(Exception):
@@ -42,9 +42,9 @@ class GroupCommit(Generic[C]):
 
     def __init__(
         self,
-        run_batch: Callable[[list[Job[C]]], Awaitable[list[Outcome]]],
+        run_batch: Callable[[list[Job[C]]], Awaitable[list[JobResult]]],
         max_batch: int = 512,
-        run_inline: Callable[[list[Job[C]]], list[Outcome]] | None = None,
+        run_inline: Callable[[list[Job[C]]], list[JobResult]] | None = None,
         flushers: int = 1,
         shared: Callable[[list[Job[C]]], bool] | None = None,
     ) -> None:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from .. import _json
 from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable, SchemaMismatch
 from .._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
-from ._group import GroupCommit, Job, Outcome, WouldBlock
+from ._group import GroupCommit, Job, JobResult, WouldBlock
 from ._queries import migrations, queries
 from .base import (
     Claimed,
@@ -175,7 +175,7 @@ class SqlLog(ABC):
         """May this batch commit alongside another (see GroupCommit)?"""
         return False
 
-    def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+    def _inline_batch(self, jobs: list[Job[Conn]]) -> list[JobResult]:
         """Run a batch on the loop's thread, where the adapter allows it (see GroupCommit)."""
         raise WouldBlock
 
@@ -185,12 +185,12 @@ class SqlLog(ABC):
         begin: Callable[[Conn], None] | None = None,
         *,
         again: bool = True,
-    ) -> list[Outcome]:
+    ) -> list[JobResult]:
         conn = self._conn("writer")
         committing = False
         try:
             (begin or self._begin)(conn)
-            outcomes: list[Outcome] = []
+            outcomes: list[JobResult] = []
             for job in jobs:
                 try:
                     outcomes.append((True, job(conn)))
@@ -227,26 +227,26 @@ class SqlLog(ABC):
                 raise
             raise error from exc
 
-    def _alone(self, job: Job[Conn]) -> Outcome:
+    def _alone(self, job: Job[Conn]) -> JobResult:
         try:
             return self._batch_sync([job])[0]
         except LogError as exc:
             return (False, exc)
 
-    def _after_cut(self, jobs: list[Job[Conn]], cut: LogUnavailable) -> list[Outcome]:
+    def _after_cut(self, jobs: list[Job[Conn]], cut: LogUnavailable) -> list[JobResult]:
         """The batch's commit was cut off (``cut``): whether it committed is unknown. Its
         ``Repeatable`` jobs run once more, together, on a fresh connection; the writers
         of the others, and of those if that fails too, hear that the outcome is unknown."""
         unknown = LogUnavailable(f"{cut} (whether the write was committed is unknown)")
         repeatable = {id(job): job.again for job in jobs if isinstance(job, Repeatable)}
-        outcomes: dict[int, Outcome] = {}
+        outcomes: dict[int, JobResult] = {}
         if repeatable:
             with contextlib.suppress(LogError):
                 again = self._batch_sync(list(repeatable.values()), again=False)
                 outcomes = dict(zip(repeatable, again, strict=True))
         return [outcomes.get(id(job), (False, unknown)) for job in jobs]
 
-    async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+    async def _run_batch(self, jobs: list[Job[Conn]]) -> list[JobResult]:
         return await self._in(self._writer_pool, lambda: self._batch_sync(jobs))
 
     async def _write(self, job: Job[Conn]) -> Any:

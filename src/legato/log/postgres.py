@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from .. import _json
 from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable
 from .._model import TxRecord
-from ._group import Job, Outcome
+from ._group import Job, JobResult
 from ._sql import Conn, Params, Repeatable, SqlLog, tx_from_row
 from .base import TxWrite
 
@@ -115,7 +115,7 @@ class PostgresLog(SqlLog):
     def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
         return all(isinstance(j, _Create | _Write) for j in jobs)
 
-    async def _run_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+    async def _run_batch(self, jobs: list[Job[Conn]]) -> list[JobResult]:
         if not self._shared_batch(jobs):
             return await super()._run_batch(jobs)
         try:
@@ -163,7 +163,7 @@ class PostgresLog(SqlLog):
 
     async def _async_batch(
         self, conn: psycopg.AsyncConnection[Any], jobs: list[Job[Conn]]
-    ) -> list[Outcome]:
+    ) -> list[JobResult]:
         pjobs = cast(list[_Create | _Write], jobs)
         writes = [j for j in pjobs if isinstance(j, _Write)]
         gids = [w.record["gid"] for w in writes]
@@ -205,7 +205,7 @@ class PostgresLog(SqlLog):
             # a refused statement failed the whole batch: each job runs again on its own
             # (in the writer thread), so that only the bad one fails
             return [await self._in(self._writer_pool, lambda j=j: self._alone(j)) for j in jobs]  # type: ignore[misc]
-        outcomes: list[Outcome] = []
+        outcomes: list[JobResult] = []
         for job in pjobs:
             try:
                 if together and isinstance(job, _Write):

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _json
 from .._errors import LogError, LogUnavailable
-from ._group import Job, Outcome, WouldBlock
+from ._group import Job, JobResult, WouldBlock
 from ._sql import Conn, SqlLog
 
 _MIGRATIONS_TABLE = (
@@ -96,7 +96,7 @@ class SqliteLog(SqlLog):
         finally:
             conn.execute("PRAGMA busy_timeout = 30000")
 
-    def _inline_batch(self, jobs: list[Job[Conn]]) -> list[Outcome]:
+    def _inline_batch(self, jobs: list[Job[Conn]]) -> list[JobResult]:
         # A local file commit is short (one fsync) and bounded: worth saving the two
         # thread hand-offs (see GroupCommit).
         if not self.inline_commits:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -30,7 +30,7 @@ from .._hooks import Hooks
 from .._model import OpName, TxRecord, TxStatus
 
 if TYPE_CHECKING:
-    from ..coordinator import Coordinator
+    from ..log import Log
     from ..modes._core import TxState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -44,6 +44,16 @@ def shared() -> bool:
     """Whether this process's metrics are shared with its sibling workers' (the
     variable must be set before prometheus-client is imported, as a worker's is)."""
     return bool(os.environ.get(MULTIPROC_DIR))
+
+
+class Watched(Protocol):
+    """What the gauges are read from: a coordinator."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def log(self) -> Log: ...
 
 
 class Metrics(Hooks):
@@ -177,7 +187,7 @@ class Metrics(Hooks):
 
     # -- scrape --------------------------------------------------------------------
 
-    async def refresh(self, coordinator: Coordinator) -> None:
+    async def refresh(self, coordinator: Watched) -> None:
         """Set the gauges: this coordinator's in-flight count, and the log's."""
         from .._errors import LogError
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from .._edge import EdgeGuard
 from .._errors import (
     DefinitionError,
     GidConflict,
@@ -37,7 +38,6 @@ from ..observe.logs import TxLogging
 from ..observe.metrics import Metrics
 from ..settings import Settings, from_environment
 from . import api, dtm, telemetry
-from ._edge import EdgeGuard
 from ._unavailable import unavailable_headers
 
 _STATUS: list[tuple[type[LegatoError], int]] = [

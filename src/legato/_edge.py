@@ -25,7 +25,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..settings import Settings
+from .settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
