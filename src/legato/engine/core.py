@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any
 
 from .._allow import AllowList
 from .._errors import LogError, LogUnavailable, TransactionNotFound
@@ -25,7 +24,7 @@ from .._hooks import HookChain
 from .._model import EventRecord, OpRecord, Request, TxRecord, TxStatus
 from ..log import Log, NewTransaction, TxQuery, TxWrite
 from ..log.base import purge_in_batches
-from ..modes._core import Event, Park, Resume, Timeout, Transition, TxState
+from ..modes._core import Command, Event, Park, Resume, Timeout, Transition, TxState
 from ..observe.tracing import Tracing
 from ..transports.base import Transport
 from .handle import Handle, Outcome
@@ -253,7 +252,7 @@ class Engine:
         self,
         runner: Runner,
         first: list[Event] | None,
-        commands: Sequence[Any] = (),
+        commands: Sequence[Command] = (),
         handled: Request | None = None,
     ) -> None:
         self.runners[runner.gid] = runner
