@@ -4,9 +4,13 @@ the order they were registered, and each op's call as the log holds it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from .._model import OpKey, OpRecord
+from ..modes._core import Event, Transition, TxState
 from ..transports.http import HttpCall
+
+P = TypeVar("P")
 
 
 def registration_order(ops: Sequence[OpRecord]) -> tuple[str, ...]:
@@ -39,3 +43,21 @@ class OpCalls:
 
 def http_call(o: OpRecord) -> HttpCall:
     return HttpCall.from_json(o.payload)
+
+
+class RegisteredDriver(Generic[P]):
+    """A transaction's rules (``rules`` with its ``plan``) and its ops' calls as the log
+    holds them: the driver of every initiator-begun mode."""
+
+    def __init__(
+        self, rules: Callable[[P, TxState, Event], Transition], plan: P, calls: OpCalls
+    ) -> None:
+        self.rules = rules
+        self.plan = plan
+        self.calls = calls
+
+    def apply(self, state: TxState, event: Event) -> Transition:
+        return self.rules(self.plan, state, event)
+
+    def call(self, key: OpKey) -> object:
+        return self.calls[key]

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._model import Mode, OpKey, OpName, OpRecord, TxRecord
+from .._model import Mode, OpName, OpRecord, TxRecord
 from ..modes import msg as machine
-from ..modes._core import Event, Transition, TxState
 from ..transports.broker import BrokerCall, is_broker_op
-from ._registered import OpCalls, http_call, registration_order
+from ._registered import OpCalls, RegisteredDriver, http_call, registration_order
 
 WIRE_MSG = "wire:msg"
 """The name of every msg transaction: its branches' calls are in the log."""
@@ -19,26 +18,14 @@ def delivery_call(o: OpRecord) -> object:
     return BrokerCall.from_json(o.payload or {}) if is_broker_op(o.payload) else http_call(o)
 
 
-class MsgDriver:
-    def __init__(self, plan: machine.MsgPlan, calls: OpCalls) -> None:
-        self.plan = plan
-        self.calls = calls
-
-    def apply(self, state: TxState, event: Event) -> Transition:
-        return machine.apply(self.plan, state, event)
-
-    def call(self, key: OpKey) -> object:
-        return self.calls[key]
-
-
 class MsgMode:
     mode = Mode.MSG
 
     def claims(self) -> Sequence[str]:
         return [WIRE_MSG]
 
-    def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> MsgDriver:
+    def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> RegisteredDriver[machine.MsgPlan]:
         deliveries = [o for o in ops if o.op is OpName.ACTION]
         has_query = any(o.key == machine.QUERY for o in ops)
         plan = machine.MsgPlan(registration_order(deliveries), has_query)
-        return MsgDriver(plan, OpCalls(ops, delivery_call))
+        return RegisteredDriver(machine.apply, plan, OpCalls(ops, delivery_call))

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._model import Mode, OpKey, OpRecord, TxRecord
+from .._model import Mode, OpRecord, TxRecord
 from ..modes import xa as machine
 from ..modes._branches import BranchPlan
-from ..modes._core import Event, Transition, TxState
 from ..transports.http import HttpCall
 from ..transports.xa import XaCall
-from ._registered import OpCalls, registration_order
+from ._registered import OpCalls, RegisteredDriver, registration_order
 
 WIRE_XA = "wire:xa"
 """The name of every XA transaction: its branches' resources are in the log."""
@@ -25,23 +24,12 @@ def phase2_call(o: OpRecord) -> object:
     return XaCall.from_json(payload, o.op)
 
 
-class XaDriver:
-    def __init__(self, plan: BranchPlan, calls: OpCalls) -> None:
-        self.plan = plan
-        self.calls = calls
-
-    def apply(self, state: TxState, event: Event) -> Transition:
-        return machine.apply(self.plan, state, event)
-
-    def call(self, key: OpKey) -> object:
-        return self.calls[key]
-
-
 class XaMode:
     mode = Mode.XA
 
     def claims(self) -> Sequence[str]:
         return [WIRE_XA]
 
-    def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> XaDriver:
-        return XaDriver(machine.plan(registration_order(ops)), OpCalls(ops, phase2_call))
+    def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> RegisteredDriver[BranchPlan]:
+        plan = machine.plan(registration_order(ops))
+        return RegisteredDriver(machine.apply, plan, OpCalls(ops, phase2_call))
