@@ -7,9 +7,9 @@ import os
 import shutil
 import tempfile
 
-from ._cli_edge import add_edge_arguments, check_exposure, edge_settings, server_options
-from ._cli_ops import parse_age
-from ._cli_tx import add_log_argument
+from .edge import add_edge_arguments, check_exposure, edge_settings, server_options
+from .log_access import add_log_argument
+from .times import parse_age
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
