@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from .._errors import LogError
-from ..log import Log, open_log
+from ..log import Log, log_exists, open_log
 
 T = TypeVar("T")
 DEFAULT_LOG = "sqlite:///legato.db"
@@ -24,15 +24,17 @@ def add_log_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_log_exists(url: str) -> None:
+    """Refuse a log that is not there, before opening it would create an empty one."""
+    if not log_exists(url):
+        raise LogError(f"there is no log at {url} (--log or $LEGATO_LOG names the log)")
+
+
 def run_on_log(url: str, body: Callable[[Log], Awaitable[T]]) -> T:
     """``body`` on the log at ``url``, opened for it and closed after; refused when
-    there is no log there (reading one never builds its schema: ``legato migrate``
-    does)."""
-    if url.startswith("sqlite:"):
-        from ..log.sqlite import path_from_url
-
-        if not os.path.exists(path_from_url(url)):
-            raise LogError(f"there is no log at {url} (--log or $LEGATO_LOG names the log)")
+    there is no log there (a command that reads the log never builds its schema:
+    ``legato migrate`` does)."""
+    check_log_exists(url)
 
     async def main() -> T:
         log = open_log(url, auto_migrate=False)

@@ -62,12 +62,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def _migrate(url: str) -> list[str]:
     async def main() -> list[str]:
-        from ..log.memory import MemoryLog
-
         log = open_log(url, auto_migrate=False)
-        if isinstance(log, MemoryLog):
-            return []
-        applied: list[str] = await log.migrate()  # type: ignore[attr-defined]
+        applied = await log.migrate()
         await log.close()
         return applied
 

@@ -30,8 +30,7 @@ from .._errors import (
     TransactionNotFound,
 )
 from ..coordinator import Coordinator
-from ..log import Log
-from ..log.sqlite import SqliteLog
+from ..log import open_log
 from ..observe import tracing
 from ..observe.alerts import Webhook
 from ..observe.logs import TxLogging
@@ -160,12 +159,8 @@ def app_from_env() -> FastAPI:
     settings = from_environment()
     logs.configure(level=settings.log_level.upper())
     tracing.configure("legato")
-    log: Log | str = settings.log
-    if settings.log.startswith("sqlite:"):
-        # the loop serves HTTP too: an fsync on it would hold every request up
-        log = SqliteLog(settings.log, inline_commits=False)
     c = Coordinator(
-        log,
+        open_log(settings.log, serving=True),
         owner=settings.owner,
         request_timeout=settings.request_timeout,
         lease=settings.lease,
