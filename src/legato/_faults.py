@@ -8,8 +8,9 @@ exactly as ``kill -9`` would (no cleanup, no flush).
 
 A spec names a point or a prefix of one (``after_op`` matches both
 ``after_op.action`` and ``after_op.compensate``); several specs are separated
-by commas. The armed set is read once from the environment: it is a test hook,
-not configuration, so it is deliberately not threaded through the API.
+by commas. The armed set is read once per process (``legato._process_settings``):
+it is a test hook, not configuration, so it is deliberately not threaded through
+the API.
 
 Points:
 
@@ -30,28 +31,15 @@ from __future__ import annotations
 import os
 import signal
 
-_armed: list[tuple[str, int]] | None = None
+from ._process_settings import process_settings
+
 _hits: dict[str, int] = {}
 
 
-def _load() -> list[tuple[str, int]]:
-    specs = []
-    for part in os.environ.get("LEGATO_FAULTS", "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, _, count = part.partition("@")
-        specs.append((name, int(count or "1")))
-    return specs
-
-
 def fault_point(name: str) -> None:
-    global _armed
-    if _armed is None:
-        _armed = _load()
-    if not _armed:
-        return
-    for spec, count in _armed:
+    """Kill this process here if ``LEGATO_FAULTS`` arms ``name`` (or a prefix of it) and
+    this is the armed hit."""
+    for spec, count in process_settings().faults:
         if name == spec or name.startswith(spec + "."):
             _hits[spec] = _hits.get(spec, 0) + 1
             if _hits[spec] >= count:

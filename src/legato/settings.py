@@ -1,14 +1,20 @@
-"""The settings of ``legato serve`` and ``legato dashboard``, parsed once into one
-typed object.
+"""Legato's configuration, parsed once per process into typed objects.
 
-Each setting is a flag of the command and an environment variable
-``LEGATO_<NAME>`` (``max_body_bytes`` -> ``LEGATO_MAX_BODY_BYTES``); a flag wins.
-The command validates them before it starts anything (a bad value is refused
-with its name), then hands them to its worker processes through the
-environment, where :meth:`Settings.from_env` reads them back.
+:class:`Settings` are those of ``legato serve`` and ``legato dashboard``. Each is
+a flag of the command and an environment variable ``LEGATO_<NAME>``
+(``max_body_bytes`` -> ``LEGATO_MAX_BODY_BYTES``); a flag wins. The command
+validates them before it starts anything (a bad value is refused with its name),
+then hands them to its worker processes through the environment, where
+:meth:`Settings.from_env` reads them back.
 
 >>> Settings.from_env({"LEGATO_MAX_BODY_BYTES": "2MiB"}).max_body_bytes
 2097152
+
+:class:`ProcessSettings` are what any process using Legato reads, serving or not
+(OpenTelemetry's ``OTEL_*``, ``PROMETHEUS_MULTIPROC_DIR``, ``LEGATO_LOG_FORMAT``,
+``LEGATO_FAULTS``). The layers below the coordinator read them, so they are
+defined below them, in ``legato._process_settings``, and shown here. These two
+modules and the command line are the only places Legato reads its environment.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ import os
 import re
 from collections.abc import Mapping
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._errors import SettingsError
+from ._process_settings import LogFormat
+from ._process_settings import ProcessSettings as ProcessSettings
+from ._process_settings import process_settings as process_settings
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -60,7 +69,7 @@ class Settings(BaseModel):
     retention: Seconds | None = None
     alert_webhook: str | None = None
     log_level: str = "INFO"
-    log_format: Literal["auto", "json", "text"] = "auto"
+    log_format: LogFormat = "auto"
     xa_namespace: str | None = None
     """The namespace of the coordinator's XA branches (default: from its log's deployment)."""
 

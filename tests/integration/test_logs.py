@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -72,15 +75,34 @@ def test_text_on_a_terminal_or_when_asked(restore_logging: None) -> None:
     assert not text.lstrip().startswith("{")
 
 
-def test_the_environment_chooses_json(
-    restore_logging: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
+
+def test_json_when_asked_even_on_a_terminal(restore_logging: None) -> None:
     out = Tty()
-    monkeypatch.setenv("LEGATO_LOG_FORMAT", "json")
-    logs.configure(stream=out)
+    logs.configure(stream=out, log_format="json")
     logging.getLogger("legato.tx").error("stuck", extra={"gid": "g-1"})
     assert json.loads(out.getvalue())["gid"] == "g-1"
+
+
+def test_the_environment_chooses_json_for_the_whole_process() -> None:
+    # the process reads its settings once, so a process of its own is started with them
+    code = (
+        "import io, logging; from legato.observe import logs\n"
+        "class Tty(io.StringIO):\n"
+        "    def isatty(self): return True\n"
+        "out = Tty(); logs.configure(stream=out)\n"
+        "logging.getLogger('legato.tx').error('stuck', extra={'gid': 'g-1'})\n"
+        "print(out.getvalue(), end='')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "LEGATO_LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(run.stdout)["gid"] == "g-1"

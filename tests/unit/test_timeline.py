@@ -82,7 +82,7 @@ def test_a_running_attempt_runs_until_now() -> None:
 def test_the_terminal_timeline_cuts_a_long_idle_stretch_short_as_the_dashboard_does() -> None:
     from rich.console import Console
 
-    from legato._cli_timeline import WIDTH, draw
+    from legato.cli.timeline import WIDTH, draw
 
     ops = [op("pay", OpName.ACTION, 0, OpStatus.SUCCEEDED, attempts=2)]
     events = [

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import os
+
 from .._errors import LogError
 from .base import Claimed, Log, LogSummary, NewTransaction, TxQuery, TxWrite
 
-__all__ = ["Claimed", "Log", "LogSummary", "NewTransaction", "TxQuery", "TxWrite", "open_log"]
+__all__ = [
+    "Claimed",
+    "Log",
+    "LogSummary",
+    "NewTransaction",
+    "TxQuery",
+    "TxWrite",
+    "log_exists",
+    "open_log",
+]
 
 
-def open_log(url: str, *, auto_migrate: bool = True) -> Log:
-    """The log adapter for ``url`` (not opened yet)."""
+def open_log(url: str, *, auto_migrate: bool = True, serving: bool = False) -> Log:
+    """The log adapter for ``url`` (not opened yet).
+
+    ``serving``: the process's event loop also serves HTTP (``legato serve``, the
+    dashboard), so no adapter may hold it up with an fsync: SQLite then commits on
+    its writer thread instead of the loop's own (see ``SqliteLog``); the others
+    never commit on the loop's thread anyway.
+    """
     if url.startswith("memory:"):
         from .memory import MemoryLog
 
@@ -17,9 +34,20 @@ def open_log(url: str, *, auto_migrate: bool = True) -> Log:
     if url.startswith("sqlite:"):
         from .sqlite import SqliteLog
 
-        return SqliteLog(url, auto_migrate=auto_migrate)
+        return SqliteLog(url, auto_migrate=auto_migrate, inline_commits=not serving)
     if url.startswith(("postgresql:", "postgres:")):
         from .postgres import PostgresLog
 
         return PostgresLog(url, auto_migrate=auto_migrate)
     raise LogError(f"unknown log URL {url!r}: use memory://, sqlite:///path.db or postgresql://...")
+
+
+def log_exists(url: str) -> bool:
+    """Whether there is a log at ``url`` to read, where opening one would create it: a
+    SQLite log's file. A server's database (PostgreSQL) is taken to be there (opening
+    it says otherwise), and a memory log always is."""
+    if url.startswith("sqlite:"):
+        from .sqlite import path_from_url
+
+        return os.path.exists(path_from_url(url))
+    return True

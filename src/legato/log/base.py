@@ -97,6 +97,10 @@ class Log(Protocol):
 
     async def close(self) -> None: ...
 
+    async def migrate(self) -> list[str]:
+        """Apply the schema's migrations not applied yet and return their names (none for a
+        log with no schema); needs no ``open()``."""
+
     async def deployment(self) -> str:
         """This log's deployment id: random, made once as the log is created, the same for
         every coordinator sharing the log (DESIGN section 8: XA xids carry it)."""

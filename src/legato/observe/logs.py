@@ -4,7 +4,8 @@ trace.
 
 ``configure()`` sets the ``legato`` loggers up the way ``legato serve`` does:
 human-readable (rich) on a terminal, one JSON object per line when the output is
-not a terminal or when asked (``LEGATO_LOG_FORMAT=json``). ``TxLogging`` is the
+not a terminal or when asked (``log_format="json"``; by default, this process's
+``LEGATO_LOG_FORMAT``). ``TxLogging`` is the
 hook that writes the coordinator's lines: attempts that failed or whose outcome
 is unknown, transactions that ended or became stuck (each attempt's success
 too, at DEBUG).
@@ -13,12 +14,12 @@ too, at DEBUG).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from .._hooks import Hooks
 from .._model import OpName, TxRecord
+from .._process_settings import LogFormat, process_settings
 
 if TYPE_CHECKING:
     from ..modes._core import TxState
@@ -113,15 +114,21 @@ def json_formatter() -> logging.Formatter:
 
 
 def configure(
-    *, json_output: bool | None = None, level: str | int = "INFO", stream: IO[str] | None = None
+    *,
+    json_output: bool | None = None,
+    log_format: LogFormat | None = None,
+    level: str | int = "INFO",
+    stream: IO[str] | None = None,
 ) -> logging.Handler:
     """Send the ``legato`` loggers' lines to ``stream`` (stderr): JSON when
-    ``json_output``, or when it is None and the stream is not a terminal or
-    ``LEGATO_LOG_FORMAT=json``; rich text otherwise. Returns the handler."""
+    ``json_output``; when it is None, as ``log_format`` says (default: this process's
+    ``LEGATO_LOG_FORMAT``), ``auto`` being JSON unless the stream is a terminal; rich
+    text otherwise. Returns the handler."""
     out = stream or sys.stderr
     if json_output is None:
-        wanted = os.environ.get("LEGATO_LOG_FORMAT", "").lower()
-        json_output = wanted == "json" or (wanted != "text" and not out.isatty())
+        if log_format is None:
+            log_format = process_settings().log_format
+        json_output = log_format == "json" or (log_format == "auto" and not out.isatty())
     handler: logging.Handler
     if json_output:
         handler = logging.StreamHandler(out)

@@ -8,9 +8,10 @@ read the shared log, so every process reports the same value (take the max).
 
 Processes behind one port (``legato serve --workers N``) share their metrics
 through prometheus-client's multiprocess mode: with ``PROMETHEUS_MULTIPROC_DIR``
-set (``legato serve`` sets it for N > 1), every worker's scrape renders the sum of
-all workers' counters and histograms, their in-flight gauges summed over live
-workers, and the log-wide gauges as last read.
+set (``legato serve`` sets it for N > 1; ``Metrics`` takes it from
+``legato._process_settings``), every worker's scrape renders the sum of all workers'
+counters and histograms, their in-flight gauges summed over live workers, and
+the log-wide gauges as last read.
 
 >>> metrics = Metrics()                                     # doctest: +SKIP
 >>> coordinator = Coordinator(log, hooks=[metrics])         # doctest: +SKIP
@@ -28,6 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .._hooks import Hooks
 from .._model import OpName, TxRecord, TxStatus
+from .._process_settings import process_settings
 
 if TYPE_CHECKING:
     from ..log import Log
@@ -37,13 +39,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def shared() -> bool:
-    """Whether this process's metrics are shared with its sibling workers' (the
-    variable must be set before prometheus-client is imported, as a worker's is)."""
-    return bool(os.environ.get(MULTIPROC_DIR))
 
 
 class Watched(Protocol):
@@ -58,9 +53,20 @@ class Watched(Protocol):
 
 class Metrics(Hooks):
     """Counters and histograms fed by the coordinator's hooks, in a registry of their
-    own (several coordinators in one process each keep theirs)."""
+    own (several coordinators in one process each keep theirs).
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    ``shared_dir``: where this process and its sibling workers keep their metrics,
+    which prometheus-client writes there when ``PROMETHEUS_MULTIPROC_DIR`` names it
+    before it is imported, as in a worker of ``legato serve --workers N``. Default:
+    that variable, as this process read it; when it is unset, nothing is shared.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, shared_dir: str | None = None
+    ) -> None:
+        if shared_dir is None:
+            shared_dir = process_settings().metrics_dir
+        self.shared_dir = shared_dir
         r = self.registry = registry or CollectorRegistry(auto_describe=True)
         self.started = Counter(
             "legato_transactions_started", "Transactions written to the log", ["mode"], registry=r
@@ -205,15 +211,18 @@ class Metrics(Hooks):
         self.oldest_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     def render(self) -> bytes:
-        if shared():
+        if self.shared_dir:
             # every worker's values, from the files they all write
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                registry, self.shared_dir
+            )
             return generate_latest(registry)
         return generate_latest(self.registry)
 
-    @staticmethod
-    def process_ended() -> None:
+    def process_ended(self) -> None:
         """This worker is stopping: its live gauges (in flight) stop counting."""
-        if shared():
-            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        if self.shared_dir:
+            multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                os.getpid(), self.shared_dir
+            )

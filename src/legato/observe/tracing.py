@@ -11,13 +11,13 @@ broker message's headers, or as the current span while a Python step runs.
 Spans are made through the global tracer provider unless one is given: with
 no OpenTelemetry SDK configured none is made at all.
 ``configure()`` sets the SDK up the way ``legato serve`` does: an OTLP/HTTP
-exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, no exporter otherwise.
+exporter when an endpoint is given or ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
+(read once, by ``legato._process_settings``), no exporter otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -29,6 +29,7 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._model import Json, TxRecord
+from .._process_settings import process_settings
 
 _SCOPE = "legato"
 
@@ -194,14 +195,16 @@ def continued(headers: Mapping[str, str]) -> otel_context.Context:
     return extract(lowered)
 
 
-def configure(service_name: str | None = None) -> bool:
+def configure(service_name: str | None = None, *, endpoint: str | None = None) -> bool:
     """Set up the OpenTelemetry SDK as the global tracer provider, exporting over
-    OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its traces variant) is set.
-    Returns whether an exporter was configured; a provider already set is kept."""
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    OTLP/HTTP to ``endpoint`` (the traces URL; default: this process's, from
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or its traces variant), as ``service_name``
+    (default: ``OTEL_SERVICE_NAME``, else ``legato``). Returns whether an exporter
+    was configured: not without an endpoint, nor with ``OTEL_SDK_DISABLED=true``; a
+    provider already set is kept."""
+    env = process_settings()
+    endpoint = endpoint or env.traces_endpoint
+    if not endpoint or env.otel_disabled:
         return False
     current = trace.get_tracer_provider()
     if not isinstance(current, trace.ProxyTracerProvider):
@@ -211,9 +214,9 @@ def configure(service_name: str | None = None) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "legato"
+    name = service_name or env.service_name or "legato"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     return True
 

@@ -30,13 +30,12 @@ from .._errors import (
     TransactionNotFound,
 )
 from ..coordinator import Coordinator
-from ..log import Log
-from ..log.sqlite import SqliteLog
+from ..log import open_log
 from ..observe import tracing
 from ..observe.alerts import Webhook
 from ..observe.logs import TxLogging
 from ..observe.metrics import Metrics
-from ..settings import Settings, from_environment
+from ..settings import Settings, from_environment, process_settings
 from . import api, dtm, telemetry
 from ._unavailable import unavailable_headers
 
@@ -152,20 +151,17 @@ def observed(c: Coordinator, webhook: str | None = None) -> Metrics:
 
 
 def app_from_env() -> FastAPI:
-    """The app ``legato serve`` runs in each worker, configured by the environment
-    (``legato.settings``: ``LEGATO_LOG``, ``LEGATO_API_TOKEN``, the limits...) and
-    OpenTelemetry's ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_SERVICE_NAME``."""
+    """The app ``legato serve`` runs in each worker, configured by the environment as
+    ``legato.settings`` read it: ``LEGATO_LOG``, ``LEGATO_API_TOKEN``, the limits...,
+    and OpenTelemetry's ``OTEL_EXPORTER_OTLP_ENDPOINT`` (its spans are the service
+    ``legato``'s)."""
     from ..observe import logs
 
     settings = from_environment()
-    logs.configure(level=settings.log_level.upper())
-    tracing.configure("legato")
-    log: Log | str = settings.log
-    if settings.log.startswith("sqlite:"):
-        # the loop serves HTTP too: an fsync on it would hold every request up
-        log = SqliteLog(settings.log, inline_commits=False)
+    logs.configure(log_format=settings.log_format, level=settings.log_level.upper())
+    tracing.configure("legato", endpoint=process_settings().traces_endpoint)
     c = Coordinator(
-        log,
+        open_log(settings.log, serving=True),
         owner=settings.owner,
         request_timeout=settings.request_timeout,
         lease=settings.lease,

@@ -9,7 +9,7 @@ import logging
 import signal
 from functools import partial
 
-from ._dburl import check_url, connect
+from .._dburl import check_url, connect
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,8 +34,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from .brokers import broker_from_url
-    from .participant.outbox import Relay
+    from ..brokers import broker_from_url
+    from ..participant.outbox import Relay
 
     broker = broker_from_url(args.broker)
     await broker.connect()

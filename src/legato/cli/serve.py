@@ -7,9 +7,10 @@ import os
 import shutil
 import tempfile
 
-from ._cli_edge import add_edge_arguments, check_exposure, edge_settings, server_options
-from ._cli_ops import parse_age
-from ._cli_tx import add_log_argument
+from ..settings import process_settings
+from .edge import add_edge_arguments, check_exposure, edge_settings, server_options
+from .log_access import add_log_argument
+from .times import parse_age
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -122,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
     # the app is built in each worker process from these (uvicorn's factory mode)
     os.environ.update(settings.to_env())
     metrics_dir = None
-    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if args.workers > 1 and not process_settings().metrics_dir:
         # the workers share one port, so a scrape reaches any one of them: they keep
         # their metrics in files here, and each renders all of them (observe.metrics)
         metrics_dir = tempfile.mkdtemp(prefix="legato-metrics-")

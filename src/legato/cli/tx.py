@@ -1,4 +1,4 @@
-"""``legato migrate`` and ``legato tx ...``: operator commands that read and nudge the log.
+"""``legato tx ...``: operator commands that read and nudge the log.
 
 They talk to the log directly, never to a running coordinator: requests
 (retry, abort, force-end) are written to the transaction's row, and whichever
@@ -8,53 +8,23 @@ coordinator drives or next claims it carries them out.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ._cli_timeline import draw
-from ._errors import LegatoError, LogError
-from ._model import EventRecord, OpRecord, TxRecord, TxStatus
-from ._moments import moment
-from ._redact import shown, shown_tx
-from .log import Log, TxQuery, open_log
-from .observe.timeline import build
-
-T = TypeVar("T")
-DEFAULT_LOG = "sqlite:///legato.db"
-
-
-def add_log_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log",
-        default=os.environ.get("LEGATO_LOG", DEFAULT_LOG),
-        help="log URL (default: $LEGATO_LOG or %(default)s)",
-    )
-
-
-def _run(url: str, body: Callable[[Log], Awaitable[T]], *, migrate: bool = False) -> T:
-    if url.startswith("sqlite:"):
-        from .log.sqlite import path_from_url
-
-        if not os.path.exists(path_from_url(url)):
-            raise LogError(f"there is no log at {url} (--log or $LEGATO_LOG names the log)")
-
-    async def main() -> T:
-        log = open_log(url, auto_migrate=migrate)
-        await log.open()
-        try:
-            return await body(log)
-        finally:
-            await log.close()
-
-    return asyncio.run(main())
+from .._errors import LegatoError
+from .._model import EventRecord, OpRecord, TxRecord, TxStatus
+from .._redact import shown, shown_tx
+from ..log import Log, TxQuery
+from ..observe.timeline import build
+from .log_access import add_log_argument, run_on_log
+from .timeline import draw
+from .times import parse_time
 
 
 def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -65,16 +35,6 @@ def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-def parse_time(text: str) -> float:
-    """An ISO 8601 time, or a span back from now: ``90s``, ``15m``, ``2h``, ``7d``."""
-    try:
-        return moment(text.strip(), time.time())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an ISO time nor a span such as 15m or 2h"
-        ) from None
 
 
 def _limit(text: str) -> int:
@@ -126,31 +86,6 @@ def _event_json(e: EventRecord) -> dict[str, Any]:
 # -- commands ---------------------------------------------------------------------------
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    applied = _migrate(args.log)
-    console = Console()
-    if applied:
-        for name in applied:
-            console.print(f"applied {name}")
-    else:
-        console.print("the log's schema is up to date")
-    return 0
-
-
-def _migrate(url: str) -> list[str]:
-    async def main() -> list[str]:
-        from .log.memory import MemoryLog
-
-        log = open_log(url, auto_migrate=False)
-        if isinstance(log, MemoryLog):
-            return []
-        applied: list[str] = await log.migrate()  # type: ignore[attr-defined]
-        await log.close()
-        return applied
-
-    return asyncio.run(main())
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     query = TxQuery(
         status=[TxStatus(s) for s in args.status or ()],
@@ -163,7 +98,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         limit=args.limit,
         offset=args.offset,
     )
-    rows = [shown_tx(t) for t in _run(args.log, lambda log: log.list(query))]
+    rows = [shown_tx(t) for t in run_on_log(args.log, lambda log: log.list(query))]
     if args.json:
         print(json.dumps([_tx_json(t) for t in rows], indent=2))
         return 0
@@ -186,7 +121,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             return None
         return shown(loaded[0], loaded[1], await log.events(args.gid))
 
-    found = _run(args.log, body)
+    found = run_on_log(args.log, body)
     console = Console()
     if found is None:
         console.print(f"[red]no transaction has gid {args.gid!r} in {args.log}[/red]")
@@ -238,7 +173,9 @@ def _request(what: str) -> Callable[[argparse.Namespace], int]:
     def cmd(args: argparse.Namespace) -> int:
         request = args.status if what == "force-end" else what
         try:
-            tx = _run(args.log, lambda log: log.request(args.gid, request, time.time(), by="cli"))
+            tx = run_on_log(
+                args.log, lambda log: log.request(args.gid, request, time.time(), by="cli")
+            )
         except LegatoError as exc:
             Console(stderr=True).print(f"[red]{exc}[/red]")
             return 1
@@ -252,10 +189,6 @@ def _request(what: str) -> Callable[[argparse.Namespace], int]:
 
 
 def add_commands(sub: Any) -> None:
-    migrate = sub.add_parser("migrate", help="build or upgrade the log's schema")
-    add_log_argument(migrate)
-    migrate.set_defaults(func=cmd_migrate)
-
     tx = sub.add_parser("tx", help="list, inspect and nudge transactions")
     tx_sub = tx.add_subparsers(dest="tx_command", required=True)
 

@@ -1,9 +1,11 @@
-"""``legato stats`` (the dashboard's header in a terminal) and ``legato purge`` (retention:
-ended transactions in the log, barrier rows in a participant's database)."""
+"""The log's upkeep: ``legato migrate`` (build or upgrade its schema), ``legato stats``
+(the dashboard's header in a terminal) and ``legato purge`` (retention: ended
+transactions in the log, barrier rows in a participant's database)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from typing import Any
@@ -11,26 +13,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._cli_tx import _run, add_log_argument
-from ._model import TxStatus
-from ._moments import UNITS
-from .log import Log, LogSummary
-from .log.base import purge_in_batches
-
-
-def parse_age(text: str) -> float:
-    """Seconds, or a span such as ``90s``, ``15m``, ``12h``, ``7d``."""
-    raw = text.strip()
-    unit = UNITS.get(raw[-1:])
-    number = raw[:-1] if unit is not None else raw
-    try:
-        value = float(number) * (unit or 1)
-    except ValueError:
-        problem = f"{text!r} is not an age such as 3600, 90m or 7d"
-        raise argparse.ArgumentTypeError(problem) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"an age must be positive, not {text!r}")
-    return value
+from .._model import TxStatus
+from ..log import Log, LogSummary, open_log
+from ..log.base import purge_in_batches
+from .log_access import add_log_argument, run_on_log
+from .times import parse_age
 
 
 def _age(seconds: float | None) -> str:
@@ -62,12 +49,33 @@ def summary_json(s: LogSummary, now: float, window: float) -> dict[str, Any]:
     }
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = _migrate(args.log)
+    console = Console()
+    if applied:
+        for name in applied:
+            console.print(f"applied {name}")
+    else:
+        console.print("the log's schema is up to date")
+    return 0
+
+
+def _migrate(url: str) -> list[str]:
+    async def main() -> list[str]:
+        log = open_log(url, auto_migrate=False)
+        applied = await log.migrate()
+        await log.close()
+        return applied
+
+    return asyncio.run(main())
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     async def body(log: Log) -> LogSummary:
         return await log.summary(time.time() - args.window)
 
     now = time.time()
-    s = _run(args.log, body)
+    s = run_on_log(args.log, body)
     data = summary_json(s, now, args.window)
     if args.json:
         print(json.dumps(data, indent=2))
@@ -107,7 +115,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         return 0
 
     cutoff = time.time() - args.older_than
-    total = _run(args.log, lambda log: purge_in_batches(log, cutoff, args.batch, args.pause))
+    total = run_on_log(args.log, lambda log: purge_in_batches(log, cutoff, args.batch, args.pause))
     console.print(f"deleted {total} transactions that ended over {_age(args.older_than)} ago")
     return 0
 
@@ -116,7 +124,7 @@ def _purge_barrier(url: str, older_than: float, batch: int) -> int:
     """One transaction per batch (``barrier.purge`` commits each)."""
     from sqlalchemy import create_engine
 
-    from .participant import barrier
+    from ..participant import barrier
 
     engine = create_engine(url)
     try:
@@ -126,7 +134,14 @@ def _purge_barrier(url: str, older_than: float, batch: int) -> int:
         engine.dispose()
 
 
+def add_migrate_command(sub: Any) -> None:
+    migrate = sub.add_parser("migrate", help="build or upgrade the log's schema")
+    add_log_argument(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
+
 def add_commands(sub: Any) -> None:
+    """``stats`` and ``purge`` (``migrate`` comes first in the command list, on its own)."""
     stats = sub.add_parser("stats", help="counts and rates of the log's transactions")
     add_log_argument(stats)
     stats.add_argument(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._cli_edge import add_edge_arguments, check_exposure, edge_settings, server_options
-from ._cli_tx import add_log_argument
+from .edge import add_edge_arguments, check_exposure, edge_settings, server_options
+from .log_access import add_log_argument, check_log_exists
 
 
 def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,23 +34,15 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _dashboard(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ._errors import LogError
-    from .dashboard import create_app
-    from .log import Log
+    from ..dashboard import create_app
+    from ..log import open_log
 
     settings = edge_settings(args, log=args.log)
     check_exposure("dashboard", args.host, settings, args.insecure)
     os.environ.update(settings.to_env())  # the HTTP protocol's deadlines read them
-    log: Log | str = args.log
-    if args.log.startswith("sqlite:"):
-        from .log.sqlite import SqliteLog, path_from_url
-
-        if not os.path.exists(path_from_url(args.log)):
-            raise LogError(f"there is no log at {args.log} (--log or $LEGATO_LOG names the log)")
-        # the loop serves the pages too: an fsync on it would hold every request up
-        log = SqliteLog(args.log, inline_commits=False)
+    check_log_exists(args.log)
     uvicorn.run(
-        create_app(log, settings=settings),
+        create_app(open_log(args.log, serving=True), settings=settings),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -11,8 +11,8 @@ import logging
 import socket
 from typing import Any
 
-from ._errors import SettingsError
-from .settings import Settings
+from .._errors import SettingsError
+from ..settings import Settings
 
 logger = logging.getLogger("legato.serve")
 
@@ -117,7 +117,7 @@ def check_exposure(command: str, host: str, settings: Settings, insecure: bool) 
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for these settings: its protocol with deadlines, the proxies
     whose forwarded headers it believes (none unless named), the connection cap."""
-    from .server._protocol import GuardedProtocol
+    from ..server._protocol import GuardedProtocol
 
     return {
         "http": GuardedProtocol,

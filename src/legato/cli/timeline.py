@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from .observe.timeline import Axis, Timeline
+from ..observe.timeline import Axis, Timeline
 
 COLOURS = {
     "ok": "green",
