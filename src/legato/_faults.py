@@ -22,7 +22,7 @@ Points:
 * ``outbox.after_publish``: the outbox relay published a row, and has not marked it
   sent yet.
 * ``bank.after_prepare``, ``bank.after_register``, ``bank.before_phase2``: the
-  demo ledger service (``legato._demo.bank.service``) prepared its XA branch but
+  demo ledger service (``legato.demo.bank.service``) prepared its XA branch but
   has not registered it; registered it but not answered; was asked for phase 2.
 """
 

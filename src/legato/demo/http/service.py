@@ -1,6 +1,6 @@
 """Run one travel service as its own process::
 
-    python -m legato._demo.http.service --kind payments --db sqlite:///demo/payments.db \\
+    python -m legato.demo.http.service --kind payments --db sqlite:///demo/payments.db \\
         --port 8004 --stock demo/payments.stock.json --flaky 0.2 --seed 1
 
 ``--db`` takes any SQLAlchemy URL the service supports: ``sqlite:///file.db``,
@@ -50,7 +50,7 @@ def _rate(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m legato._demo.http.service",
+        prog="python -m legato.demo.http.service",
         description="One of the travel demo's HTTP participant services.",
     )
     parser.add_argument("--kind", choices=KINDS, required=True)

@@ -1,7 +1,7 @@
 """The consistency check of ``legato demo --http``, read from the services' own databases.
 
 The log side (every trip ended or is stuck) is the in-process demo's
-(``legato._demo.check.check_log``). The services' side differs in schema: the
+(``legato.demo.check.check_log``). The services' side differs in schema: the
 barrier here is Legato's ``legato_barrier`` table, and a booked trip keeps its
 holds (there is no confirm step). What is checked is the same:
 

@@ -1,6 +1,6 @@
 """One bank's ledger as an HTTP service, for the XA crash tests and benchmark::
 
-    python -m legato._demo.bank.service --db postgresql://postgres@127.0.0.1/bank_a \\
+    python -m legato.demo.bank.service --db postgresql://postgres@127.0.0.1/bank_a \\
         --dtm http://127.0.0.1:36789/api/dtmsvr --port 8101 --accounts 4 --balance 100
 
 ``--db`` is a PostgreSQL (``postgresql://``) or MariaDB / MySQL (``mysql://``)
@@ -269,7 +269,7 @@ def create_app(bank: Bank, resolve_interval: float) -> Starlette:
 def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
-    p = argparse.ArgumentParser(prog="python -m legato._demo.bank.service")
+    p = argparse.ArgumentParser(prog="python -m legato.demo.bank.service")
     p.add_argument("--db", required=True, help="postgresql://... or mysql://...")
     p.add_argument("--dtm", required=True, help="the coordinator's /api/dtmsvr URL")
     p.add_argument("--port", type=int, required=True)
