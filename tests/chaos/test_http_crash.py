@@ -30,7 +30,7 @@ from tests.support.invariants import ops_left_running
 
 from legato.cli import build_parser
 from legato.demo.http.check import check
-from legato.demo.http.demo import Plan, _prepare
+from legato.demo.http.demo import Plan, prepare
 from legato.demo.http.processes import (
     Child,
     coordinator_args,
@@ -92,7 +92,7 @@ def plan(tmp_path: Path, *options: str, log: str | None = None) -> Plan:
     argv = ["demo", "--http", "--dir", str(tmp_path), "--seed", "7", *options]
     if log:
         argv += ["--log", log]
-    return _prepare(
+    return prepare(
         build_parser().parse_args(argv), tmp_path, log or f"sqlite:///{tmp_path / 'legato.db'}"
     )
 

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, text
 
-from ..check import BOOKED, ROLLED_BACK, Report, check_log
-from ..check import _money as money
+from ..check import BOOKED, ROLLED_BACK, Report, check_log, money
 from ..workload import MERCHANT
 from .apps import RESERVATION_KINDS
 
