@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._model import TxStatus
-from ..log import open_log
+from legato import TxStatus, open_log
+
 from .services import DATABASES
 from .workload import MERCHANT
 

@@ -92,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = plan_inventory(make_trips(200, args.seed), args.seed, 0.15)
         stock = stock_of(plan, args.kind)
     load_stock(app.state.participant.store, args.kind, stock)
-    from ...observe import tracing
-    from ...participant.tracing import instrument
+    from legato.observe import tracing
+    from legato.participant.tracing import instrument
 
     # with OTEL_EXPORTER_OTLP_ENDPOINT set, each request continues the coordinator's trace
     served = instrument(app) if tracing.configure(f"travel-{args.kind}") else app
