@@ -4,7 +4,8 @@ The service names the instants where its death is most interesting
 (``bank.after_prepare``: its branch prepared, not registered yet;
 ``bank.after_register``: registered, not answered; ``bank.before_phase2``: asked
 to commit or roll back). A test arms them as it arms Legato's own fault points,
-with ``LEGATO_FAULTS`` in the service's environment: ``bank.after_prepare@5``
+with ``LEGATO_FAULTS`` in the service's environment, which Legato reads once per
+process (``legato.settings.process_settings().faults``): ``bank.after_prepare@5``
 kills the process the 5th time that point is reached, with SIGKILL, exactly as
 ``kill -9`` would; a prefix (``bank``) names every point under it, and several
 specs are separated by commas.
@@ -16,17 +17,14 @@ import os
 import signal
 import threading
 from collections import Counter
+from collections.abc import Iterable
 
 
 class CrashPoints:
-    """The points armed by one ``LEGATO_FAULTS`` value, and how often each was reached."""
+    """The armed points, ``(point or prefix, hit)`` pairs, and how often each was reached."""
 
-    def __init__(self, specs: str) -> None:
-        self.armed: list[tuple[str, int]] = []
-        for part in specs.split(","):
-            name, _, count = part.strip().partition("@")
-            if name:
-                self.armed.append((name, int(count or "1")))
+    def __init__(self, armed: Iterable[tuple[str, int]] = ()) -> None:
+        self.armed = list(armed)
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()  # the handlers run in a thread pool
 

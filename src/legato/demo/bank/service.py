@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -48,6 +47,7 @@ from starlette.routing import Route
 
 from legato import DefinitionError, Failure
 from legato.participant import Barrier, BarrierRequestError, create_table, xa
+from legato.settings import process_settings
 
 from .crash import CrashPoints
 
@@ -197,7 +197,7 @@ class Bank:
         self.dtm = dtm.rstrip("/")
         self.url = url  # this service's /xa, as the coordinator calls it
         self.namespace = namespace  # of its XA branches; None: its database's
-        self.crash = crash or CrashPoints("")  # none armed
+        self.crash = crash or CrashPoints()  # none armed
         self.http = httpx.Client(timeout=10)
 
     def xa_action(self, gid: str, branch_id: str, account: int, amount: int) -> JSONResponse:
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ledger = Ledger(args.db, args.lock_timeout)
     ledger.setup(args.accounts, args.balance)
     url = f"http://127.0.0.1:{args.port}/xa"
-    crash = CrashPoints(os.environ.get("LEGATO_FAULTS", ""))  # armed by the crash tests
+    crash = CrashPoints(process_settings().faults)  # armed by the crash tests
     bank = Bank(ledger, args.dtm, url, args.xa_namespace, crash)
     app = create_app(bank, args.resolve_interval)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
