@@ -12,7 +12,7 @@ and in MariaDB, 2000 accounts each, made and dropped here). Four ways:
 * **saga in-process**: the same two changes as saga steps (sync functions in the
   coordinator's step threads, each inside Legato's barrier), timed to the end.
 * **XA over HTTP**: ``legato serve`` and two ledger services
-  (``legato._demo.bank.service``); the client runs DTM's XA flow (prepare, each
+  (``legato.demo.bank.service``); the client runs DTM's XA flow (prepare, each
   service's ``op=action``, which prepares and registers its branch, then
   ``submit`` with ``wait_result``).
 * **saga over HTTP**: the same services' saga endpoint (barrier), submitted as a
@@ -54,9 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import summarise
 
 import legato
-from legato._demo.bank.service import Ledger, move
-from legato._demo.bank.transfer import saga_transfer, xa_transfer
-from legato._demo.http.processes import Child, coordinator_args, free_port, stop_all
+from legato.demo.bank.service import Ledger, move
+from legato.demo.bank.transfer import saga_transfer, xa_transfer
+from legato.demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import Barrier, xa
 
 PG_ADMIN = os.environ.get("LEGATO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -222,7 +222,7 @@ async def over_http(log: str, urls: tuple[str, str], tmp: Path) -> AsyncIterator
             services = []
             for kind, url in zip(("pg", "maria"), urls, strict=True):
                 p = free_port()
-                args = ["-m", "legato._demo.bank.service", "--db", url, "--dtm", dtm]
+                args = ["-m", "legato.demo.bank.service", "--db", url, "--dtm", dtm]
                 args += ["--port", str(p), "--accounts", "0"]
                 child = Child.spawn(kind, args, p, tmp / f"{kind}.log")
                 children.append(child)

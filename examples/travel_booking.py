@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import legato
-from legato._demo.faults import Faults
-from legato._demo.services import Services
-from legato._demo.workload import Inventory, Item
+from legato.demo.faults import Faults
+from legato.demo.services import Services
+from legato.demo.workload import Inventory, Item
 
 
 def trip_saga(services: Services) -> legato.Saga:

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from legato._demo.shop.run import run_shop
+from legato.demo.shop.run import run_shop
 
 
 async def main(broker: str) -> int:

@@ -19,8 +19,8 @@ import json
 
 import httpx
 
-from legato._demo.http.saga import prices, saga_body
-from legato._demo.workload import make_trips, plan_inventory
+from legato.demo.http.saga import prices, saga_body
+from legato.demo.workload import make_trips, plan_inventory
 
 SERVICES = {
     "flights": "http://127.0.0.1:8001",

@@ -4,7 +4,7 @@
     python examples/travel_http/run_service.py payments \\
         --db postgresql+psycopg://localhost/payments --port 8004
 
-The service is ``legato._demo.http.apps``: a Starlette app whose handlers run
+The service is ``legato.demo.http.apps``: a Starlette app whose handlers run
 their SQL inside Legato's barrier. The heart of one handler, in short::
 
     async def reserve(request: Request) -> Response:
@@ -31,9 +31,9 @@ import argparse
 
 import uvicorn
 
-from legato._demo.http.apps import KINDS, create_app
-from legato._demo.http.service import load_stock, stock_of
-from legato._demo.workload import make_trips, plan_inventory
+from legato.demo.http.apps import KINDS, create_app
+from legato.demo.http.service import load_stock, stock_of
+from legato.demo.workload import make_trips, plan_inventory
 from legato.observe import tracing
 from legato.participant.tracing import instrument
 

@@ -21,9 +21,9 @@ Points:
   initiator has not asked for the decision yet.
 * ``outbox.after_publish``: the outbox relay published a row, and has not marked it
   sent yet.
-* ``bank.after_prepare``, ``bank.after_register``, ``bank.before_phase2``: the
-  demo ledger service (``legato._demo.bank.service``) prepared its XA branch but
-  has not registered it; registered it but not answered; was asked for phase 2.
+
+The demo's ledger service arms crash points of its own (``bank.*``) from the same
+variable: ``legato.demo.bank.crash``.
 """
 
 from __future__ import annotations

@@ -28,17 +28,17 @@ import httpx
 import pytest
 from tests.support.invariants import ops_left_running
 
-from legato._demo.http.check import check
-from legato._demo.http.demo import Plan, _prepare
-from legato._demo.http.processes import (
+from legato.cli import build_parser
+from legato.demo.http.check import check
+from legato.demo.http.demo import Plan, prepare
+from legato.demo.http.processes import (
     Child,
     coordinator_args,
     free_port,
     service_args,
     stop_all,
 )
-from legato._demo.http.saga import prices, saga_body
-from legato.cli import build_parser
+from legato.demo.http.saga import prices, saga_body
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -92,7 +92,7 @@ def plan(tmp_path: Path, *options: str, log: str | None = None) -> Plan:
     argv = ["demo", "--http", "--dir", str(tmp_path), "--seed", "7", *options]
     if log:
         argv += ["--log", log]
-    return _prepare(
+    return prepare(
         build_parser().parse_args(argv), tmp_path, log or f"sqlite:///{tmp_path / 'legato.db'}"
     )
 

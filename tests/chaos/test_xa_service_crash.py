@@ -1,5 +1,5 @@
 """DTM's XA flow over HTTP with the participant services killed: ``legato serve`` and
-two ledger services (``legato._demo.bank.service``: one on PostgreSQL, one on MariaDB),
+two ledger services (``legato.demo.bank.service``: one on PostgreSQL, one on MariaDB),
 each a real process, and random transfers between them, four at a time.
 
 A service kills itself with SIGKILL at a named point: after it prepared its branch
@@ -35,8 +35,8 @@ import pytest
 from tests.support.invariants import ops_left_running
 from tests.support.xa import XaDatabases, maria_connect
 
-from legato._demo.bank.transfer import xa_transfer
-from legato._demo.http.processes import Child, coordinator_args, free_port, stop_all
+from legato.demo.bank.transfer import xa_transfer
+from legato.demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import xa
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -98,7 +98,7 @@ class Rig:
 
     def start(self, ledger: Ledger) -> Child:
         faults = ledger.faults.pop(0) if ledger.faults else ""
-        args = ["-m", "legato._demo.bank.service", "--db", ledger.url, "--dtm", self.dtm]
+        args = ["-m", "legato.demo.bank.service", "--db", ledger.url, "--dtm", self.dtm]
         args += ["--port", str(ledger.port), "--accounts", str(ACCOUNTS)]
         args += ["--balance", str(START), "--resolve-interval", "1"]
         env = {**os.environ, "LEGATO_FAULTS": faults}

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 import legato
-from legato._demo.check import MANIFEST, Report, check
-from legato._demo.faults import Faults, ReplyLost
-from legato._demo.services import CarService, PaymentService
-from legato._demo.workload import MERCHANT, Item
 from legato.cli import main as cli
+from legato.demo.check import MANIFEST, Report, check
+from legato.demo.faults import Faults, ReplyLost
+from legato.demo.services import CarService, PaymentService
+from legato.demo.workload import MERCHANT, Item
 
 
 @contextmanager

@@ -24,9 +24,9 @@ import httpx
 import pymysql
 import pytest
 
-from legato._demo.http.check import SERVICES, check
-from legato._demo.http.processes import Child, free_port, service_args
-from legato._demo.workload import MERCHANT
+from legato.demo.http.check import SERVICES, check
+from legato.demo.http.processes import Child, free_port, service_args
+from legato.demo.workload import MERCHANT
 
 CHECKS = (
     "every trip ended or is stuck",

@@ -30,7 +30,7 @@ from tests.support.xa import maria_connect
 
 from conftest import need_service
 from legato import Coordinator, DefinitionError, TxStatus
-from legato._demo.http.processes import Child, coordinator_args, free_port, stop_all
+from legato.demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import create_table, xa
 
 pytestmark = pytest.mark.timeout(180)

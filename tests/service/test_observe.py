@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from legato._demo.http.processes import Child, free_port, service_args
+from legato.demo.http.processes import Child, free_port, service_args
 
 from .conftest import Participant, Served, serve, start_serve, stop_serve
 
@@ -149,7 +149,7 @@ def travel_services(collector: Collector, tmp_path: Path) -> Iterator[dict[str, 
 
 
 def trip_saga(gid: str, services: dict[str, Child], hotel: str) -> dict[str, Any]:
-    from legato._demo.workload import make_trips
+    from legato.demo.workload import make_trips
 
     trip = make_trips(1, 1)[0].payload
 
@@ -177,7 +177,7 @@ def trip_saga(gid: str, services: dict[str, Child], hotel: str) -> dict[str, Any
 def test_one_trace_runs_through_the_coordinator_and_both_services(
     collector: Collector, travel_services: dict[str, Child], log_url: str
 ) -> None:
-    from legato._demo.workload import make_trips
+    from legato.demo.workload import make_trips
 
     served = start_serve(log_url, env=otel_env(collector, "legato"))
     try:

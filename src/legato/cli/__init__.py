@@ -18,7 +18,7 @@ from .._errors import LegatoError
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .._demo.run import main
+    from ..demo.command import main
 
     return main(args)
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="book trips through four in-process services, with faults")
-    from .._demo.run import add_arguments
+    from ..demo.command import add_arguments
 
     add_arguments(demo)
     demo.set_defaults(func=_demo)

@@ -18,9 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import Failure
-from .._model import Json
-from ..saga import StepContext
+from legato import Failure, Json, StepContext
+
 from .faults import Faults, Unavailable
 from .service import Service
 from .workload import MERCHANT, Inventory, Item, car_item

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..._model import TxStatus
-from ...brokers import Broker, broker_from_url
-from ...flow import FlowRecorder
-from ...log import Log, TxQuery, open_log
-from ...participant.outbox import Relay
+from legato import Log, TxQuery, TxStatus, open_log
+from legato.brokers import Broker, broker_from_url
+from legato.flow import FlowRecorder
+from legato.participant.outbox import Relay
+
 from .services import ALL, Event, Inventory, Orders, Payments, Service, open_db
 
 logger = logging.getLogger("legato.demo.shop")

@@ -1,6 +1,6 @@
 """Run one travel service as its own process::
 
-    python -m legato._demo.http.service --kind payments --db sqlite:///demo/payments.db \\
+    python -m legato.demo.http.service --kind payments --db sqlite:///demo/payments.db \\
         --port 8004 --stock demo/payments.stock.json --flaky 0.2 --seed 1
 
 ``--db`` takes any SQLAlchemy URL the service supports: ``sqlite:///file.db``,
@@ -50,7 +50,7 @@ def _rate(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m legato._demo.http.service",
+        prog="python -m legato.demo.http.service",
         description="One of the travel demo's HTTP participant services.",
     )
     parser.add_argument("--kind", choices=KINDS, required=True)
@@ -92,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = plan_inventory(make_trips(200, args.seed), args.seed, 0.15)
         stock = stock_of(plan, args.kind)
     load_stock(app.state.participant.store, args.kind, stock)
-    from ...observe import tracing
-    from ...participant.tracing import instrument
+    from legato.observe import tracing
+    from legato.participant.tracing import instrument
 
     # with OTEL_EXPORTER_OTLP_ENDPOINT set, each request continues the coordinator's trace
     served = instrument(app) if tracing.configure(f"travel-{args.kind}") else app

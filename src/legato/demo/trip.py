@@ -14,8 +14,8 @@ retried until it is done.
 
 from __future__ import annotations
 
-from .._model import RetryPolicy
-from ..saga import Saga
+from legato import RetryPolicy, Saga
+
 from .services import Services
 
 SAGA_NAME = "book_trip"

@@ -1,7 +1,7 @@
 """The consistency check of ``legato demo --http``, read from the services' own databases.
 
 The log side (every trip ended or is stuck) is the in-process demo's
-(``legato._demo.check.check_log``). The services' side differs in schema: the
+(``legato.demo.check.check_log``). The services' side differs in schema: the
 barrier here is Legato's ``legato_barrier`` table, and a booked trip keeps its
 holds (there is no confirm step). What is checked is the same:
 
@@ -27,8 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, text
 
-from ..check import BOOKED, ROLLED_BACK, Report, check_log
-from ..check import _money as money
+from ..check import BOOKED, ROLLED_BACK, Report, check_log, money
 from ..workload import MERCHANT
 from .apps import RESERVATION_KINDS
 

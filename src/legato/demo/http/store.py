@@ -32,7 +32,8 @@ from sqlalchemy import (
     text,
 )
 
-from ...participant import create_table
+from legato.participant import create_table
+
 from ..workload import MERCHANT, Item
 
 metadata = MetaData()

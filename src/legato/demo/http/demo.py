@@ -21,10 +21,12 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from ...log import open_log
+from legato import open_log
+
 from ..check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, write_manifest
+from ..directory import absolute_log_url, wipe
 from ..faults import Faults
-from ..run import _absolute, _show_checks, _verdict, _why, _wipe, booking_progress
+from ..report import booking_progress, show_checks, verdict, why
 from ..services import DATABASES
 from ..workload import Inventory, Trip, make_trips, plan_inventory
 from . import store
@@ -59,27 +61,27 @@ def main(args: argparse.Namespace) -> int:
             console.print(f"[bold red]nothing to check:[/] no --http demo run in {directory}")
             return 2
         report = asyncio.run(check(directory))
-        _show_checks(console, report)
-        _verdict(console, report)
+        show_checks(console, report)
+        verdict(console, report)
         return 0 if report.ok else 1
-    log_url = _absolute(args.log or f"sqlite:///{directory / 'legato.db'}")
+    log_url = absolute_log_url(args.log or f"sqlite:///{directory / 'legato.db'}")
     if log_url.startswith("memory:"):
         console.print("[bold red]--log:[/] the coordinator is its own process: use a database")
         return 2
     try:
-        return asyncio.run(_run(console, args, _prepare(args, directory, log_url)))
+        return asyncio.run(_run(console, args, prepare(args, directory, log_url)))
     except StartError as exc:
         console.print(f"[bold red]could not start:[/] {exc}", soft_wrap=True)
         return 2
 
 
-def _prepare(args: argparse.Namespace, directory: Path, log_url: str) -> Plan:
+def prepare(args: argparse.Namespace, directory: Path, log_url: str) -> Plan:
     """Wipe the last run (unless ``--keep``), plan the trips, write what the services
     start with and what the check will read."""
     directory.mkdir(parents=True, exist_ok=True)
     databases = {kind: f"sqlite:///{directory / DATABASES[kind]}" for kind in KINDS}
     databases.update(args.service_db or {})
-    fresh = not args.keep and _wipe(directory, log_url)
+    fresh = not args.keep and wipe(directory, log_url)
     if not args.keep:
         for url in databases.values():
             if not url.startswith("sqlite:"):
@@ -243,7 +245,7 @@ def _tally(booking: Booking, outcome: dict[str, Any] | None) -> None:
         booking.outcomes[BOOKED] += 1
     elif outcome["status"] == "failed":
         booking.outcomes[ROLLED_BACK] += 1
-        booking.reasons[_why(outcome.get("reason"))] += 1
+        booking.reasons[why(outcome.get("reason"))] += 1
     else:
         booking.outcomes[STUCK] += 1
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..check import BOOKED, ROLLED_BACK, STUCK, UNSETTLED, Report
-from ..run import _cli_name, _show_checks, _verdict
+from ..report import cli_name, show_checks, show_log, verdict
 from .faults import FLAKY, LOST_REPLY, SLOW
 
 
@@ -88,17 +88,11 @@ def show(
     table.add_row("[dim]  in all[/]", f"[dim]{total:.1f} s[/]", detail_text)
     console.print(table)
 
-    _show_checks(console, report)
+    show_checks(console, report)
     say = functools.partial(console.print, soft_wrap=True)
     for error in booking.errors[:3]:
         say(f"[red]coordinator call failed:[/] {error}")
-    cli = _cli_name()
     say(f"services: {', '.join(databases.values())}")
-    say(f"log:      {log}")
-    say(f"inspect:  {cli} tx list --log {log}")
-    for status in (STUCK, ROLLED_BACK, BOOKED):
-        example = next((g for g, s in report.trips.items() if s == status), None)
-        if example is not None:
-            say(f"          {cli} tx show {example} --log {log}   # {status}")
-    say(f"again:    {cli} demo --http --check-only --dir {args.dir.resolve()}")
-    _verdict(console, report)
+    show_log(console, report, log)
+    say(f"again:    {cli_name()} demo --http --check-only --dir {args.dir.resolve()}")
+    verdict(console, report)

@@ -1,6 +1,6 @@
 """The faults a demo service injects into its own HTTP answers.
 
-The draws are the in-process demo's (``legato._demo.faults.Faults``): a hash of
+The draws are the in-process demo's (``legato.demo.faults.Faults``): a hash of
 the seed, the fault's kind and what it is about. Here "what it is about" is one
 attempt of one op: the ``Idempotency-Key`` the coordinator sends
 (``gid/branch/op``) and its ``Legato-Attempt`` header. So the same seed strikes

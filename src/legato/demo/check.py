@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._model import TxStatus
-from ..log import open_log
+from legato import TxStatus, open_log
+
 from .services import DATABASES
 from .workload import MERCHANT
 
@@ -231,17 +231,17 @@ def _check_payments(path: Path, report: Report) -> dict[str, tuple[int, int]]:
     total = sum(balances.values())
     problems = []
     if total != funded:
-        problems.append(f"the balances add up to {_money(total)}, not the {_money(funded)} paid in")
+        problems.append(f"the balances add up to {money(total)}, not the {money(funded)} paid in")
     if balances.get(MERCHANT) != charged - refunded:
         problems.append(
-            f"the merchant holds {_money(balances.get(MERCHANT, 0))}, but charges minus refunds"
-            f" are {_money(charged - refunded)}"
+            f"the merchant holds {money(balances.get(MERCHANT, 0))}, but charges minus refunds"
+            f" are {money(charged - refunded)}"
         )
     problems += [f"{a} is overdrawn" for a, b in balances.items() if b < 0]
     report.add(
         "payments: money adds up",
         problems,
-        f"{_money(total)} total, merchant {_money(balances.get(MERCHANT, 0))}",
+        f"{money(total)} total, merchant {money(balances.get(MERCHANT, 0))}",
     )
     problems = [
         f"{g}: {c['charge']} charges, {c['refund']} refunds"
@@ -278,20 +278,21 @@ def _check_trips(
                     )
             charges, amount = net.get(gid, (0, 0))
             if charges != 1 or amount <= 0:
-                booked.append(f"{gid}: {charges} charges, {_money(amount)} kept")
+                booked.append(f"{gid}: {charges} charges, {money(amount)} kept")
         elif status == ROLLED_BACK:
             for service, counts in active.items():
                 n = counts[f"{gid}/confirmed"] + counts[f"{gid}/held"]
                 if n:
                     orphans.append(f"{gid}: {n} orphaned reservation(s) in {service}")
             if net.get(gid, (0, 0))[1] != 0:
-                orphans.append(f"{gid}: {_money(net[gid][1])} charged and not refunded")
+                orphans.append(f"{gid}: {money(net[gid][1])} charged and not refunded")
     n_booked = sum(1 for s in report.trips.values() if s == BOOKED)
     n_back = sum(1 for s in report.trips.values() if s == ROLLED_BACK)
     report.add("booked: a seat, room, car, charge", booked, f"{n_booked} trips")
     report.add("rolled back: none held or charged", orphans, f"{n_back} trips")
 
 
-def _money(cents: int) -> str:
+def money(cents: int) -> str:
+    """Cents as the checks show them: ``1,250`` or ``1,250.50``."""
     whole, rest = divmod(cents, 100)
     return f"{whole:,}" if rest == 0 else f"{cents / 100:,.2f}"

@@ -99,7 +99,7 @@ def service_args(
     """The command line of one travel service (after the interpreter)."""
     return [
         "-m",
-        "legato._demo.http.service",
+        "legato.demo.http.service",
         "--kind",
         kind,
         "--db",

@@ -1,6 +1,6 @@
 """One bank's ledger as an HTTP service, for the XA crash tests and benchmark::
 
-    python -m legato._demo.bank.service --db postgresql://postgres@127.0.0.1/bank_a \\
+    python -m legato.demo.bank.service --db postgresql://postgres@127.0.0.1/bank_a \\
         --dtm http://127.0.0.1:36789/api/dtmsvr --port 8101 --accounts 4 --balance 100
 
 ``--db`` is a PostgreSQL (``postgresql://``) or MariaDB / MySQL (``mysql://``)
@@ -23,8 +23,8 @@ branches are in the XA namespace ``--xa-namespace`` (default: its database's,
 ``xa.database_namespace``), and resolving touches that namespace's only: other
 services and coordinators sharing the database server keep theirs.
 
-Fault points (``LEGATO_FAULTS``): ``bank.after_prepare`` (prepared, not registered),
-``bank.after_register`` (registered, not answered), ``bank.before_phase2``.
+Crash points (``LEGATO_FAULTS``, see ``crash``): ``bank.after_prepare`` (prepared, not
+registered), ``bank.after_register`` (registered, not answered), ``bank.before_phase2``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import anyio
 import httpx
@@ -45,14 +45,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ... import Failure
-from ..._faults import fault_point
-from ...participant import Barrier, BarrierRequestError, create_table, xa
-from ...transports.xa import XaResource
+from legato import DefinitionError, Failure
+from legato.participant import Barrier, BarrierRequestError, create_table, xa
+from legato.settings import process_settings
+
+from .crash import CrashPoints
 
 log = logging.getLogger("legato.demo.bank")
 
 SUCCESS = {"dtm_result": "SUCCESS"}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _failure(message: str, status: int = 409) -> JSONResponse:
@@ -82,16 +84,32 @@ class Ledger:
     session must close to let a prepared branch go."""
 
     def __init__(self, url: str, lock_timeout: float = 2.0) -> None:
-        self.resource = XaResource("ledger", url)
-        self.mysql = urlsplit(url).scheme in ("mysql", "mariadb")
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres", "mysql", "mariadb"):
+            raise DefinitionError(
+                f"the ledger's database is postgresql://... or mysql://..., not "
+                f"{parts.scheme or url!r} (SQLite has no two-phase commit)"
+            )
+        self.url = url
+        self.mysql = parts.scheme in ("mysql", "mariadb")
+        self._mysql = _mysql_options(parts) if self.mysql else {}
         self.lock_timeout = lock_timeout
         self._local = threading.local()
+
+    def _open(self) -> Any:
+        if not self.mysql:
+            import psycopg
+
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        import pymysql  # type: ignore[import-untyped]
+
+        return pymysql.connect(**self._mysql)
 
     def connect(self) -> Any:
         """A new autocommit connection whose lock waits end after ``lock_timeout``: two
         transfers in opposite directions can each hold, prepared, the row the other
         waits for, in two databases, where neither database can see the deadlock."""
-        c = self.resource.connect()
+        c = self._open()
         with c.cursor() as cur:
             if self.mysql:
                 cur.execute(
@@ -137,14 +155,49 @@ class Ledger:
             create_table(c)
 
 
+def _mysql_options(parts: SplitResult) -> dict[str, Any]:
+    """PyMySQL's arguments for ``mysql://user:password@host:port/db``. ``?ssl=true``
+    requires TLS and ``?ssl=false`` turns it off; without it, TLS is off to a loopback
+    host (it protects nothing there, and PyMySQL, left to use it when the server offers
+    it, builds a TLS context per connection: 30 ms, and every MariaDB branch takes a new
+    connection) and PyMySQL's default elsewhere."""
+    ssl = parse_qs(parts.query).get("ssl", [None])[-1]
+    if ssl not in (None, "true", "false"):
+        raise DefinitionError(f"the ledger's database URL: ssl= is true or false, not {ssl!r}")
+    host = parts.hostname or "127.0.0.1"
+    tls: dict[str, Any] = {}
+    if ssl == "false" or (ssl is None and host in _LOOPBACK):
+        tls = {"ssl_disabled": True}
+    elif ssl == "true":
+        tls = {"ssl_verify_cert": True}
+    return {
+        "host": host,
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "database": parts.path.lstrip("/") or None,
+        "autocommit": True,
+        "connect_timeout": 10,
+        **tls,
+    }
+
+
 class Bank:
     """The handlers; see the module docstring."""
 
-    def __init__(self, ledger: Ledger, dtm: str, url: str, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        dtm: str,
+        url: str,
+        namespace: str | None = None,
+        crash: CrashPoints | None = None,
+    ) -> None:
         self.ledger = ledger
         self.dtm = dtm.rstrip("/")
         self.url = url  # this service's /xa, as the coordinator calls it
         self.namespace = namespace  # of its XA branches; None: its database's
+        self.crash = crash or CrashPoints()  # none armed
         self.http = httpx.Client(timeout=10)
 
     def xa_action(self, gid: str, branch_id: str, account: int, amount: int) -> JSONResponse:
@@ -157,7 +210,7 @@ class Bank:
                 return _failure(str(exc))
         if not result.ok:
             return _failure(f"branch {branch_id} of {gid} was rolled back already")
-        fault_point("bank.after_prepare")
+        self.crash.reach("bank.after_prepare")
         reg = {"gid": gid, "branch_id": branch_id, "trans_type": "xa", "url": self.url}
         reply = self.http.post(f"{self.dtm}/registerBranch", json=reg)
         if reply.status_code == 409:  # the transaction is over: this branch is not in it
@@ -166,11 +219,11 @@ class Bank:
             return _failure(f"the coordinator refused the branch: {reply.text[:300]}")
         if reply.status_code != 200:  # not known whether it registered: xa.resolve decides
             return JSONResponse({"error": f"registerBranch: {reply.status_code}"}, 503)
-        fault_point("bank.after_register")
+        self.crash.reach("bank.after_register")
         return JSONResponse(SUCCESS)
 
     def xa_phase2(self, gid: str, branch_id: str, op: str) -> JSONResponse:
-        fault_point("bank.before_phase2")
+        self.crash.reach("bank.before_phase2")
         with self.ledger.conn() as c:
             end = xa.commit_branch if op == "commit" else xa.rollback_branch
             end(c, gid, branch_id, namespace=self.namespace)
@@ -269,7 +322,7 @@ def create_app(bank: Bank, resolve_interval: float) -> Starlette:
 def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
-    p = argparse.ArgumentParser(prog="python -m legato._demo.bank.service")
+    p = argparse.ArgumentParser(prog="python -m legato.demo.bank.service")
     p.add_argument("--db", required=True, help="postgresql://... or mysql://...")
     p.add_argument("--dtm", required=True, help="the coordinator's /api/dtmsvr URL")
     p.add_argument("--port", type=int, required=True)
@@ -288,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             p.error(str(exc))
     ledger = Ledger(args.db, args.lock_timeout)
     ledger.setup(args.accounts, args.balance)
-    bank = Bank(ledger, args.dtm, f"http://127.0.0.1:{args.port}/xa", args.xa_namespace)
+    url = f"http://127.0.0.1:{args.port}/xa"
+    crash = CrashPoints(process_settings().faults)  # armed by the crash tests
+    bank = Bank(ledger, args.dtm, url, args.xa_namespace, crash)
     app = create_app(bank, args.resolve_interval)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

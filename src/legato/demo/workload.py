@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .._model import Json
+from legato import Json
 
 CITIES = ("LIS", "NYC", "TYO", "CPT", "REK")
 HOTELS = ("harbour", "old-town")

@@ -23,9 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._errors import Failure
-from .._model import Json, OpName
-from ..saga import StepContext
+from legato import Failure, Json, OpName, StepContext
 
 BARRIER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS barrier (

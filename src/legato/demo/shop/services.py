@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...brokers.base import Message
-from ...participant import create_table, inbox, outbox
+from legato.brokers import Message
+from legato.participant import create_table, inbox, outbox
 
 TOPICS = ("orders", "payments", "inventory")
 

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..saga import StepContext
+from legato import StepContext
 
 
 class Unavailable(ConnectionError):

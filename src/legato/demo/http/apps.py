@@ -33,9 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..._errors import Failure
-from ..._model import Json
-from ...participant import Barrier, BarrierResult
+from legato import Failure, Json
+from legato.participant import Barrier, BarrierResult
+
 from ..faults import Faults
 from ..workload import MERCHANT, car_item
 from .faults import DECLINE, Attempt, ServiceFaults

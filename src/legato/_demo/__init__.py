@@ -1,1 +1,0 @@
-"""`legato demo`: the travel booking, in process, on the embedded SQLite log."""

@@ -1,0 +1,154 @@
+"""``legato demo``'s arguments, and the demo they choose: the travel booking in process
+(``run``), over HTTP (``--http``: ``http.demo``) or the choreographed shop (``shop``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a rate is a fraction between 0 and 1, not {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _service_db(text: str) -> tuple[str, str]:
+    kind, _, url = text.partition("=")
+    kinds = ("flights", "hotels", "cars", "payments")
+    if kind not in kinds or "://" not in url:
+        raise argparse.ArgumentTypeError(f"expected KIND=URL, KIND one of {kinds}, not {text}")
+    return kind, url
+
+
+class _Merge(argparse.Action):
+    """Collect repeated KIND=URL options into one dict."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        merged: dict[str, str] = dict(getattr(namespace, self.dest) or {})
+        assert isinstance(values, tuple)
+        merged[str(values[0])] = str(values[1])
+        setattr(namespace, self.dest, merged)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        choices=("travel", "shop"),
+        default="travel",
+        help="travel (default): the saga of four services; shop: a choreographed saga "
+        "over a broker (--broker)",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("rabbitmq", "nats", "redis"),
+        default="redis",
+        help="shop: the broker the services talk through (default redis, on its local port)",
+    )
+    parser.add_argument("--n", type=_positive, default=200, help="trips to book (default 200)")
+    parser.add_argument(
+        "--orders", type=_positive, default=60, help="shop: orders to place (default 60)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for trips and faults (default 1)")
+    parser.add_argument(
+        "--concurrency", type=_positive, default=32, help="trips in flight at once (default 32)"
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("legato-demo"),
+        help="where the services' databases go (default ./legato-demo)",
+    )
+    parser.add_argument(
+        "--log", metavar="URL", help="the coordinator's log (default sqlite:///DIR/legato.db)"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the databases and log of earlier runs (default: start afresh)",
+    )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="run the services and the coordinator (legato serve) as separate processes, "
+        "talking HTTP",
+    )
+    parser.add_argument(
+        "--service-db",
+        metavar="KIND=URL",
+        type=_service_db,
+        action=_Merge,
+        help="with --http: a service's database as a SQLAlchemy URL, e.g. "
+        "payments=postgresql+psycopg://localhost/pay (default: a SQLite file in --dir)",
+    )
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="book nothing: check the databases an earlier run left in --dir",
+    )
+    faults = parser.add_argument_group("faults (rates are fractions, 0 to 1)")
+    faults.add_argument(
+        "--sold-out",
+        type=_rate,
+        default=0.15,
+        help="how far short of the demand each city's car fleet is (default 0.15)",
+    )
+    faults.add_argument(
+        "--flaky",
+        type=_rate,
+        default=0.2,
+        help="payment calls that fail before reaching the service (default 0.2)",
+    )
+    faults.add_argument(
+        "--lost-reply",
+        type=_rate,
+        default=0.05,
+        help="payment calls that take effect but whose reply is lost (default 0.05)",
+    )
+    faults.add_argument(
+        "--slow",
+        type=_rate,
+        default=0.05,
+        help="payment calls held up past the step's timeout (default 0.05)",
+    )
+    faults.add_argument(
+        "--decline", type=_rate, default=0.05, help="trips whose card is declined (default 0.05)"
+    )
+    faults.add_argument(
+        "--stuck-rate",
+        type=_rate,
+        default=0.0,
+        help="trips declined whose hotel then refuses to cancel: they stay "
+        "stuck for an operator (default 0)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    # each demo is imported once chosen: the others' dependencies (SQLAlchemy, Starlette
+    # and httpx over HTTP; the brokers and the outbox for the shop) stay unloaded
+    if args.scenario == "shop":
+        from .shop.show import main as shop
+
+        return shop(args)
+    if args.http:
+        from .http.demo import main as over_http
+
+        return over_http(args)
+    from .run import main as in_process
+
+    return in_process(args)

@@ -1,0 +1,77 @@
+"""What both travel demos print, in process and over HTTP: the booking bar, the table of
+checks, the verdict, why a trip was rolled back, and the commands that inspect the log."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .check import BOOKED, ROLLED_BACK, STUCK, Report
+
+
+def booking_progress(console: Console) -> Progress:
+    """The bar both demos show while trips are booked (a tally beside the count)."""
+    return Progress(
+        TextColumn("[bold]booking trips"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[tally]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def why(reason: str | None) -> str:
+    """A short cause for a rolled-back trip, from the reason in the log."""
+    text = reason or "unknown"
+    step = text.split(" ", 1)[0].split(".", 1)[0]
+    if "sold out" in text:
+        return f"{step} sold out"
+    if "declined" in text:
+        return "card declined"
+    if "insufficient funds" in text:
+        return "insufficient funds"
+    if "gave up" in text:
+        return f"{step} gave up after retries"
+    return text
+
+
+def show_checks(console: Console, report: Report) -> None:
+    checks = Table(title="Consistency, read from the four services' databases")
+    checks.add_column("check", no_wrap=True)
+    checks.add_column("")
+    checks.add_column("detail", style="dim")
+    for c in report.checks:
+        checks.add_row(c.name, "[green]ok[/]" if c.ok else "[bold red]FAILED[/]", c.detail)
+    console.print(checks)
+
+
+def show_log(console: Console, report: Report, log_url: str) -> None:
+    """Where the log is, and the commands that show it: every trip, and one of each
+    outcome. Whole lines, never wrapped: they are meant to be copied."""
+    say = functools.partial(console.print, soft_wrap=True)
+    cli = cli_name()
+    say(f"log:      {log_url}")
+    say(f"inspect:  {cli} tx list --log {log_url}")
+    for status in (STUCK, ROLLED_BACK, BOOKED):
+        example = next((g for g, s in report.trips.items() if s == status), None)
+        if example is not None:
+            say(f"          {cli} tx show {example} --log {log_url}   # {status}")
+
+
+def verdict(console: Console, report: Report) -> None:
+    if report.ok:
+        console.print("[bold green]all checks passed[/]")
+    else:
+        failed = ", ".join(c.name for c in report.checks if not c.ok)
+        console.print(f"[bold red]consistency check failed:[/] {failed}")
+
+
+def cli_name() -> str:
+    """How this process was started (``.venv/bin/legato``), so the hint can be pasted."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if argv0.endswith("legato") and "/" in argv0 else "legato"
