@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from legato import Coordinator
+from legato.log import outlives_process
 
 from .check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, Report, check, write_manifest
 from .directory import absolute_log_url, wipe
@@ -52,7 +53,7 @@ async def _main(args: argparse.Namespace) -> int:
         verdict(console, report)
         return 0 if report.ok else 1
     log_url = absolute_log_url(args.log or f"sqlite:///{directory / 'legato.db'}")
-    if log_url.startswith("memory:"):
+    if not outlives_process(log_url):
         console.print(
             "[bold red]--log:[/] the check reads the log after the run: "
             "use sqlite:///... or postgresql://..."

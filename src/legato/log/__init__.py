@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .._errors import LogError
 from .base import Claimed, Log, LogSummary, NewTransaction, TxQuery, TxWrite
@@ -14,8 +15,11 @@ __all__ = [
     "NewTransaction",
     "TxQuery",
     "TxWrite",
+    "absolute_url",
     "log_exists",
+    "log_file",
     "open_log",
+    "outlives_process",
 ]
 
 
@@ -51,3 +55,24 @@ def log_exists(url: str) -> bool:
 
         return os.path.exists(path_from_url(url))
     return True
+
+
+def log_file(url: str) -> Path | None:
+    """The file a log at ``url`` lives in (a SQLite log's), or None (a server's database,
+    or memory)."""
+    if url.startswith("sqlite:"):
+        from .sqlite import path_from_url
+
+        return Path(path_from_url(url))
+    return None
+
+
+def absolute_url(url: str) -> str:
+    """``url`` with its log file's path made absolute (it may be read from elsewhere)."""
+    path = log_file(url)
+    return url if path is None else f"sqlite:///{path.resolve()}"
+
+
+def outlives_process(url: str) -> bool:
+    """Whether a log at ``url`` is still there once this process ends (not ``memory://``)."""
+    return not url.startswith("memory:")

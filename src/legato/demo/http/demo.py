@@ -22,6 +22,7 @@ import httpx
 from rich.console import Console
 
 from legato import open_log
+from legato.log import outlives_process
 
 from ..check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, write_manifest
 from ..directory import absolute_log_url, wipe
@@ -65,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         verdict(console, report)
         return 0 if report.ok else 1
     log_url = absolute_log_url(args.log or f"sqlite:///{directory / 'legato.db'}")
-    if log_url.startswith("memory:"):
+    if not outlives_process(log_url):
         console.print("[bold red]--log:[/] the coordinator is its own process: use a database")
         return 2
     try:
@@ -84,8 +85,7 @@ def prepare(args: argparse.Namespace, directory: Path, log_url: str) -> Plan:
     fresh = not args.keep and wipe(directory, log_url)
     if not args.keep:
         for url in databases.values():
-            if not url.startswith("sqlite:"):
-                store.reset(url)
+            store.reset(url)  # a SQLite file is gone already: this makes it empty
     # gids must be new to the log: on a log kept from earlier runs, tag this run's
     prefix = f"trip-{args.seed}" if fresh else f"trip-{args.seed}-{secrets.token_hex(3)}"
     faults = Faults(

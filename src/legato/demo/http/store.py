@@ -185,7 +185,7 @@ class Store:
 
 
 def reset(url: str) -> None:
-    """Drop the demo's tables and the barrier's (a fresh run on a server database)."""
+    """Drop the demo's tables and the barrier's (a fresh run), on any database."""
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
