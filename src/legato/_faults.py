@@ -34,12 +34,18 @@ import signal
 from ._process_settings import process_settings
 
 _hits: dict[str, int] = {}
+_armed: tuple[tuple[str, int], ...] | None = None  # read at the first point reached
 
 
 def fault_point(name: str) -> None:
     """Kill this process here if ``LEGATO_FAULTS`` arms ``name`` (or a prefix of it) and
     this is the armed hit."""
-    for spec, count in process_settings().faults:
+    global _armed
+    if _armed is None:
+        _armed = tuple(process_settings().faults)
+    if not _armed:
+        return  # the usual case, on every op: as little as possible
+    for spec, count in _armed:
         if name == spec or name.startswith(spec + "."):
             _hits[spec] = _hits.get(spec, 0) + 1
             if _hits[spec] >= count:

@@ -329,12 +329,14 @@ class Coordinator:
             lease_owner=self.owner,
             lease_expires_at=now + self.lease,
         )
+        fresh = saga_machine.new_state(gid, plan)
         ops = [
             OpRecord(gid, name, op, i, saga.target(name, op), updated_at=now)
-            for i, (name, op) in enumerate(saga_machine.new_state(gid, plan).ops)
+            for i, (name, op) in enumerate(fresh.ops)
         ]
         new = NewTransaction(tx, ops)
-        existing = await self.engine.begin(new, SagaDriver(saga), [Resume(now, fresh=True)])
+        driver = SagaDriver(saga)
+        existing = await self.engine.begin(new, driver, fresh, [Resume(now, fresh=True)])
         if existing is not None:
             self._check_existing(existing, saga, payload_text)
         return self.handle(gid)

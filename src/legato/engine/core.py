@@ -29,7 +29,7 @@ from ..observe.tracing import Tracing
 from ..transports.base import Transport
 from .handle import Handle, Outcome
 from .port import Driver, ModeDriver, Unreadable
-from .records import changed_ops, state_from_log, transition
+from .records import changed_ops, op_record, state_from_log, transition
 from .runner import Runner, request_event
 
 logger = logging.getLogger("legato.coordinator")
@@ -165,17 +165,22 @@ class Engine:
         return existing
 
     async def begin(
-        self, new: NewTransaction, driver: Driver, events: Sequence[Event]
+        self, new: NewTransaction, driver: Driver, before: TxState, events: Sequence[Event]
     ) -> TxRecord | None:
-        """Create ``new`` as ``events`` leave it (its ops as given, pending) and drive it
-        here at once; or return the existing row, writing and driving nothing."""
-        tx, ops = new.tx, new.ops
-        before = state_from_log(tx, ops)
+        """Create ``new`` as ``events`` leave it from ``before`` (its ops' fresh state, as
+        its rows say) and drive it here at once; or return the existing row, writing and
+        driving nothing."""
+        tx = new.tx
         step = transition(driver.apply, before, events)
-        meta = {o.key: (o.seq, o.target) for o in ops}
-        changed = {o.key: o for o in changed_ops(before, step.state, meta, tx.created_at)}
-        tx.status, tx.reason, tx.stuck = step.state.status, step.state.reason, step.state.stuck
-        written = [changed.get(o.key, o) for o in ops]
+        after, now = step.state, tx.created_at
+        meta = {(o.branch, o.op): (o.seq, o.target) for o in new.ops}
+        written = [
+            o
+            if after.ops[key := (o.branch, o.op)] is before.ops[key]
+            else op_record(tx.gid, key, after.ops[key], meta, now)
+            for o in new.ops
+        ]
+        tx.status, tx.reason, tx.stuck = after.status, after.reason, after.stuck
         existing = await self.create(NewTransaction(tx, written, [*new.events, *step.records]))
         if existing is not None:
             return existing

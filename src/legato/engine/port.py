@@ -98,10 +98,10 @@ class Engine(Source, Protocol):
         """Write a new transaction (its trace begins here), or return the existing row."""
 
     async def begin(
-        self, new: NewTransaction, driver: Driver, events: Sequence[Event]
+        self, new: NewTransaction, driver: Driver, before: TxState, events: Sequence[Event]
     ) -> TxRecord | None:
-        """Create ``new`` as ``events`` leave it, from its ops' pending state, and drive it
-        here; or return the existing row (nothing written, nothing driven)."""
+        """Create ``new`` as ``events`` leave it from ``before`` (its ops' fresh state), and
+        drive it here; or return the existing row (nothing written, nothing driven)."""
 
     async def request(
         self, gid: str, request: Request, *, drive: bool = False, by: str | None = None

@@ -43,7 +43,7 @@ Machine = Callable[[TxState, E], Transition]
 """A mode's rules, bound to the transaction's plan: ``(state, event) -> Transition``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
     """What feeding a list of events came to."""
 
@@ -58,7 +58,9 @@ def transition(machine: Machine[E], state: TxState, events: Sequence[E]) -> Step
     every machine's alike (``modes._core.park``)."""
     commands: list[Command] = []
     records: list[EventRecord] = []
+    at = 0.0
     for event in events:
+        at = max(at, event.now)
         t = park(state, event) if isinstance(event, Park) else machine(state, event)
         if not isinstance(event, Park):  # a park is said by the "stuck" record it causes
             records.append(_event_record(state.gid, event, t))
@@ -66,13 +68,13 @@ def transition(machine: Machine[E], state: TxState, events: Sequence[E]) -> Step
             records.extend(_transition_records(state.gid, state, t, event))
             state = t.state
             commands.extend(t.commands)
-    at = max((e.now for e in events), default=0.0)
     return Step(state, tuple(commands), tuple(records), at)
 
 
 def _event_record(gid: str, event: Timed, t: Transition) -> EventRecord:
     key: OpKey | None = getattr(event, "key", None)
-    detail: dict[str, Json] = dict(getattr(event, "info", None) or {})
+    info = getattr(event, "info", None)
+    detail: dict[str, Json] = dict(info) if info else {}
     error = getattr(event, "error", None) or getattr(event, "reason", None)
     if error:
         detail["error"] = error
@@ -156,7 +158,7 @@ def changed_ops(before: TxState, after: TxState, meta: OpMeta, now: float) -> li
     return [
         op_record(after.gid, k, s, meta, now)
         for k, s in after.ops.items()
-        if before.ops.get(k) is not s
+        if before.ops[k] is not s
     ]
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from .._errors import LeaseLost, LogError
 from .._faults import fault_point
@@ -42,6 +43,9 @@ from .records import OpMeta, changed_ops, transition
 
 logger = logging.getLogger("legato.coordinator")
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_OK = ResultKind.OK
+
 
 def request_event(request: Request, now: float) -> Event:
     """The machine's event for a request recorded on a transaction."""
@@ -57,7 +61,7 @@ def request_event(request: Request, now: float) -> Event:
             return ForceEnd(now, TxStatus(what), f"ended as {what} by an operator")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Feed:
     events: list[Event]
     handled: Request | None = None  # the request these events carry out, cleared with them
@@ -80,6 +84,7 @@ class Runner:
         self.driver = driver
         self.tx = tx
         self.gid = tx.gid
+        self.mode = str(tx.mode)
         self.state = state
         self.meta: OpMeta = {o.key: (o.seq, o.target) for o in ops}
         self.queue: asyncio.Queue[_Feed | _Stop] = asyncio.Queue()
@@ -233,20 +238,21 @@ class Runner:
         report.begin(span)
         state = self.state
         action = state.ops.get((name, OpName.ACTION)) if op is not OpName.ACTION else None
-        attempt = OpAttempt(
-            gid=self.gid,
-            mode=str(self.tx.mode),
-            branch=name,
-            op=op,
-            attempt=cmd.attempt,
-            headers=(
-                {**(self.tx.options.get("headers") or {}), **span.headers(self.gid)}
-                if remote
-                else {}
-            ),
-            payload=self.tx.payload,
-            outputs=state.outputs,
-            output=action.output if action is not None else None,
+        headers = (
+            {**(self.tx.options.get("headers") or {}), **span.headers(self.gid)}
+            if remote
+            else _NO_HEADERS
+        )
+        attempt = OpAttempt(  # positionally: made for every attempt of every op
+            self.gid,
+            self.mode,
+            name,
+            op,
+            cmd.attempt,
+            headers,
+            self.tx.payload,
+            state.outputs,
+            action.output if action is not None else None,
         )
         token = span.enter()  # the step's task or thread runs in the attempt's span
         try:
@@ -287,7 +293,7 @@ class _Report:
         cmd, runner = self.cmd, self.runner
         name, op = cmd.key
         kind, value = result.kind, result.value
-        if kind is not ResultKind.OK:
+        if kind is not _OK:
             value = readable(str(value))
         took = time.perf_counter() - self.started
         try:
@@ -301,7 +307,7 @@ class _Report:
         fault_point(f"after_op.{op}")
         now = time.time()
         event: Event
-        if kind is ResultKind.OK:
+        if kind is _OK:
             event = OpSucceeded(cmd.key, cmd.attempt, now, value, took)
         elif kind is ResultKind.FAILED:
             event = OpFailed(cmd.key, cmd.attempt, now, str(value), took)

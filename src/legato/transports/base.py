@@ -33,9 +33,11 @@ class ResultKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptResult:
-    """What one attempt of one op came to (see the module docstring)."""
+    """What one attempt of one op came to (see the module docstring). Not frozen, as
+    ``OpAttempt``: made for every attempt, and a frozen dataclass costs six times as
+    much to make; nothing changes one once made."""
 
     kind: ResultKind
     value: Json = None
@@ -65,7 +67,7 @@ def _nothing() -> Mapping[str, Json]:
     return {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpAttempt:
     """Who is calling: one attempt of one op of one transaction.
 
