@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.invariants import ops_left_running
 
 from legato.cli import build_parser
 from legato.demo.http.check import check
@@ -39,6 +38,7 @@ from legato.demo.http.processes import (
     stop_all,
 )
 from legato.demo.http.saga import prices, saga_body
+from tests.support.invariants import ops_left_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
