@@ -38,7 +38,7 @@ from tests.support.services import (
 from tests.support.xa import PREPARED, XaDatabases
 
 # one template per pytest process: two runs at once on the shared server never meet
-TEMPLATE = f"legato_tmpl_{os.getpid()}"
+_TEMPLATE = f"legato_tmpl_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -47,17 +47,17 @@ def pg_template() -> Iterator[str]:
     need_service("PostgreSQL", pg_unreachable())
     from legato.log.postgres import PostgresLog
 
-    pg_execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-    pg_execute(f"CREATE DATABASE {TEMPLATE}")
+    pg_execute(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)")
+    pg_execute(f"CREATE DATABASE {_TEMPLATE}")
 
     async def migrate() -> None:
-        log = PostgresLog(pg_url(TEMPLATE))
+        log = PostgresLog(pg_url(_TEMPLATE))
         await log.open()
         await log.close()
 
     asyncio.run(migrate())
-    yield TEMPLATE
-    pg_execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    yield _TEMPLATE
+    pg_execute(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)")
 
 
 @pytest.fixture

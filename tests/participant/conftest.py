@@ -64,7 +64,7 @@ def fresh_mariadb() -> Iterator[Db]:
 
 # --- one participant per driver ---------------------------------------------------------
 
-Builder = Callable[[Db], AbstractAsyncContextManager[Participant]]
+_Builder = Callable[[Db], AbstractAsyncContextManager[Participant]]
 
 
 def _sa_url(db: Db, driver: str) -> str:
@@ -194,7 +194,7 @@ async def _sqlalchemy_async_connection(db: Db) -> AsyncIterator[Participant]:
 
 
 # driver -> (the database fixture it runs on, how to build it)
-DRIVERS: dict[str, tuple[str, Builder]] = {
+_DRIVERS: dict[str, tuple[str, _Builder]] = {
     "sqlite3": ("fresh_sqlite", _sqlite3),
     "psycopg": ("fresh_pg", _psycopg),
     "psycopg-async": ("fresh_pg", _psycopg_async),
@@ -208,10 +208,10 @@ DRIVERS: dict[str, tuple[str, Builder]] = {
 }
 
 
-@pytest.fixture(params=list(DRIVERS))
+@pytest.fixture(params=list(_DRIVERS))
 async def participant(request: pytest.FixtureRequest) -> AsyncIterator[Participant]:
     """A participant service on a fresh database, through each driver in turn."""
-    database_fixture, build = DRIVERS[request.param]
+    database_fixture, build = _DRIVERS[request.param]
     db: Db = request.getfixturevalue(database_fixture)
     async with build(db) as p:
         await p.setup()
