@@ -1,11 +1,16 @@
-"""Shared fixtures: real databases, created and dropped per test.
+"""The fixtures every folder shares: real databases created and dropped per test, the
+log a backend-neutral test runs on, and the scripted HTTP participant.
 
-A test that needs PostgreSQL skips where the server is absent, except under
-``CI=true``, where it fails. Each PostgreSQL test gets a fresh database cloned
-from a migrated template (``CREATE DATABASE ... TEMPLATE``): real, fast, isolated.
+A fixture that needs PostgreSQL skips where the server is absent, except under
+``CI=true``, where it fails (``tests.support.services``). Each PostgreSQL test gets
+a fresh database cloned from a migrated template (``CREATE DATABASE ... TEMPLATE``):
+real, fast, isolated.
 
-``LEGATO_TEST_LOG`` (``sqlite``, the default, or ``postgres``) picks the log
-that the backend-neutral suites run on; ``.ci/run`` runs them once with each.
+``LEGATO_TEST_LOG`` (``sqlite``, the default, or ``postgres``) picks the log that the
+backend-neutral suites run on; ``scripts/test`` runs them once with each.
+
+Helpers live in ``tests/support/``, imported by their full name; this file and the
+folders' conftests hold fixtures only.
 """
 
 from __future__ import annotations
@@ -13,95 +18,60 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
+
 from tests.support import xa as support_xa
+from tests.support.scripted_participant import Participant, scripted_participant
 from tests.support.servers import PgServer, pg_problem
-from tests.support.xa import PREPARED, XaDatabases, maria_unreachable
+from tests.support.services import (
+    maria_unreachable,
+    need_service,
+    new_pg_database,
+    pg_execute,
+    pg_unreachable,
+    pg_url,
+)
+from tests.support.xa import PREPARED, XaDatabases
 
-PG_ADMIN = os.environ.get("LEGATO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-TEMPLATE = f"legato_tmpl_{os.getpid()}"
-
-
-def _pg_reachable() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN, connect_timeout=3):
-            return None
-    except psycopg.OperationalError as exc:
-        return str(exc).strip().splitlines()[0]
-
-
-def port_problem(port: int) -> str | None:
-    """Why nothing answers on ``127.0.0.1:port``, or None when something does."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError as exc:
-        return str(exc)
-    return None
-
-
-def need_service(name: str, problem: str | None) -> None:
-    """Skip (fail under CI=true) when a service the test needs is absent."""
-    if problem is None:
-        return
-    message = f"{name} is not reachable: {problem}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: services must be up)")
-    pytest.skip(message)
-
-
-def pg_url(dbname: str) -> str:
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    return f"{base}/{dbname}"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+# one template per pytest process: two runs at once on the shared server never meet
+_TEMPLATE = f"legato_tmpl_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A database with Legato's schema, migrated once per session, to clone from."""
-    need_service("PostgreSQL", _pg_reachable())
+    need_service("PostgreSQL", pg_unreachable())
     from legato.log.postgres import PostgresLog
 
-    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {TEMPLATE}")
+    pg_execute(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)")
+    pg_execute(f"CREATE DATABASE {_TEMPLATE}")
 
     async def migrate() -> None:
-        log = PostgresLog(pg_url(TEMPLATE))
+        log = PostgresLog(pg_url(_TEMPLATE))
         await log.open()
         await log.close()
 
     asyncio.run(migrate())
-    yield TEMPLATE
-    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    yield _TEMPLATE
+    pg_execute(f"DROP DATABASE IF EXISTS {_TEMPLATE} WITH (FORCE)")
 
 
 @pytest.fixture
 def pg_database(pg_template: str) -> Iterator[str]:
     """The URL of a fresh PostgreSQL database holding Legato's schema, dropped after."""
-    name = f"legato_t_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    yield pg_url(name)
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with new_pg_database("legato_t", template=pg_template) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_pg_database() -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL database, dropped after."""
-    need_service("PostgreSQL", _pg_reachable())
-    name = f"legato_e_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name}")
-    yield pg_url(name)
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with new_pg_database("legato_e") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -175,3 +145,12 @@ async def coordinator(log_url: str) -> AsyncIterator[object]:
     c = Coordinator(log_url, lease=5.0, poll_interval=0.1)
     async with c:
         yield c
+
+
+@pytest.fixture
+def participant() -> Iterator[Participant]:
+    """A scripted HTTP participant on a free port (``tests.support.scripted_participant``),
+    for the service and dashboard tests. tests/participant/ has a ``participant`` of its
+    own, the barrier's, which stands in for this one there."""
+    with scripted_participant() as p:
+        yield p

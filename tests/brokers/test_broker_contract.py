@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from conftest import need_service, port_problem
 from legato.brokers import Broker, BrokerError, Delivery, Message, broker_from_url
 from legato.brokers.nats import NatsBroker
+from tests.support.services import need_service, port_problem
 
 BROKERS = {
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, {}),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_service, port_problem
 from legato.cli import main
 from legato.demo.shop.run import BROKERS, run_shop
+from tests.support.services import need_service, port_problem
 
 PORTS = {"rabbitmq": 5672, "nats": 4222, "redis": 6379}
 

@@ -1,7 +1,7 @@
-"""The processes of the outbox crash tests::
+"""The processes of the outbox crash tests, run from the repository::
 
-    python outbox_worker.py publish --db URL --topic T --n N [--start S]
-    python outbox_worker.py consume --db URL --broker URL --topic T --group G --n N
+    python -m tests.chaos.outbox_worker publish --db URL --topic T --n N [--start S]
+    python -m tests.chaos.outbox_worker consume --db URL --broker URL --topic T --group G --n N
 
 ``publish`` places orders ``S..S+N-1`` in the service database, one business
 transaction each (an ``orders`` row and its event in the outbox); started with

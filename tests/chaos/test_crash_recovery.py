@@ -24,13 +24,13 @@ sagas whose write failed must still end, driven by the same process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +38,16 @@ from typing import IO
 
 import psycopg
 import pytest
-from services import STEPS, check_outcomes, create_tables
-from tests.support.invariants import ops_left_running
 
 import legato
-from conftest import PG_ADMIN, pg_url
+from tests.support.invariants import ops_left_running
+from tests.support.processes import REPOSITORY
+from tests.support.services import PG_ADMIN, new_pg_database
+from tests.support.travel import STEPS, check_outcomes, create_tables
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
-WORKER = Path(__file__).with_name("worker.py")
+WORKER = "tests.chaos.worker"
 N = 240
 
 # the N-th pass through the point kills the worker: each lands early enough in a run
@@ -65,11 +66,6 @@ class Setup:
     locations: dict[str, str]
 
 
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     """The log and the three services' databases, all SQLite files or all PostgreSQL."""
@@ -79,16 +75,10 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
         yield Setup(f"sqlite:///{tmp_path / 'log.db'}", locations)
         return
     log_url = request.getfixturevalue("pg_database")  # skips (or fails under CI) without PG
-    names = {step: f"legato_svc_{uuid.uuid4().hex[:10]}_{step}" for step in STEPS}
-    try:
-        for name in names.values():
-            _admin(f"CREATE DATABASE {name}")
-        locations = {step: pg_url(name) for step, name in names.items()}
+    with contextlib.ExitStack() as stack:
+        locations = {step: stack.enter_context(new_pg_database("legato_svc")) for step in STEPS}
         create_tables(locations)
         yield Setup(log_url, locations)
-    finally:
-        for name in names.values():
-            _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _popen(
@@ -98,13 +88,13 @@ def _popen(
     if faults:
         env["LEGATO_FAULTS"] = faults
     args = [
-        sys.executable, str(WORKER), "--log", setup.log_url, "--n", str(N),
+        sys.executable, "-m", WORKER, "--log", setup.log_url, "--n", str(N),
         "--owner", "chaos-worker", "--mode", mode, "--lease", "2",
         "--deadline", str(timeout - 10),
     ]  # fmt: skip
     for step, location in setup.locations.items():
         args += ["--service", f"{step}={location}"]
-    return subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    return subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPOSITORY)
 
 
 def run_worker(
@@ -116,7 +106,7 @@ def run_worker(
     faults: str | None = None,
     timeout: float = 90.0,
 ) -> int:
-    """Run worker.py to its end (or its crash); returns its exit status."""
+    """Run the worker to its end (or its crash); returns its exit status."""
     out = tmp_path / f"{run}.out"
     with out.open("wb") as sink:
         proc = _popen(setup, sink, mode=mode, faults=faults, timeout=timeout)

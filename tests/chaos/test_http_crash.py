@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.invariants import ops_left_running
 
 from legato.cli import build_parser
 from legato.demo.http.check import check
@@ -39,6 +38,7 @@ from legato.demo.http.processes import (
     stop_all,
 )
 from legato.demo.http.saga import prices, saga_body
+from tests.support.invariants import ops_left_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -58,16 +58,11 @@ class Rig:
         port = free_port()
         args = [*coordinator_args(self.plan.log_url, port), "--owner", owner]
         args += ["--lease", str(lease)]
-        before = os.environ.get("LEGATO_FAULTS")
-        os.environ["LEGATO_FAULTS"] = faults
-        try:
-            n = len(self.coordinators)
-            child = Child.spawn(f"serve-{n}", args, port, self.plan.directory / f"serve-{n}.log")
-        finally:
-            if before is None:
-                del os.environ["LEGATO_FAULTS"]
-            else:
-                os.environ["LEGATO_FAULTS"] = before
+        # the child's environment only: this process reads its own settings once
+        env = {**os.environ, "LEGATO_FAULTS": faults}
+        n = len(self.coordinators)
+        log = self.plan.directory / f"serve-{n}.log"
+        child = Child.spawn(f"serve-{n}", args, port, log, env=env)
         self.coordinators.append(child)
         return child
 

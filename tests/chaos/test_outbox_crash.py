@@ -22,14 +22,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import need_service
 from legato._dburl import connect
 from legato.brokers import broker_from_url
 from legato.participant import outbox
+from tests.support.processes import REPOSITORY
+from tests.support.services import need_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-WORKER = Path(__file__).with_name("outbox_worker.py")
+WORKER = "tests.chaos.outbox_worker"
 BROKERS = {
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/",
     "nats": "nats://127.0.0.1:4222",
@@ -46,8 +47,10 @@ class Flow:
 
     def worker(self, *args: str, faults: str = "", timeout: float = 90) -> int:
         env = {**os.environ, "LEGATO_FAULTS": faults}
-        cmd = [sys.executable, str(WORKER), *args, "--topic", self.topic]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        cmd = [sys.executable, "-m", WORKER, *args, "--topic", self.topic]
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY
+        )
         if proc.returncode not in (0, -9):
             sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
         return proc.returncode

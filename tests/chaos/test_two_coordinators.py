@@ -21,38 +21,28 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from services import STEPS, Database, check_outcomes, create_tables, reap
-from tests.support.invariants import ops_left_running
 
 import legato
-from conftest import PG_ADMIN, pg_url
+from tests.support.invariants import ops_left_running
+from tests.support.processes import REPOSITORY
+from tests.support.services import new_pg_database
+from tests.support.travel import STEPS, Database, check_outcomes, create_tables, reap
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
-WORKER = Path(__file__).with_name("worker.py")
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+WORKER = "tests.chaos.worker"
 
 
 @pytest.fixture
 def participant_url(pg_database: str) -> Iterator[str]:
     """The participant's own PostgreSQL database (all three steps), dropped after."""
-    name = f"legato_svc_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name}")
-    try:
-        create_tables(dict.fromkeys(STEPS, pg_url(name)), track=True)
-        yield pg_url(name)
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with new_pg_database("legato_svc") as url:
+        create_tables(dict.fromkeys(STEPS, url), track=True)
+        yield url
 
 
 def _start(
@@ -61,7 +51,8 @@ def _start(
     env = {k: v for k, v in os.environ.items() if k != "LEGATO_FAULTS"}
     args = [
         sys.executable,
-        str(WORKER),
+        "-m",
+        WORKER,
         "--log",
         log_url,
         "--n",
@@ -78,7 +69,9 @@ def _start(
     for step in STEPS:
         args += ["--service", f"{step}={participant}"]
     with out.open("wb") as sink:
-        return subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPOSITORY
+        )
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -29,19 +29,19 @@ from typing import Any
 
 import psycopg
 import pytest
-import xa_worker
-from tests.support import xa as support_xa
-from tests.support.invariants import ops_left_running
-from tests.support.servers import PgServer
-from tests.support.xa import PREPARED, XaDatabases, maria_connect
 
 from legato import Coordinator, TxStatus
 from legato.participant import create_table
 from legato.participant import xa as xa_kit
+from tests.support import xa as support_xa
+from tests.support.invariants import ops_left_running
+from tests.support.processes import REPOSITORY
+from tests.support.servers import PgServer
+from tests.support.xa import PREPARED, XaDatabases, maria_connect, move, prepared_xids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 
-WORKER = Path(__file__).with_name("xa_worker.py")
+WORKER = "tests.chaos.xa_worker"
 N = 40
 ACCOUNTS = 4
 START = 100
@@ -84,16 +84,7 @@ class Bank:
         return pg, maria
 
     def prepared(self, roll_back: bool = False) -> list[str]:
-        out = []
-        for conn in (psycopg.connect(self.pg, autocommit=True), self.maria_conn()):
-            try:
-                for xid in xa_kit.recover(conn, namespace=self.namespace):
-                    out.append(str(xid))
-                    if roll_back:
-                        xa_kit.rollback(conn, xid)
-            finally:
-                conn.close()
-        return out
+        return prepared_xids(self.pg, self.maria, self.namespace, roll_back=roll_back)
 
 
 @contextlib.contextmanager
@@ -136,9 +127,11 @@ def own_pg() -> Iterator[PgServer]:
 
 def run_worker(bank: Bank, log: str, mode: str, faults: str = "") -> int:
     env = {**os.environ, "LEGATO_FAULTS": faults}
-    args = [sys.executable, str(WORKER), "--log", log, "--pg", bank.pg, "--maria", bank.maria]
+    args = [sys.executable, "-m", WORKER, "--log", log, "--pg", bank.pg, "--maria", bank.maria]
     args += ["--n", str(N), "--mode", mode, "--xa-namespace", bank.namespace]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=150)
+    proc = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=150, cwd=REPOSITORY
+    )
     if proc.returncode not in (0, -9):
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
     return proc.returncode
@@ -188,7 +181,7 @@ async def _transfer_across_a_restart(bank: Bank, server: PgServer, tmp_path: Pat
             xid = await c.register_xa_branch(gid, branch, resource)
             conn = connect()
             try:
-                fn = xa_worker.move(delta, 0, 25)
+                fn = move(delta, 0, 25)
                 prepare = functools.partial(xa_kit.prepare_branch, namespace=xid.namespace)
                 await asyncio.to_thread(prepare, conn, gid, branch, fn)
             finally:

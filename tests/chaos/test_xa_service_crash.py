@@ -32,12 +32,12 @@ import aiohttp
 import httpx
 import psycopg
 import pytest
-from tests.support.invariants import ops_left_running
-from tests.support.xa import XaDatabases, maria_connect
 
 from legato.demo.bank.transfer import xa_transfer
 from legato.demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import xa
+from tests.support.invariants import ops_left_running
+from tests.support.xa import XaDatabases, maria_connect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

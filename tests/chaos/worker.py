@@ -1,4 +1,5 @@
-"""A coordinator process for the chaos tests, run as ``python worker.py ...``.
+"""A coordinator process for the chaos tests, run from the repository as
+``python -m tests.chaos.worker ...``.
 
 ``--mode submit`` submits the sagas ``saga-0`` .. ``saga-{n-1}`` (idempotent by
 gid: the ones already in the log just return handles), waits for every one of
@@ -21,13 +22,9 @@ import contextlib
 import json
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from services import build_saga, gid_of, payload_of
 
 import legato
+from tests.support.travel import build_saga, gid_of, payload_of
 
 _UNFINISHED = ("prepared", "submitted", "aborting")
 

@@ -1,6 +1,7 @@
 """A process moving money between a PostgreSQL ledger and a MariaDB ledger by XA,
-for the crash tests: ``python xa_worker.py --log URL --pg URL --maria URL --n N
---xa-namespace NS`` (the servers are the test's: the URLs carry their ports).
+for the crash tests: ``python -m tests.chaos.xa_worker --log URL --pg URL --maria URL
+--n N --xa-namespace NS``, run from the repository (the servers are the test's: the URLs
+carry their ports).
 
 Transfer i moves an amount between account ``i % 4`` of one ledger and the same
 account of the other (direction and amount drawn from i), as XA transaction
@@ -17,16 +18,12 @@ import asyncio
 import random
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: tests.support
-from tests.support.xa import maria_connect
-
 import legato
 from legato.log import TxQuery
+from tests.support.xa import maria_connect, move
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -40,21 +37,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mode", choices=("transfer", "settle"), default="transfer")
     p.add_argument("--deadline", type=float, default=90)
     return p.parse_args(argv)
-
-
-def move(delta_sql: str, account: int, amount: int) -> Any:
-    def run(conn: Any) -> None:
-        with conn.cursor() as cur:
-            cur.execute("SELECT balance FROM account WHERE id = %s FOR UPDATE", (account,))
-            (balance,) = cur.fetchone()
-            if balance + amount * (1 if delta_sql == "+" else -1) < 0:
-                raise legato.Failure("insufficient funds")
-            cur.execute(
-                f"UPDATE account SET balance = balance {delta_sql} %s WHERE id = %s",
-                (amount, account),
-            )
-
-    return run
 
 
 async def transfer(c: legato.Coordinator, args: argparse.Namespace, i: int) -> None:

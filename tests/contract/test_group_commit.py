@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_log_contract import T0, change, close, new, tx_of
 
 from legato import (
     IllegalStateChange,
@@ -22,6 +21,7 @@ from legato import (
 )
 from legato._model import EventRecord
 from legato.log._sql import SqlLog
+from tests.support.records import T0, change, new, tx_of
 
 WRITES = 200
 
@@ -41,7 +41,7 @@ async def log(sql_log_url: str) -> AsyncIterator[SqlLog]:
     try:
         yield log
     finally:
-        await close(log)
+        await log.close()
 
 
 def since(log: SqlLog, before: tuple[int, int]) -> tuple[int, int]:
@@ -147,7 +147,7 @@ async def test_a_sqlite_write_waits_for_another_process_holding_the_write_lock(
         assert (await tx_of(log, "g1")).version == 2
         other.close()
     finally:
-        await close(log)
+        await log.close()
 
 
 async def test_a_write_the_database_refuses_fails_only_itself_in_a_batch(log: SqlLog) -> None:

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.support.records import LEASE, T0, change, new
 
 import legato
 from legato import LeaseLost, Log, TxQuery, TxStatus, open_log
-from legato._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord
+from legato._model import EventRecord, Mode, OpName, OpRecord, OpStatus
 from legato.log import Claimed, NewTransaction
+from tests.support.records import LEASE, T0, change, loaded, new, ops_of, tx_of
 
 
 async def close(log: Log) -> None:
@@ -37,20 +37,6 @@ async def log(any_log_url: str) -> AsyncIterator[Log]:
 def free(gid: str, **tx: Any) -> NewTransaction:
     """A transaction no coordinator holds, due at T0 unless told otherwise."""
     return new(gid, lease_owner=None, lease_expires_at=None, **tx)
-
-
-async def loaded(log: Log, gid: str) -> tuple[TxRecord, list[OpRecord]]:
-    found = await log.load(gid)
-    assert found is not None, f"{gid} is not in the log"
-    return found
-
-
-async def tx_of(log: Log, gid: str) -> TxRecord:
-    return (await loaded(log, gid))[0]
-
-
-async def ops_of(log: Log, gid: str) -> list[OpRecord]:
-    return (await loaded(log, gid))[1]
 
 
 def without_ids(events: list[EventRecord]) -> list[EventRecord]:

@@ -16,12 +16,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.support.proxy import CuttingProxy
-from tests.support.records import LEASE, T0, change, new
-from tests.support.servers import PgServer
 
 from legato import LogError, LogUnavailable, TxQuery, TxStatus
 from legato.log.postgres import PostgresLog
+from tests.support.proxy import CuttingProxy
+from tests.support.records import LEASE, T0, change, new
+from tests.support.servers import PgServer
 
 DOWN = "PostgreSQL log"  # every LogUnavailable of this log says whose it is
 

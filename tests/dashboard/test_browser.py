@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI
-from service.conftest import Participant
-
-from .conftest import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+from tests.support.dashboard import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+from tests.support.scripted_participant import Participant
+from tests.support.services import IN_CI
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "dashboard"

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from service.conftest import Participant
-
-from .conftest import (
+from tests.support.dashboard import (
     READER,
     SOLD_OUT,
     TOKEN,
@@ -22,6 +20,7 @@ from .conftest import (
     transaction,
     wait_stuck,
 )
+from tests.support.scripted_participant import Participant
 
 
 def test_a_retry_pressed_on_the_lone_dashboard_is_carried_out_by_the_coordinator(

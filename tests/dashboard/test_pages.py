@@ -9,9 +9,8 @@ from urllib.parse import quote
 
 import httpx
 
-from service.conftest import Participant
-
-from .conftest import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+from tests.support.dashboard import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+from tests.support.scripted_participant import Participant
 
 
 def gids(html: str) -> list[str]:

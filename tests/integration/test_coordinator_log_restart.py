@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.servers import PgServer
-
 from legato import Coordinator, Saga, StepContext, TxStatus
+from tests.support.servers import PgServer
 
 LEASE = 60.0  # long: a saga driven again before it expires was taken back, not reclaimed
 

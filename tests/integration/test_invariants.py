@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.support.invariants import GRACE, ops_left_running
-
 from legato import OpName, OpStatus, TxStatus, open_log
 from legato._model import Json, Mode, OpRecord, TxRecord
 from legato.log import NewTransaction
+from tests.support.invariants import GRACE, ops_left_running
 
 
 def running(gid: str, branch: str, began: float, payload: Json = None) -> OpRecord:

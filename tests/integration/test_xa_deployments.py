@@ -25,13 +25,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.support.servers import MariaServer, PgServer, maria_problem
-from tests.support.xa import maria_connect
 
-from conftest import need_service
 from legato import Coordinator, DefinitionError, TxStatus
 from legato.demo.http.processes import Child, coordinator_args, free_port, stop_all
 from legato.participant import create_table, xa
+from tests.support.servers import MariaServer, PgServer, maria_problem
+from tests.support.services import need_service
+from tests.support.xa import maria_connect
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.support.xa import XaDatabases, maria_connect
 
 import legato
 from legato import Coordinator, TxStatus
@@ -26,6 +25,7 @@ from legato._model import OpName, OpRecord
 from legato.log import TxWrite
 from legato.participant import create_table
 from legato.participant import xa as xa_kit
+from tests.support.xa import XaDatabases, maria_connect, prepared_xids
 
 
 @dataclass
@@ -59,17 +59,7 @@ class Ledgers:
 
     def left_prepared(self, roll_back: bool = False) -> list[str]:
         """The test's xids still prepared in either database (rolled back if asked)."""
-        out = []
-        for connect in (self.pg_conn, self.maria_conn):
-            conn = connect()
-            try:
-                for xid in xa_kit.recover(conn, namespace=self.namespace):
-                    out.append(str(xid))
-                    if roll_back:
-                        xa_kit.rollback(conn, xid)
-            finally:
-                conn.close()
-        return out
+        return prepared_xids(self.pg, self.maria, self.namespace, roll_back=roll_back)
 
 
 @pytest.fixture

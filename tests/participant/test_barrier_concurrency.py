@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from barrier_harness import Hold, Participant
-
 from legato.participant import Barrier, BarrierOutcome
+from tests.support.barrier import Hold, Participant
 
 
 def _deadlock(exc: BaseException) -> bool:

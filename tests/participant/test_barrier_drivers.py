@@ -10,7 +10,6 @@ from contextlib import closing
 
 import psycopg
 import pytest
-from barrier_harness import Db
 
 import legato.participant
 from legato import Failure
@@ -21,6 +20,7 @@ from legato.participant import (
     TransactionInProgress,
     create_table,
 )
+from tests.support.barrier import Db
 
 INSERT_PG = "INSERT INTO ledger (gid, entry) VALUES (%s, %s)"
 
@@ -30,7 +30,7 @@ def new_gid() -> str:
 
 
 def ready(db: Db) -> None:
-    from barrier_harness import LEDGER
+    from tests.support.barrier import LEDGER
 
     db.execute(LEDGER[db.dialect])
     with closing(db.connect()) as conn:

@@ -7,10 +7,10 @@ import asyncio
 import uuid
 
 import pytest
-from barrier_harness import Hold, Participant
 
 from legato import Failure
 from legato.participant import Barrier, BarrierOutcome
+from tests.support.barrier import Hold, Participant
 
 
 def new_gid() -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from barrier_harness import Participant
 
 from legato.participant import Barrier, BarrierOutcome
+from tests.support.barrier import Participant
 
 
 async def test_purge_deletes_only_rows_older_than_the_cutoff_in_batches(

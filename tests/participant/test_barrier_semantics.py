@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from barrier_harness import Participant
 
 from legato import Failure
 from legato.participant import Barrier, BarrierOutcome
+from tests.support.barrier import Participant
 
 
 def new_gid() -> str:

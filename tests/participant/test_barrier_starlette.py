@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from barrier_harness import LEDGER, Db
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +23,7 @@ from starlette.routing import Route
 from legato import Failure
 from legato.participant import acreate_table, create_table
 from legato.participant.starlette import answer_query_prepared, run_in_barrier
+from tests.support.barrier import LEDGER, Db
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 import time
 import uuid
@@ -19,12 +18,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from barrier_harness import Db
 
-from conftest import need_service
 from legato.brokers import Broker, BrokerError, Delivery, broker_from_url
 from legato.participant import outbox
 from legato.participant._drivers import NoTransaction
+from tests.support.barrier import Db
+from tests.support.services import need_service, port_problem
 
 
 def _db(request: pytest.FixtureRequest) -> Iterator[Db]:
@@ -96,14 +95,6 @@ def _close_relays() -> Iterator[None]:
     yield
     while RELAYS:
         RELAYS.pop().close()
-
-
-def port_problem(port: int) -> str | None:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError as exc:
-        return str(exc)
-    return None
 
 
 def relay_for(d: Db, broker: Broker) -> outbox.Relay:

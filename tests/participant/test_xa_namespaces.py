@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from conftest import XaDb
 from legato.participant import xa
 from legato.participant.xa import BranchNotCommitted, XaOutcome
+from tests.support.xa import XaDb
 
 
 def insert(gid: str, entry: str) -> Any:

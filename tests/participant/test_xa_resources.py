@@ -24,9 +24,7 @@ import asyncpg
 import psycopg
 import pymysql
 import pytest
-from barrier_harness import Db
 
-from conftest import MARIADB_HOST, MARIADB_PORT, MARIADB_USER, XaDb
 from legato import Failure
 from legato.participant import TransactionInProgress, acreate_table, create_table, xa
 from legato.participant.xa import (
@@ -38,6 +36,9 @@ from legato.participant.xa import (
     XaOutcome,
     Xid,
 )
+from tests.support.barrier import Db
+from tests.support.services import MARIADB_HOST, MARIADB_PORT, MARIADB_USER
+from tests.support.xa import XaDb
 
 Exec = Callable[[Any, str, tuple[object, ...]], Any]
 

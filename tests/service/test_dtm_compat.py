@@ -10,7 +10,8 @@ import pytest
 from dtmcli import saga as dtm_saga
 from dtmcli import utils as dtm_utils
 
-from .conftest import Participant, Served
+from tests.support.processes import Served
+from tests.support.scripted_participant import Participant
 
 FAILURE = (409, {"dtm_result": "FAILURE", "message": "insufficient balance"})
 

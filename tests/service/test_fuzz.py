@@ -25,7 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .conftest import Served, serve, start_serve, stop_serve
+from tests.support.processes import Served, start_serve, stop_serve
+from tests.support.scripted_participant import serve
+from tests.support.services import new_pg_database
 
 TOKEN = "fuzz-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -63,14 +65,8 @@ def fuzzed(
 
 @pytest.fixture(scope="module")
 def pg_database_module(pg_template: str) -> Iterator[str]:
-    import uuid
-
-    from tests.conftest import _admin, pg_url
-
-    name = f"legato_f_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    yield pg_url(name)
-    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with new_pg_database("legato_f", template=pg_template) as url:
+        yield url
 
 
 def written(log: str) -> int:

@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.support import hostile_participant
-from tests.support.watch import Watch
 
 from legato import Coordinator, RetryPolicy, Saga, TxStatus
 from legato.transports.http import DEFAULT_MAX_ANSWER_BYTES, HttpCall, HttpTransport
-
-from .conftest import Participant
+from tests.support import hostile_participant
+from tests.support.scripted_participant import Participant
+from tests.support.watch import Watch
 
 TIMEOUT = 3.0  # each attempt's
 SLACK = 1.5  # past it, for a busy machine

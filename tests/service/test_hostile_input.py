@@ -24,9 +24,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.support.servers import free_port
 
-from .conftest import Participant, Served, start_serve, stop_serve
+from tests.support.processes import Served, start_serve, stop_serve
+from tests.support.scripted_participant import Participant
+from tests.support.servers import free_port
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -15,8 +15,8 @@ import pytest
 
 from legato import Coordinator, RetryPolicy, Saga, TxStatus
 from legato.transports.http import HttpCall, classify
-
-from .conftest import Participant, free_port
+from tests.support.scripted_participant import Participant
+from tests.support.servers import free_port
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.05, jitter=0.0, ongoing_interval=0.05)
 OK = (200, {"dtm_result": "SUCCESS"})

@@ -24,8 +24,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from legato.participant import Barrier, create_table, query_prepared
-
-from .conftest import Participant, Served, serve, start_serve, stop_serve
+from tests.support.processes import Served, start_serve, stop_serve
+from tests.support.scripted_participant import Participant, serve
+from tests.support.services import need_service, port_problem
 
 
 def wait_status(server: Served, gid: str, timeout: float = 30) -> dict[str, Any]:
@@ -198,15 +199,9 @@ async def test_a_message_branch_can_be_a_broker_topic(
 ) -> None:
     """``legato serve --broker events=redis://...``: a branch ``broker://events/<topic>``
     publishes the payload there, with the gid and a stable id (``<gid>/<branch>``)."""
-    import socket
-
-    from conftest import need_service
     from legato.brokers import broker_from_url
 
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
-    except OSError as exc:
-        need_service("Redis", str(exc))
+    need_service("Redis", port_problem(6379))
     redis_url = "redis://127.0.0.1:6379/0"
     broker = broker_from_url(redis_url)
     await broker.connect()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -35,8 +34,8 @@ from legato.transports import broker as broker_transport
 from legato.transports import http as http_transport
 from legato.transports.http import HttpCall
 from legato.transports.local import LocalTransport
-
-from .conftest import Participant
+from tests.support.scripted_participant import Participant
+from tests.support.services import need_service, port_problem
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.05, jitter=0.0)
 
@@ -371,14 +370,10 @@ async def test_a_msg_query_and_delivery_that_raise_are_asked_again_until_deliver
 async def test_a_broker_delivery_that_raises_is_published_once_it_stops(
     log_url: str, monkeypatch: pytest.MonkeyPatch, loop_errors: list[dict[str, Any]]
 ) -> None:
-    from conftest import need_service  # at run time: see test_msg's broker test
     from legato.brokers import broker_from_url
     from legato.transports.broker import BrokerCall
 
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
-    except OSError as exc:
-        need_service("Redis", str(exc))
+    need_service("Redis", port_problem(6379))
     redis = "redis://127.0.0.1:6379/0"
     topic = f"t{uuid.uuid4().hex[:12]}"
     broker = broker_from_url(redis)

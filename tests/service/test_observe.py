@@ -28,8 +28,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from legato.demo.http.processes import Child, free_port, service_args
-
-from .conftest import Participant, Served, serve, start_serve, stop_serve
+from tests.support.processes import Served, start_serve, stop_serve
+from tests.support.scripted_participant import Participant, serve
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from legato._throttle import MAX_FAILURES
-
-from .conftest import Participant, Served, start_serve, stop_serve
+from tests.support.processes import Served, start_serve, stop_serve
+from tests.support.scripted_participant import Participant
 
 FAILURE = (409, {"dtm_result": "FAILURE", "message": "sold out"})
 FAST = {"max_attempts": 3, "backoff": 0.05, "jitter": 0}

@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.support.servers import PgServer
 
-from .conftest import Participant, Served, start_legato, stop_serve
+from tests.support.processes import Served, start_legato, stop_serve
+from tests.support.scripted_participant import Participant
+from tests.support.servers import PgServer
 
 LEASE = 5.0
 

@@ -14,8 +14,8 @@ from dtmcli import utils as dtm_utils
 import legato
 from legato import Coordinator, TxStatus
 from legato.transports.http import HttpCall
-
-from .conftest import Participant, Served
+from tests.support.processes import Served
+from tests.support.scripted_participant import Participant
 
 NO = (409, {"dtm_result": "FAILURE", "message": "no funds"})
 

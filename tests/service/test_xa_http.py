@@ -21,12 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tests.support.servers import PgServer
 
 from legato import Failure
 from legato.participant import create_table, xa
-
-from .conftest import Served, free_port, serve
+from tests.support.processes import Served
+from tests.support.scripted_participant import serve
+from tests.support.servers import PgServer, free_port
 
 
 def ledger_service(db: str, dtm: str, native: str | None = None) -> Starlette:

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import httpx
 from aiohttp import web
+
+from tests.support.processes import REPOSITORY
 from tests.support.servers import free_port
 
 HUGE = 1_500_000_000
@@ -137,9 +139,7 @@ def running(directory: Path, *, bomb_mib: int = 1024) -> Iterator[str]:
     log = directory / "hostile-participant.log"
     with log.open("wb") as sink:
         args = [sys.executable, "-m", __name__, "--port", str(port), "--bomb-mib", str(bomb_mib)]
-        process = subprocess.Popen(
-            args, stdout=sink, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2]
-        )
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, cwd=REPOSITORY)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60  # making the bomb takes seconds on a busy machine

@@ -1,4 +1,5 @@
-"""Log records as a test writes them: a two-step saga leased by 'alpha', and its changes.
+"""Log records as a test writes them: a two-step saga leased by 'alpha', and its changes;
+and as it reads them back.
 
 Times are fixed numbers from ``T0``, never the wall clock.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from legato import TxStatus
+from legato import Log, TxStatus
 from legato._model import EventRecord, Mode, OpName, OpRecord, TxRecord
 from legato.log import NewTransaction, TxWrite
 
@@ -57,3 +58,17 @@ def change(gid: str, owner: str = "alpha", **fields: Any) -> TxWrite:
     }
     base.update(fields)
     return TxWrite(gid=gid, owner=owner, **base)
+
+
+async def loaded(log: Log, gid: str) -> tuple[TxRecord, list[OpRecord]]:
+    found = await log.load(gid)
+    assert found is not None, f"{gid} is not in the log"
+    return found
+
+
+async def tx_of(log: Log, gid: str) -> TxRecord:
+    return (await loaded(log, gid))[0]
+
+
+async def ops_of(log: Log, gid: str) -> list[OpRecord]:
+    return (await loaded(log, gid))[1]
