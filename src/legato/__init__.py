@@ -43,6 +43,7 @@ from .log import Log, TxQuery, open_log
 from .saga import Saga
 from .transports.http import HttpCall
 from .transports.local import StepContext
+from .workflow import Workflow, WorkflowDefinition, WorkflowError, call, current_step, workflow
 
 __all__ = [
     "BarrierRequestError",
@@ -83,9 +84,15 @@ __all__ = [
     "TxQuery",
     "TxStatus",
     "UnknownSaga",
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowError",
     "XaError",
     "XaUnsupported",
     "XidError",
     "__version__",
+    "call",
+    "current_step",
     "open_log",
+    "workflow",
 ]

@@ -17,6 +17,7 @@ class Mode(StrEnum):
     XA = "xa"
     MSG = "msg"
     FLOW = "flow"  # a choreographed saga: services exchanging events, recorded as they go
+    WORKFLOW = "workflow"  # a durable workflow: plain Python, its steps journaled as it goes
 
 
 class TxStatus(StrEnum):
@@ -42,6 +43,7 @@ class OpName(StrEnum):
     COMMIT = "commit"
     ROLLBACK = "rollback"
     MSG = "msg"  # a msg's local transaction, asked about through its query_prepared
+    SIGNAL = "signal"  # a signal sent to a workflow, kept until the workflow takes it
 
 
 class OpStatus(StrEnum):
@@ -62,6 +64,7 @@ class RequestKind(StrEnum):
     SUCCEEDED = "succeeded"  # end by decree, as succeeded
     FAILED = "failed"  # end by decree, as failed
     SUBMIT = "submit"  # an initiator's: go forward (TCC, XA, msg)
+    SIGNAL = "signal"  # a workflow has a signal waiting (the signal itself is an op row)
 
 
 @dataclass(frozen=True, slots=True)

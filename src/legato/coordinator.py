@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
-from . import _json, _spec
+from . import _json, _spec, workflow
 from . import msg as _msg
 from . import tcc as _tcc
 from ._allow import AllowList
@@ -61,6 +61,7 @@ from .transports.http import (
 )
 from .transports.local import LocalCall, LocalTransport
 from .transports.xa import Connections, XaCall, XaResource, XaTransport
+from .workflow import WorkflowDefinition, WorkflowMode
 from .xa import DEFAULT_XA_TIMEOUT, RecoveryReport, Xa, XaTransaction
 
 logger = logging.getLogger("legato.coordinator")
@@ -135,6 +136,7 @@ class Coordinator:
         self.broker_urls = dict(brokers or {})
         self.brokers: dict[str, Broker] = {}
         self.sagas = SagaMode()
+        self.workflows = WorkflowMode()
         self.engine = Engine(
             open_log(log) if isinstance(log, str) else log,
             owner=owner or _default_owner(),
@@ -149,7 +151,7 @@ class Coordinator:
             participants=AllowList(participants),
             pool=self._pool,
             transports={},
-            modes=[self.sagas, TccMode(), XaMode(), MsgMode()],
+            modes=[self.sagas, self.workflows, TccMode(), XaMode(), MsgMode()],
         )
         self.xa_part = Xa(self.engine, self.xa_connections, xa_namespace)
         self._route_transports()
@@ -272,10 +274,45 @@ class Coordinator:
 
     # -- sagas ----------------------------------------------------------------------
 
-    def register(self, *sagas: Saga) -> None:
-        """Make sagas known here, so that this coordinator can resume them after a crash."""
-        for saga in sagas:
-            self.sagas.register(saga)
+    def register(self, *definitions: Saga | WorkflowDefinition) -> None:
+        """Make sagas and workflows known here, so that this coordinator can resume them
+        after a crash (a workflow: the versions registered here)."""
+        for d in definitions:
+            if isinstance(d, WorkflowDefinition):
+                self.workflows.register(d)
+            else:
+                self.sagas.register(d)
+
+    # -- workflows (legato.workflow) -----------------------------------------------------
+
+    async def start_workflow(
+        self,
+        definition: WorkflowDefinition,
+        /,
+        *args: Json,
+        gid: str | None = None,
+        timeout_to_fail: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Handle:
+        """Write the workflow to the log and run ``definition``'s body with ``args``;
+        idempotent by ``gid``."""
+        return await workflow.start(
+            self.engine, self.workflows, definition, args, gid=gid,
+            timeout_to_fail=timeout_to_fail, headers=headers,
+        )  # fmt: skip
+
+    async def signal(
+        self,
+        gid: str,
+        name: str,
+        value: Json = None,
+        *,
+        id: str | None = None,
+        by: str | None = None,
+    ) -> bool:
+        """Send the signal ``name`` (with ``value``) to the workflow ``gid``: kept until
+        the workflow waits for it. ``id`` makes it idempotent; False: kept already."""
+        return await workflow.signal(self.engine, gid, name, value, id=id, by=by)
 
     async def submit(
         self,

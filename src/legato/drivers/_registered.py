@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from .._model import OpKey, OpRecord
+from ..engine.port import Live
 from ..modes._core import Event, Transition, TxState
 from ..transports.http import HttpCall
 
@@ -55,6 +56,8 @@ class RegisteredDriver(Generic[P]):
         self.rules = rules
         self.plan = plan
         self.calls = calls
+
+    live: Live | None = None  # the machine alone moves the transaction
 
     def apply(self, state: TxState, event: Event) -> Transition:
         return self.rules(self.plan, state, event)

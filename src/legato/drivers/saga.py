@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from .. import _spec
 from .._errors import DefinitionError
 from .._model import Mode, OpKey, OpName, OpRecord, TxRecord
-from ..engine.port import Unreadable
+from ..engine.port import Live, Unreadable
 from ..modes import saga as machine
 from ..modes._core import Event, Transition, TxState
 from ..saga import WIRE_SAGA, Saga
@@ -24,6 +24,8 @@ class SagaDriver:
         self.saga = saga
         self.plan = saga.plan()
         self._calls: dict[OpKey, object] = {}
+
+    live: Live | None = None  # the machine alone moves the transaction
 
     def apply(self, state: TxState, event: Event) -> Transition:
         return machine.apply(self.plan, state, event)

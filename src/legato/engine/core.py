@@ -211,6 +211,18 @@ class Engine:
             await self.resume(gid, request)
         self._wake_claims.set()
 
+    async def signal(self, gid: str, record: OpRecord, *, by: str | None = None) -> bool:
+        """Keep the signal ``record`` for the workflow ``gid`` (``Log.signal``) and hand it
+        to its body if it runs here; False if that signal was kept already."""
+        self.require_started()
+        _, new = await self.log.signal(gid, record, record.updated_at, None, by)
+        runner = self.runners.get(gid)
+        if new and runner is not None and runner.live is not None:
+            runner.signals.add(record.branch)
+            runner.live.signal(record)
+        self._wake_claims.set()  # let go while it waits: due now, claimed here if ours
+        return new
+
     # -- reads ----------------------------------------------------------------------
 
     async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]:

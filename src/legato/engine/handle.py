@@ -30,6 +30,11 @@ class Outcome:
         return self.status is TxStatus.SUCCEEDED
 
     @property
+    def result(self) -> Json:
+        """A workflow's return value (once it has succeeded)."""
+        return self.outputs.get("@result")
+
+    @property
     def settled(self) -> bool:
         """Ended, or stuck: nothing more happens without an operator."""
         return self.status.ended or (self.stuck is not None and self.requested is None)

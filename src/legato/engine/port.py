@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._allow import AllowList
 from .._hooks import HookChain
@@ -24,8 +24,40 @@ from ..transports.base import Transport
 from .handle import Handle, Source
 
 
+class Live(Protocol):
+    """Code that runs alongside a runner and moves its transaction (a workflow's body):
+    it feeds the runner events, and hears each state the log has taken."""
+
+    def begin(self, feed: Callable[[Any], None], state: TxState) -> None:
+        """The runner drives the transaction from ``state``: start (``feed`` takes the
+        events to apply)."""
+
+    def written(self, state: TxState) -> None:
+        """``state`` is the transaction's latest (written, or about to be written with
+        whatever the code feeds before the write)."""
+
+    def describe(self, key: OpKey) -> OpRecord:
+        """The row of an op the code added (its place, what it calls, its payload)."""
+
+    def idle_until(self, state: TxState) -> float | None:
+        """When the code only waits (for a time or a signal, nothing in flight): until
+        when (``inf``: for a signal, no time set); None: it is busy."""
+
+    def signal(self, record: OpRecord) -> None:
+        """A signal has arrived for the transaction (already in the log)."""
+
+    def stop(self) -> None:
+        """The runner stops: stop the code (it is run again, replaying, wherever the
+        transaction is driven next)."""
+
+
 class Driver(Protocol):
     """One transaction's rules (its mode's machine with its plan) and its ops' calls."""
+
+    @property
+    def live(self) -> Live | None:
+        """The code that moves the transaction alongside its runner, if any (a workflow's
+        body); None for a mode whose machine alone moves it."""
 
     def apply(self, state: TxState, event: Event) -> Transition: ...
 
@@ -85,6 +117,9 @@ class Engine(Source, Protocol):
     def owner(self) -> str: ...
 
     @property
+    def lease(self) -> float: ...
+
+    @property
     def participants(self) -> AllowList: ...
 
     @property
@@ -109,9 +144,12 @@ class Engine(Source, Protocol):
         """Log ``request`` for whoever drives ``gid`` (``by``: who asks); with ``drive``,
         take the lease where no one holds it and drive it here at once."""
 
+    async def signal(self, gid: str, record: OpRecord, *, by: str | None = None) -> bool:
+        """Keep a signal for the workflow ``gid``; False if it was kept already."""
+
     async def get(self, gid: str) -> tuple[TxRecord, list[OpRecord]]: ...
 
     def handle(self, gid: str) -> Handle: ...
 
 
-__all__ = ["Driver", "Engine", "ModeDriver", "RunnerHost", "Unreadable"]
+__all__ = ["Driver", "Engine", "Live", "ModeDriver", "RunnerHost", "Unreadable"]

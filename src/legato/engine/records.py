@@ -155,10 +155,11 @@ def op_record(gid: str, key: OpKey, s: OpState, meta: OpMeta, now: float) -> OpR
 def changed_ops(before: TxState, after: TxState, meta: OpMeta, now: float) -> list[OpRecord]:
     """The rows of the ops ``after`` changed (a machine replaces an op's state only when
     it changes it: identity suffices)."""
+    old = before.ops
     return [
         op_record(after.gid, k, s, meta, now)
         for k, s in after.ops.items()
-        if before.ops[k] is not s
+        if (was := old.get(k)) is not s and was is not None  # a new op is inserted, not here
     ]
 
 

@@ -17,7 +17,17 @@ from types import MappingProxyType
 
 from .._errors import LeaseLost, LogError
 from .._faults import fault_point
-from .._model import OpName, OpRecord, OpStatus, Request, RequestKind, TxRecord, TxStatus
+from .._model import (
+    EventRecord,
+    OpKey,
+    OpName,
+    OpRecord,
+    OpStatus,
+    Request,
+    RequestKind,
+    TxRecord,
+    TxStatus,
+)
 from ..log.base import TxWrite
 from ..modes._core import (
     AbortRequested,
@@ -31,6 +41,7 @@ from ..modes._core import (
     OpUnknown,
     RetryDue,
     RunOp,
+    Signalled,
     Submit,
     Timeout,
     TxState,
@@ -39,12 +50,15 @@ from ..observe.tracing import Attempt
 from ..transports.base import AttemptResult, OpAttempt, ResultKind
 from .handle import Outcome
 from .port import Driver, RunnerHost
-from .records import OpMeta, changed_ops, transition
+from .records import Step, changed_ops, transition
 
 logger = logging.getLogger("legato.coordinator")
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 _OK = ResultKind.OK
+SUSPEND_AFTER = 1.0
+"""A transaction whose live code only waits, for longer than this many seconds, is let
+go (its lease released, due again when the wait ends): it holds no task meanwhile."""
 
 
 def request_event(request: Request, now: float) -> Event:
@@ -56,6 +70,8 @@ def request_event(request: Request, now: float) -> Event:
             return OperatorRetry(now)
         case RequestKind.ABORT:
             return AbortRequested(now, request.reason or "aborted by an operator")
+        case RequestKind.SIGNAL:
+            return Signalled(now)
         case _:
             what = str(request.kind)
             return ForceEnd(now, TxStatus(what), f"ended as {what} by an operator")
@@ -86,13 +102,16 @@ class Runner:
         self.gid = tx.gid
         self.mode = str(tx.mode)
         self.state = state
-        self.meta: OpMeta = {o.key: (o.seq, o.target) for o in ops}
+        self.meta: dict[OpKey, tuple[int, str]] = {o.key: (o.seq, o.target) for o in ops}
         self.queue: asyncio.Queue[_Feed | _Stop] = asyncio.Queue()
         self.settled: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._done = False
         self.stopped_by: LogError | None = None  # the log error it stopped on, if any
+        self.live = driver.live
+        self._held: _Feed | _Stop | None = None  # taken out of the queue, to feed next
+        self.signals = {o.branch for o in ops if o.op is OpName.SIGNAL}
 
     # -- the loop -------------------------------------------------------------------
 
@@ -108,6 +127,9 @@ class Runner:
             else:
                 self._execute(commands)
                 self._check_done()
+            if self.live is not None and not self._done:
+                self.live.begin(self._feed_live, self.state)
+                await self._suspend_if_idle()
             busy = any(
                 op.status in (OpStatus.RUNNING, OpStatus.RETRY_WAIT)
                 for op in self.state.ops.values()
@@ -126,10 +148,17 @@ class Runner:
                     )
                 )
             while not self._done:
-                item = await self.queue.get()
+                item, self._held = self._held or await self.queue.get(), None
                 if isinstance(item, _Stop):
                     break
                 await self.feed(item)
+                if (
+                    self.live is not None
+                    and not self._done
+                    and self.queue.empty()
+                    and self._held is None
+                ):
+                    await self._suspend_if_idle()
         except LeaseLost as exc:
             logger.warning("lease lost, handing %s over: %s", self.gid, exc)
         except LogError as exc:
@@ -142,6 +171,8 @@ class Runner:
 
     def _stop(self) -> None:
         self._done = True
+        if self.live is not None:
+            self.live.stop()
         for timer in self._timers:
             timer.cancel()
         for task in self._tasks:
@@ -156,11 +187,58 @@ class Runner:
     def cancel(self) -> None:
         self.queue.put_nowait(_Stop())
 
+    def _feed_live(self, event: object) -> None:
+        self.push(event)  # type: ignore[arg-type]  # a mode's own event, for its machine
+
+    async def _suspend_if_idle(self) -> None:
+        """The live code only waits, and long: write that, and let the transaction go."""
+        assert self.live is not None
+        until = self.live.idle_until(self.state)
+        now = time.time()
+        if until is None or until - now <= SUSPEND_AFTER:
+            return
+        if self.tx.timeout_at is not None:
+            until = min(until, self.tx.timeout_at)
+        due = None if until == float("inf") else until
+        s = self.state
+        detail = {"until": due} if due is not None else {}
+        await self.host.log.write(
+            TxWrite(
+                gid=self.gid,
+                owner=self.host.owner,
+                at=now,
+                status=s.status,
+                reason=s.reason,
+                stuck=s.stuck,
+                next_attempt_at=due,
+                events=[EventRecord(self.gid, now, "suspended", detail=detail)],
+                release=True,
+            )
+        )
+        self._done = True
+
+    async def _take_signals(self) -> None:
+        """Hand the live code the signals the log has for it that it has not had yet."""
+        assert self.live is not None
+        loaded = await self.host.log.load(self.gid)
+        for o in loaded[1] if loaded is not None else ():
+            if o.op is OpName.SIGNAL and o.branch not in self.signals:
+                self.signals.add(o.branch)
+                self.live.signal(o)
+
     # -- one step of the machine ----------------------------------------------------
 
     async def feed(self, item: _Feed) -> None:
         before = self.state
+        if (
+            self.live is not None
+            and item.handled is not None
+            and item.handled.kind is RequestKind.SIGNAL
+        ):
+            await self._take_signals()
         step = transition(self.driver.apply, before, item.events)
+        if self.live is not None and step.state is not before:
+            step, item = await self._with_next_moves(step, item)
         state = step.state
         if state is before and item.handled is None:
             return  # late or duplicate: nothing to write
@@ -177,6 +255,7 @@ class Runner:
             # expired); rewriting it each time would update its index on every write.
             next_attempt_at=None if done else (self.tx.next_attempt_at or now),
             ops=changed_ops(before, state, self.meta, now),
+            new_ops=self._new_ops(before, state, now),
             events=list(step.records),
             release=done,
             handled=item.handled.encode() if item.handled is not None else None,
@@ -184,11 +263,58 @@ class Runner:
         await self.host.log.write(change)
         fault_point("after_log_write")
         self.state = state
+        if self.live is not None:
+            self.live.written(state)
         self.host.hooks.after_write(self.tx, state, before)
         if state.status.ended and not before.status.ended:
             self.host.tracing.ended(self.tx, str(state.status), state.reason)
         self._execute(step.commands)
         self._check_done()
+
+    async def _with_next_moves(self, step: Step, item: _Feed) -> tuple[Step, _Feed]:
+        """Let the live code see ``step``'s state and make its next moves, to write them
+        with it: one write for a step's outcome and the next step's start. Nothing the
+        code moves to is carried out before that write (commands run after it)."""
+        assert self.live is not None
+        records, commands = list(step.records), list(step.commands)
+        handled = item.handled
+        for _ in range(8):
+            self.live.written(step.state)
+            await asyncio.sleep(0)  # the code runs up to its next wait
+            events: list[Event] = []
+            while self._held is None and not self.queue.empty():
+                nxt = self.queue.get_nowait()
+                if isinstance(nxt, _Stop) or (nxt.handled is not None and handled is not None):
+                    self._held = nxt  # fed next, after this write
+                else:
+                    handled = handled or nxt.handled
+                    events.extend(nxt.events)
+            if not events:
+                break
+            more = transition(self.driver.apply, step.state, events)
+            records.extend(more.records)
+            commands.extend(more.commands)
+            step = Step(more.state, (), (), max(step.at, more.at))
+            if self._held is not None:
+                break
+        return Step(step.state, tuple(commands), tuple(records), step.at), _Feed([], handled)
+
+    def _new_ops(self, before: TxState, after: TxState, now: float) -> list[OpRecord]:
+        """The rows of the ops ``after`` has and ``before`` had not (a workflow's journal
+        grows as its body runs)."""
+        if self.live is None or len(after.ops) == len(before.ops):
+            return []
+        out = []
+        for key, s in after.ops.items():
+            if key in before.ops:
+                continue
+            row = self.live.describe(key)
+            self.meta[key] = (row.seq, row.target)
+            out.append(
+                OpRecord(self.gid, key[0], key[1], row.seq, row.target, s.status, s.attempts,
+                         s.budget, s.next_at, s.output, s.error, s.completed, now, row.payload)
+            )  # fmt: skip
+        return out
 
     def _check_done(self) -> None:
         s = self.state

@@ -35,6 +35,7 @@ from .base import (
     NewTransaction,
     TxQuery,
     TxWrite,
+    refuse_signal,
     registration_refused,
     requested_event,
 )
@@ -353,7 +354,7 @@ class SqlLog(ABC):
 
     async def create(self, new: NewTransaction) -> TxRecord | None:
         tx_params = _tx_params(new.tx)
-        op_params = [_op_params(o) for o in new.ops]
+        op_params = [op_row_params(o) for o in new.ops]
         event_params = [_event_params(e) for e in new.events]
 
         result: TxRecord | None = await self._write(
@@ -392,7 +393,7 @@ class SqlLog(ABC):
             "release": change.release,
             "handled": change.handled,
         }
-        op_params = [_op_params(o) for o in change.ops]
+        op_params = [op_row_params(o) for o in change.ops]
         event_params = [_event_params(e) for e in change.events]
 
         await self._write(self._write_job(change, tx_params, op_params, event_params))
@@ -406,11 +407,15 @@ class SqlLog(ABC):
     ) -> Job[Conn]:
         q = self.q
 
+        new_params = [op_row_params(o) for o in change.new_ops]
+
         def job(conn: Conn) -> None:
             cur = conn.cursor()
             cur.execute(q["write_tx"], tx_params)
             if cur.rowcount == 0:
                 raise LeaseLost(f"{change.gid}: the lease of {change.owner} is lost")
+            if new_params:
+                cur.executemany(q["insert_op"], new_params)
             if op_params:
                 cur.executemany(q["update_op"], op_params)
             if event_params:
@@ -419,7 +424,7 @@ class SqlLog(ABC):
         return job
 
     async def register(self, gid: str, ops: Sequence[OpRecord], now: float) -> None:
-        params = [_op_params(o) for o in ops]
+        params = [op_row_params(o) for o in ops]
         q = self.q
 
         def job(conn: Conn) -> None:
@@ -522,6 +527,43 @@ class SqlLog(ABC):
             return tx
 
         result: TxRecord = await self._write(job)
+        return result
+
+    async def signal(
+        self,
+        gid: str,
+        op: OpRecord,
+        now: float,
+        claim: tuple[str, float] | None = None,
+        by: str | None = None,
+    ) -> tuple[TxRecord, bool]:
+        from .._errors import TransactionNotFound
+
+        op_params = op_row_params(op)
+        owner, until = claim if claim is not None else (None, None)
+        tx_params = {"gid": gid, "now": now, "owner": owner, "until": until}
+        detail: dict[str, Any] = {"signal": op.target, "id": op.branch}
+        if by:
+            detail["by"] = by
+        event = _event_params(EventRecord(gid, now, "signal", detail=detail))
+
+        def job(conn: Conn) -> tuple[TxRecord, bool]:
+            cur = conn.cursor()
+            cur.execute(self.q["signal_op"], op_params)
+            new = cur.rowcount > 0
+            if new:
+                cur.execute(self.q["signal_tx"], tx_params)
+                cur.execute(self.q["insert_event"], event)
+            cur.execute(self.q["get_tx"], {"gid": gid})
+            row = cur.fetchone()
+            if row is None:
+                raise TransactionNotFound(f"no transaction has gid {gid!r}")
+            tx = tx_from_row(row)
+            if not new:
+                refuse_signal(tx)
+            return tx, new
+
+        result: tuple[TxRecord, bool] = await self._write(job)
         return result
 
     async def purge(self, ended_before: float, limit: int) -> int:
@@ -702,7 +744,7 @@ def _tx_params(tx: TxRecord) -> dict[str, Any]:
     }
 
 
-def _op_params(o: OpRecord) -> dict[str, Any]:
+def op_row_params(o: OpRecord) -> dict[str, Any]:
     return {
         "gid": o.gid,
         "branch": o.branch,

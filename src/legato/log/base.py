@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .._errors import GidConflict, IllegalStateChange, TransactionNotFound
-from .._model import EventRecord, OpRecord, TxRecord, TxStatus
+from .._model import EventRecord, Mode, OpRecord, TxRecord, TxStatus
 
 
 @dataclass(slots=True)
@@ -42,8 +42,10 @@ class TxWrite:
     next_attempt_at: float | None
     ops: list[OpRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
-    release: bool = False  # give the lease up with this write
+    release: bool = False  # give the lease up with this write (due again at next_attempt_at,
+    # or at once if a request came in and this write does not answer it)
     handled: str | None = None  # the operator request this write answers, cleared with it
+    new_ops: list[OpRecord] = field(default_factory=list)  # ops added (a workflow's journal)
 
 
 @dataclass(slots=True)
@@ -151,6 +153,21 @@ class Log(Protocol):
         request is recorded as a ``requested`` event naming ``by`` (who asked: 'cli',
         'dashboard', 'api'...)."""
 
+    async def signal(
+        self,
+        gid: str,
+        op: OpRecord,
+        now: float,
+        claim: tuple[str, float] | None = None,
+        by: str | None = None,
+    ) -> tuple[TxRecord, bool]:
+        """Keep a signal (``op``, of op name ``signal``: its branch names it and is its
+        id, its output is its value) for the workflow ``gid`` until the workflow takes
+        it, and make the workflow due now, with the request 'signal' unless another is
+        pending. A signal already kept (same branch) changes nothing. Returns the
+        transaction's row and whether the signal is new; with ``claim``, as ``request``.
+        Raises ``TransactionNotFound``, or ``IllegalStateChange`` once it has ended."""
+
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None: ...
 
     async def events(self, gid: str) -> list[EventRecord]: ...
@@ -205,6 +222,15 @@ def requested_event(gid: str, what: str, now: float, by: str | None) -> EventRec
     if by:
         detail["by"] = by
     return EventRecord(gid, now, "requested", detail=detail)
+
+
+def refuse_signal(tx: TxRecord) -> None:
+    """Raise why ``tx`` takes no signal, if it takes none (else the signal was kept
+    already: nothing to do)."""
+    if tx.mode is not Mode.WORKFLOW:
+        raise IllegalStateChange(f"{tx.gid} is a {tx.mode}, not a workflow: it takes no signals")
+    if tx.ended_at is not None:
+        raise IllegalStateChange(f"{tx.gid} has already ended ({tx.status})")
 
 
 def registration_refused(

@@ -13,13 +13,14 @@ from typing import Any
 
 from .. import _json
 from .._errors import IllegalStateChange, LeaseLost, TransactionNotFound
-from .._model import EventRecord, OpRecord, TxRecord, TxStatus
+from .._model import EventRecord, Mode, OpRecord, TxRecord, TxStatus
 from .base import (
     Claimed,
     LogSummary,
     NewTransaction,
     TxQuery,
     TxWrite,
+    refuse_signal,
     registration_refused,
     requested_event,
 )
@@ -95,11 +96,16 @@ class MemoryLog:
         tx.next_attempt_at, tx.updated_at = change.next_attempt_at, change.at
         tx.ended_at = change.at if change.status.ended else None
         tx.version += 1
-        if change.release:
-            tx.lease_owner = tx.lease_expires_at = None
         if change.handled is not None and tx.requested == change.handled:
             tx.requested = None
+        if change.release:
+            tx.lease_owner = tx.lease_expires_at = None
+            if tx.requested is not None and tx.ended_at is None:
+                tx.next_attempt_at = change.at  # a request came in meanwhile: due now
         ops = self._ops[change.gid]
+        for o in _stored_ops(change.new_ops):
+            o.payload = _stored(o.payload, "op payload")
+            ops[(o.branch, str(o.op))] = o
         for o in new_ops:
             key = (o.branch, str(o.op))
             if o.payload is None and key in ops:
@@ -189,6 +195,32 @@ class MemoryLog:
         if claim is not None and (t.lease_owner is None or (t.lease_expires_at or 0) < now):
             t.lease_owner, t.lease_expires_at = claim
         return copy.deepcopy(t)
+
+    async def signal(
+        self,
+        gid: str,
+        op: OpRecord,
+        now: float,
+        claim: tuple[str, float] | None = None,
+        by: str | None = None,
+    ) -> tuple[TxRecord, bool]:
+        t = self._tx.get(gid)
+        if t is None:
+            raise TransactionNotFound(f"no transaction has gid {gid!r}")
+        if t.ended_at is not None or t.mode is not Mode.WORKFLOW:
+            refuse_signal(t)
+        ops = self._ops[gid]
+        key = (op.branch, str(op.op))
+        if key in ops:
+            return copy.deepcopy(t), False
+        ops[key] = _stored_ops([op])[0]
+        t.requested = t.requested or "signal"
+        t.next_attempt_at = now
+        detail = {"signal": op.target, "id": op.branch, **({"by": by} if by else {})}
+        self._append([EventRecord(gid, now, "signal", detail=detail)])
+        if claim is not None and (t.lease_owner is None or (t.lease_expires_at or 0) < now):
+            t.lease_owner, t.lease_expires_at = claim
+        return copy.deepcopy(t), True
 
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None:
         t = self._tx.get(gid)

@@ -21,7 +21,7 @@ from .. import _json
 from .._errors import LeaseLost, LegatoError, LogError, LogUnavailable
 from .._model import TxRecord
 from ._group import Job, JobResult
-from ._sql import Conn, Params, Repeatable, SqlLog, tx_from_row
+from ._sql import Conn, Params, Repeatable, SqlLog, op_row_params, tx_from_row
 from .base import TxWrite
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -99,9 +99,10 @@ class PostgresLog(SqlLog):
         op_params: list[Params],
         event_params: list[Params],
     ) -> Job[Conn]:
-        return _Write(
-            self.q["write_batch"], {**tx_params, "ops": op_params, "events": event_params}
-        )
+        record = {**tx_params, "ops": op_params, "events": event_params}
+        if change.new_ops:
+            record["new_ops"] = [op_row_params(o) for o in change.new_ops]
+        return _Write(self.q["write_batch"], record)
 
     # -- the event loop's own connection ------------------------------------------------
     # Writes (the hot path: creates and fenced writes, all one statement each) go over

@@ -172,6 +172,15 @@ class Submit:
 
 
 @dataclass(frozen=True, slots=True)
+class Signalled:
+    """A signal for the transaction waits in the log (a workflow's: its driver reads it;
+    no machine has anything to do with it)."""
+
+    kind: ClassVar[str] = "signalled"
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Park:
     """The engine cannot drive this transaction (its definition changed, or cannot be
     read): it is stuck with ``reason``, and an op it had running is parked with it."""
@@ -193,6 +202,7 @@ Event = (
     | OperatorRetry
     | ForceEnd
     | Submit
+    | Signalled
     | Park
 )
 

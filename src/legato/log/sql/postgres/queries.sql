@@ -22,8 +22,12 @@ VALUES (:gid, :at, :kind, :branch, :op, :attempt, :detail)
 
 -- name: write_tx
 -- Fenced: only the lease owner's write lands (zero rows means the lease is lost).
+-- A release leaves it due at once if a request came in that this write does not answer.
 UPDATE legato_tx SET status = :status, reason = :reason, stuck = :stuck,
-    next_attempt_at = :next_attempt_at, updated_at = :at, ended_at = :ended_at,
+    next_attempt_at = CASE WHEN :release AND CAST(:ended_at AS double precision) IS NULL
+        AND requested IS NOT NULL AND requested IS DISTINCT FROM CAST(:handled AS text)
+        THEN :at ELSE :next_attempt_at END,
+    updated_at = :at, ended_at = :ended_at,
     version = version + 1,
     lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN :release THEN NULL ELSE lease_expires_at END,
@@ -179,11 +183,15 @@ WITH w AS (
         CAST(a.doc ->> 'next_attempt_at' AS double precision) AS next_attempt_at,
         CAST(a.doc ->> 'ended_at' AS double precision) AS ended_at,
         CAST(a.doc ->> 'release' AS boolean) AS release, a.doc ->> 'handled' AS handled,
-        a.doc -> 'ops' AS ops, a.doc -> 'events' AS events
+        a.doc -> 'ops' AS ops, a.doc -> 'events' AS events, a.doc -> 'new_ops' AS new_ops
     FROM jsonb_array_elements(CAST(:writes AS jsonb)) WITH ORDINALITY AS a(doc, ord)
 ), fenced AS (
     UPDATE legato_tx AS t SET status = w.status, reason = w.reason, stuck = w.stuck,
-        next_attempt_at = w.next_attempt_at, updated_at = w.at, ended_at = w.ended_at,
+        -- a release leaves it due at once if a request came in that it does not answer
+        next_attempt_at = CASE WHEN w.release AND w.ended_at IS NULL
+            AND t.requested IS NOT NULL AND t.requested IS DISTINCT FROM w.handled
+            THEN w.at ELSE w.next_attempt_at END,
+        updated_at = w.at, ended_at = w.ended_at,
         version = t.version + 1,
         lease_owner = CASE WHEN w.release THEN NULL ELSE t.lease_owner END,
         lease_expires_at = CASE WHEN w.release THEN NULL ELSE t.lease_expires_at END,
@@ -203,6 +211,16 @@ WITH w AS (
                 error text, completed integer, updated_at double precision)
     ) AS x
     WHERE o.gid = x.gid AND o.branch = x.branch AND o.op = x.op
+), added AS (
+    INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at,
+        output, error, completed, updated_at, payload)
+    SELECT w.gid, x.branch, x.op, x.seq, x.target, x.status, x.attempts, x.budget, x.next_at,
+        x.output, x.error, x.completed, x.updated_at, x.payload
+    FROM w JOIN fenced ON fenced.gid = w.gid,
+        jsonb_to_recordset(COALESCE(w.new_ops, '[]')) AS x(branch text, op text, seq integer,
+            target text, status text, attempts integer, budget integer,
+            next_at double precision, output text, error text, completed integer,
+            updated_at double precision, payload text)
 ), events AS (
     INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
     SELECT w.gid, CAST(e.doc ->> 'at' AS double precision), e.doc ->> 'kind',
@@ -244,3 +262,23 @@ DELETE FROM legato_session WHERE digest = :digest
 
 -- name: deployment
 SELECT id FROM legato_deployment ORDER BY id LIMIT 1
+
+-- name: signal_op
+-- A signal kept for a workflow that has not ended; the same signal (branch) again: nothing.
+INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
+    error, completed, updated_at, payload)
+SELECT gid, :branch, :op, :seq, :target, :status, 0, 0, NULL, :output, NULL, NULL, :updated_at,
+    NULL
+FROM legato_tx
+WHERE gid = :gid AND ended_at IS NULL AND mode = 'workflow'
+ON CONFLICT (gid, branch, op) DO NOTHING
+
+-- name: signal_tx
+-- Due now, with the request 'signal' unless another is pending; with :owner, the lease
+-- where no live owner holds it (as request_claim).
+UPDATE legato_tx SET requested = COALESCE(requested, 'signal'), next_attempt_at = :now,
+    lease_owner = CASE WHEN CAST(:owner AS text) IS NOT NULL
+        AND (lease_owner IS NULL OR lease_expires_at < CAST(:now AS double precision)) THEN :owner ELSE lease_owner END,
+    lease_expires_at = CASE WHEN CAST(:owner AS text) IS NOT NULL
+        AND (lease_owner IS NULL OR lease_expires_at < CAST(:now AS double precision)) THEN :until ELSE lease_expires_at END
+WHERE gid = :gid AND ended_at IS NULL

@@ -21,8 +21,11 @@ VALUES (:gid, :at, :kind, :branch, :op, :attempt, :detail)
 
 -- name: write_tx
 -- Fenced: only the lease owner's write lands (zero rows means the lease is lost).
+-- A release leaves it due at once if a request came in that this write does not answer.
 UPDATE legato_tx SET status = :status, reason = :reason, stuck = :stuck,
-    next_attempt_at = :next_attempt_at, updated_at = :at, ended_at = :ended_at,
+    next_attempt_at = CASE WHEN :release AND :ended_at IS NULL AND requested IS NOT NULL
+        AND requested IS NOT :handled THEN :at ELSE :next_attempt_at END,
+    updated_at = :at, ended_at = :ended_at,
     version = version + 1,
     lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN :release THEN NULL ELSE lease_expires_at END,
@@ -168,3 +171,23 @@ DELETE FROM legato_session WHERE digest = :digest
 
 -- name: deployment
 SELECT id FROM legato_deployment ORDER BY id LIMIT 1
+
+-- name: signal_op
+-- A signal kept for a workflow that has not ended; the same signal (branch) again: nothing.
+INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,
+    error, completed, updated_at, payload)
+SELECT gid, :branch, :op, :seq, :target, :status, 0, 0, NULL, :output, NULL, NULL, :updated_at,
+    NULL
+FROM legato_tx
+WHERE gid = :gid AND ended_at IS NULL AND mode = 'workflow'
+ON CONFLICT (gid, branch, op) DO NOTHING
+
+-- name: signal_tx
+-- Due now, with the request 'signal' unless another is pending; with :owner, the lease
+-- where no live owner holds it (as request_claim).
+UPDATE legato_tx SET requested = COALESCE(requested, 'signal'), next_attempt_at = :now,
+    lease_owner = CASE WHEN CAST(:owner AS text) IS NOT NULL
+        AND (lease_owner IS NULL OR lease_expires_at < :now) THEN :owner ELSE lease_owner END,
+    lease_expires_at = CASE WHEN CAST(:owner AS text) IS NOT NULL
+        AND (lease_owner IS NULL OR lease_expires_at < :now) THEN :until ELSE lease_expires_at END
+WHERE gid = :gid AND ended_at IS NULL

@@ -1,0 +1,892 @@
+"""The workflow mode plugged into the engine: a workflow's body, run alongside its
+runner, replaying its journal.
+
+The body is the user's ``async def``; ``Workflow`` (the ``wf`` it is handed) turns
+each durable thing it does into a journal entry at the next position: a step, a
+value (``now``, ``uuid``, ``random``), a wait (``sleep``, ``wait_for``), a pivot, a
+patch, a ``select``'s winner, a ``compensate_since``. At a position the journal
+already holds, the recorded outcome is returned (or awaited) without calling
+anything, after checking that the entry is the same one (kind, name, a digest of
+the arguments): a body that no longer does what its journal says stops the
+workflow as stuck, naming both, and runs nothing.
+
+One body runs per runner, so at most one coordinator runs a workflow's body at a
+time: the lease. When the runner stops (the lease lost, the engine stopping, the
+workflow let go while it waits) the body is cancelled; wherever the workflow is
+driven next, it is run again from the start, replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import math
+import random as _random
+import re
+import time
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+from .. import _json
+from .._bounds import check_branch_id
+from .._errors import DefinitionError, Failure, LegatoError, PayloadError
+from .._model import (
+    DEFAULT_ACTION_RETRY,
+    DEFAULT_COMPENSATE_RETRY,
+    Json,
+    Mode,
+    OpKey,
+    OpName,
+    OpRecord,
+    OpStatus,
+    RetryPolicy,
+    TxRecord,
+    TxStatus,
+)
+from ..engine.port import Live, Unreadable
+from ..modes import workflow as machine
+from ..modes._core import Event, Park, Transition, TxState
+from ..transports.broker import BrokerCall
+from ..transports.http import HttpCall
+from ..transports.local import LocalCall, StepContext
+
+logger = logging.getLogger("legato.workflow")
+
+ACTION = OpName.ACTION
+COMPENSATE = OpName.COMPENSATE
+FOREVER = 100 * 365 * 86400.0
+"""How long a wait with no timeout lasts."""
+
+T = TypeVar("T")
+
+
+class WorkflowError(LegatoError):
+    """A workflow used wrongly: a step called outside its body, or in a task of its own."""
+
+
+class _Diverged(BaseException):
+    """Raised into a body whose journal says otherwise: it stops (the workflow is parked).
+    A BaseException, so that a body's ``except Exception`` does not swallow it."""
+
+
+# -- the definition ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """A workflow: its name, its version, and its body (``async def body(wf, *args)``).
+    Made by ``@legato.workflow``; started by ``Coordinator.start_workflow``."""
+
+    name: str
+    version: str
+    fn: Callable[..., Awaitable[Any]]
+    timeout_to_fail: float | None = None
+    retry: RetryPolicy = DEFAULT_ACTION_RETRY
+    compensate_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
+
+    @property
+    def key(self) -> str:
+        """What the log names its transactions by: ``name@version`` (a coordinator claims
+        only the versions it has)."""
+        return f"{self.name}@{self.version}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise WorkflowError(
+            f"workflow {self.name!r} is started with coordinator.start_workflow(...), not called"
+        )
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-~+=]{0,63}")
+
+
+def workflow(
+    name: str | None = None,
+    *,
+    version: str = "1",
+    timeout_to_fail: float | None = None,
+    retry: RetryPolicy | None = None,
+    compensate_retry: RetryPolicy | None = None,
+) -> Callable[[Callable[..., Awaitable[Any]]], WorkflowDefinition]:
+    """Make ``async def body(wf: legato.Workflow, *args)`` a durable workflow.
+
+    ``version`` names this code: a workflow runs only on a coordinator that has its
+    version (change it when the body changes what it does at a position, or use
+    ``wf.patched``). ``retry`` and ``compensate_retry`` are the steps' defaults.
+    """
+
+    def make(fn: Callable[..., Awaitable[Any]]) -> WorkflowDefinition:
+        if not inspect.iscoroutinefunction(fn):
+            raise DefinitionError(f"a workflow is an async def, not {fn!r}")
+        wf_name = name or fn.__name__
+        for what, value in (("name", wf_name), ("version", version)):
+            if not isinstance(value, str) or not _NAME.fullmatch(value) or "@" in value:
+                raise DefinitionError(
+                    f"a workflow's {what} is 1-64 of letters, digits and _ . : - ~ + =, "
+                    f"not {value!r}"
+                )
+        if timeout_to_fail is not None and not (
+            isinstance(timeout_to_fail, int | float) and 0 < timeout_to_fail < math.inf
+        ):
+            raise DefinitionError(f"timeout_to_fail must be positive, not {timeout_to_fail!r}")
+        return WorkflowDefinition(
+            wf_name,
+            version,
+            fn,
+            timeout_to_fail,
+            retry or DEFAULT_ACTION_RETRY,
+            compensate_retry or DEFAULT_COMPENSATE_RETRY,
+        )
+
+    return make
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A callable with its arguments: ``legato.call(cancel_room, booking_id)`` as a
+    step's ``compensate=`` when it takes other arguments than the step's."""
+
+    fn: Any
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def call(fn: Any, /, *args: Any, **kwargs: Any) -> Call:
+    """``fn`` with its arguments, for a step's ``compensate=``."""
+    return Call(fn, args, kwargs)
+
+
+# -- the current step, for a step's code ------------------------------------------------
+
+_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "legato_step", default=None
+)
+
+
+def current_step() -> StepContext:
+    """The attempt a workflow step (or compensation) is running in: its gid, branch,
+    attempt and idempotency key, and for a compensation the step's output, if any."""
+    ctx = _current.get()
+    if ctx is None:
+        raise WorkflowError("current_step() is called from a workflow step's code only")
+    return ctx
+
+
+class _Bound:
+    """A step's callable with its arguments, called as a ``LocalCall`` is."""
+
+    __slots__ = ("args", "fn", "kwargs")
+
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]):
+        self.fn, self.args, self.kwargs = fn, tuple(args), dict(kwargs)
+
+    def __call__(self, ctx: StepContext) -> Any:
+        token = _current.set(ctx)
+        try:
+            return self.fn(*self.args, **self.kwargs)
+        finally:
+            _current.reset(token)
+
+
+class _AsyncBound(_Bound):
+    __slots__ = ()
+
+    async def __call__(self, ctx: StepContext) -> Any:
+        token = _current.set(ctx)
+        try:
+            return await self.fn(*self.args, **self.kwargs)
+        finally:
+            _current.reset(token)
+
+
+def _bound(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Bound:
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+    return (_AsyncBound if is_async else _Bound)(fn, args, kwargs)
+
+
+def _import_path(fn: Any) -> str | None:
+    """``module:qualname`` of a module-level function (or a method of a module-level
+    class) that imports back to the same object; None for a lambda, a closure..."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        return None
+    try:
+        found = _resolve(f"{module}:{qualname}")
+    except (ImportError, AttributeError):
+        return None
+    return f"{module}:{qualname}" if found is fn or getattr(found, "__func__", None) is fn else None
+
+
+def _resolve(path: str) -> Any:
+    module, _, qualname = path.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _digest(value: Json) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _jsonable(value: Any, what: str) -> Json:
+    try:
+        return _json.check(value, what=what)
+    except PayloadError as exc:
+        raise PayloadError(f"{exc} (a workflow journals it, so it must be JSON)") from None
+
+
+def _step_name(fn: Any) -> str:
+    if isinstance(fn, HttpCall):
+        raw = fn.url.rstrip("/").rsplit("/", 1)[-1] or "http"
+    elif isinstance(fn, BrokerCall):
+        raw = f"publish:{fn.topic}"
+    else:
+        raw = getattr(fn, "__name__", None) or type(fn).__name__
+    name = re.sub(r"[^A-Za-z0-9_.:\-~+=]", "_", raw).lstrip("@")[:48]
+    return name or "step"
+
+
+def _target(fn: Any) -> str:
+    if isinstance(fn, HttpCall):
+        return fn.target
+    if isinstance(fn, BrokerCall):
+        return f"{fn.broker}:{fn.topic}"
+    module, qualname = getattr(fn, "__module__", ""), getattr(fn, "__qualname__", None)
+    return f"{module}.{qualname}" if qualname else type(fn).__name__
+
+
+def _undo_spec(undo: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Json:
+    """A compensation as the journal keeps it, so that any coordinator can run it."""
+    if isinstance(undo, HttpCall):
+        return {"http": undo.to_json()}
+    if isinstance(undo, BrokerCall):
+        return {"broker": {"broker": undo.broker, "topic": undo.topic, "body": undo.body,
+                           "key": undo.key}}  # fmt: skip
+    if isinstance(undo, Call):
+        fn, args, kwargs = undo.fn, undo.args, undo.kwargs
+        if isinstance(fn, HttpCall | BrokerCall):
+            return _undo_spec(fn, (), {})
+    else:
+        fn = undo
+    if not callable(fn):
+        raise DefinitionError(
+            f"compensate= takes a function, an HttpCall or a BrokerCall, not {fn!r}"
+        )
+    path = _import_path(fn)
+    if path is None:
+        raise DefinitionError(
+            f"compensate={fn!r} must be a module-level function (or an HttpCall): a "
+            "compensation may have to run in another process, after a crash, found by "
+            "its import path"
+        )
+    return {
+        "fn": path,
+        "args": _jsonable(list(args), "a compensation's arguments"),
+        "kwargs": _jsonable(dict(kwargs), "a compensation's arguments"),
+    }
+
+
+def _undo_call(spec: Mapping[str, Any]) -> object:
+    if "http" in spec:
+        return HttpCall.from_json(spec["http"])
+    if "broker" in spec:
+        return BrokerCall(**spec["broker"])
+    return LocalCall(_bound(_resolve(spec["fn"]), spec.get("args") or (), spec.get("kwargs") or {}))
+
+
+# -- the body's handle -------------------------------------------------------------------
+
+
+class Pending:
+    """A journal entry's outcome, awaited by the body: what ``wf.step`` returns."""
+
+    __slots__ = ("_body", "_future", "key")
+
+    def __init__(self, body: WorkflowDriver, key: OpKey, future: asyncio.Future[Any]) -> None:
+        self._body, self.key, self._future = body, key, future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        awaiting = self._body.awaiting
+        awaiting[self.key] = awaiting.get(self.key, 0) + 1
+        try:
+            return (yield from self._future.__await__())
+        finally:
+            awaiting[self.key] -= 1
+            if not awaiting[self.key]:
+                del awaiting[self.key]
+
+    def __repr__(self) -> str:
+        return f"<Pending {self.key[0]}>"
+
+
+class Workflow:
+    """What a workflow's body is handed (``wf``): each durable thing it does goes
+    through here, journaled at the next position."""
+
+    def __init__(self, driver: WorkflowDriver) -> None:
+        self._d = driver
+
+    @property
+    def gid(self) -> str:
+        return self._d.tx.gid
+
+    @property
+    def name(self) -> str:
+        return self._d.definition.name
+
+    @property
+    def version(self) -> str:
+        return self._d.definition.version
+
+    def step(
+        self,
+        fn: Any,
+        /,
+        *args: Any,
+        compensate: Any = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        compensate_retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Pending:
+        """Run ``fn(*args, **kwargs)`` as a step (a callable, sync or async, an
+        ``HttpCall`` or a ``BrokerCall``); await what it returns for its output, or
+        ``legato.Failure``. ``compensate`` (journaled with its arguments before the
+        step runs) undoes it if the workflow rolls back: a module-level function
+        (called with the step's arguments), ``legato.call(fn, *its_args)``, or an
+        ``HttpCall``."""
+        return self._d.step(fn, args, kwargs, compensate, name, retry, compensate_retry)
+
+    def now(self) -> float:
+        """The time (epoch seconds), journaled: a replay sees the same."""
+        return float(self._d.value("now", lambda: time.time()))
+
+    def uuid(self) -> str:
+        """A random UUID (hex), journaled."""
+        return str(self._d.value("uuid", lambda: _uuid.uuid4().hex))
+
+    def random(self) -> float:
+        """A random number in [0, 1), journaled."""
+        return float(self._d.value("random", lambda: _random.random()))
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait durably: no task and no thread is held meanwhile (a long sleep lets the
+        workflow go; it is resumed on time, after a restart too)."""
+        if not (isinstance(seconds, int | float) and 0 <= seconds < FOREVER):
+            raise DefinitionError(f"sleep takes 0 or more seconds, not {seconds!r}")
+        await self._d.wait("@sleep", None, float(seconds))
+
+    async def wait_for(self, signal: str, timeout: float | None = None) -> Json:
+        """Wait durably for the signal ``signal`` (sent with ``Coordinator.signal``, over
+        HTTP or with ``legato tx signal``) and return its value; None once ``timeout``
+        seconds have passed. A signal sent before the wait is kept for it."""
+        check_branch_id(signal, "signal")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
+            raise DefinitionError(f"a wait's timeout is 0 or more seconds, not {timeout!r}")
+        return await self._d.wait("@wait", signal, None if timeout is None else float(timeout))
+
+    async def pivot(self) -> None:
+        """From here on the workflow only goes forward: it never rolls back."""
+        self._d.value("@pivot", lambda: True)
+
+    def abort(self, reason: str = "aborted by the workflow") -> NoReturn:
+        """Roll back: the registered compensations run, and the workflow fails."""
+        raise Failure(reason)
+
+    def patched(self, change: str) -> bool:
+        """Whether this run takes the new path of a change named ``change``: True for a
+        run that reaches it with this code, False for one journaled before the change
+        (which replays the old path)."""
+        check_branch_id(change, "patch")
+        return self._d.patched(change)
+
+    def mark(self) -> int:
+        """A point in the workflow, for ``compensate_since``."""
+        return self._d.pos
+
+    async def compensate_since(self, mark: int) -> None:
+        """Undo (in reverse) the steps journaled after ``mark`` and go on."""
+        await self._d.undo_since(mark)
+
+    async def gather(self, *steps: Pending, return_exceptions: bool = False) -> list[Any]:
+        """Await steps started together (``wf.step(...)`` calls, in a fixed order)."""
+        return list(await asyncio.gather(*steps, return_exceptions=return_exceptions))
+
+    async def select(self, *steps: Pending) -> tuple[int, Any]:
+        """Await the first of ``steps`` to end (the winner is journaled, so a replay
+        picks the same one); returns its index and output. The others run on."""
+        return await self._d.select(steps)
+
+
+# -- the driver --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Entry:
+    branch: str
+    payload: Mapping[str, Any]
+
+
+def _describe(payload: Mapping[str, Any]) -> str:
+    kind, name = payload.get("kind", "?"), payload.get("name", "?")
+    return f"{kind} {name!r} (arguments {payload.get('digest', '-')})"
+
+
+class WorkflowDriver:
+    """One workflow's rules (the machine, with its steps' policies), its ops' calls, and
+    its body, run alongside its runner (the ``Live`` the runner drives with)."""
+
+    def __init__(
+        self, definition: WorkflowDefinition, tx: TxRecord, ops: Sequence[OpRecord]
+    ) -> None:
+        self.definition = definition
+        self.tx = tx
+        self.plan = machine.WorkflowPlan(
+            default_action=definition.retry, default_compensate=definition.compensate_retry
+        )
+        self.entries: dict[int, _Entry] = {}
+        self.payloads: dict[OpKey, Any] = {}
+        self.signals: list[OpRecord] = []
+        for o in ops:
+            if o.op is OpName.SIGNAL:
+                self.signals.append(o)
+                continue
+            self.payloads[o.key] = o.payload
+            if o.op is ACTION and o.branch != machine.RESULT and isinstance(o.payload, dict):
+                self.entries[o.seq] = _Entry(o.branch, o.payload)
+        self.signals.sort(key=lambda o: (o.updated_at, o.branch))
+        self.rows: dict[OpKey, OpRecord] = {}
+        self.calls: dict[OpKey, object] = {}
+        self.futures: dict[OpKey, asyncio.Future[Any]] = {}
+        self.awaiting: dict[OpKey, int] = {}
+        self.taken: set[str] = set()
+        self.state: TxState = TxState(tx.gid, tx.status, {})
+        self.pos = 0
+        self.task: asyncio.Task[None] | None = None
+        self.feed: Callable[[Any], None] = _nowhere
+        self.crashed = False
+        self.stopped = False
+
+    @property
+    def live(self) -> Live:
+        return self
+
+    # -- Driver ---------------------------------------------------------------------
+
+    def apply(self, state: TxState, event: Event) -> Transition:
+        return machine.apply(self.plan, state, event)
+
+    def call(self, key: OpKey) -> object:
+        found = self.calls.get(key)
+        if found is not None:
+            return found
+        payload = self.payloads.get(key)
+        if key[1] is COMPENSATE and isinstance(payload, dict):
+            found = self.calls[key] = _undo_call(payload)
+            return found
+        raise LookupError(f"{key[0]}: its call is not known here (the body has not reached it)")
+
+    # -- Live -----------------------------------------------------------------------
+
+    def begin(self, feed: Callable[[Any], None], state: TxState) -> None:
+        self.feed = feed
+        self.state = state
+        for (b, _), s in state.ops.items():
+            if machine.entry_name(b) == "@wait" and isinstance(s.output, dict):
+                taken = s.output.get("signal")
+                if isinstance(taken, str):
+                    self.taken.add(taken)
+        self._start_body()
+
+    def _start_body(self) -> None:
+        s = self.state
+        if (
+            s.status is not TxStatus.SUBMITTED
+            or s.stuck is not None
+            or (machine.RESULT, ACTION) in s.ops
+            or self.stopped
+        ):
+            return
+        self.pos = 0
+        self.crashed = False
+        for fut in self.futures.values():
+            fut.cancel()
+        self.futures.clear()
+        self.task = asyncio.get_running_loop().create_task(
+            self._run_body(), name=f"legato-wf-{self.tx.gid}"
+        )
+
+    def written(self, state: TxState) -> None:
+        self.state = state
+        if state.status is not TxStatus.SUBMITTED:
+            if self.task is not None and not self.task.done():
+                self.task.cancel()
+            return
+        if self.futures:
+            done = []
+            for key, fut in self.futures.items():
+                s = state.ops.get(key)
+                if s is not None and _resolve_future(fut, key, s):
+                    done.append(key)
+            for key in done:
+                del self.futures[key]
+        if self.crashed and state.stuck is None and self.task is not None and self.task.done():
+            self._start_body()  # an operator's retry: run the body again, replaying
+
+    def describe(self, key: OpKey) -> OpRecord:
+        if key[0] == machine.RESULT:
+            return OpRecord(self.tx.gid, key[0], key[1], self.pos + 1, "return")
+        return self.rows[key]
+
+    def idle_until(self, state: TxState) -> float | None:
+        if self.task is None or self.task.done() or not self.awaiting:
+            return None
+        until = math.inf
+        for key in self.awaiting:
+            if not machine.is_wait(key[0]):
+                return None
+            s = state.ops.get(key)
+            if s is None or s.status is not OpStatus.RETRY_WAIT or s.next_at is None:
+                return None
+            until = min(until, s.next_at)
+        for (b, _), s in state.ops.items():
+            if s.status is OpStatus.RUNNING or (
+                s.status is OpStatus.RETRY_WAIT and s.next_at is not None and not machine.is_wait(b)
+            ):
+                return None
+        return math.inf if until >= time.time() + FOREVER / 2 else until
+
+    def signal(self, record: OpRecord) -> None:
+        self.signals.append(record)
+        name = record.target
+        for key, fut in self.futures.items():
+            if machine.entry_name(key[0]) != "@wait" or fut.done():
+                continue
+            payload = self.rows.get(key) or self.payloads.get(key)
+            wanted = payload.payload if isinstance(payload, OpRecord) else payload
+            if isinstance(wanted, dict) and wanted.get("name") == name:
+                if record.branch not in self.taken:
+                    self.taken.add(record.branch)
+                    self.feed(machine.Delivered(time.time(), key[0], _taken(record)))
+                return
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    # -- the body -------------------------------------------------------------------
+
+    async def _run_body(self) -> None:
+        wf = Workflow(self)
+        args = self.tx.payload if isinstance(self.tx.payload, list) else [self.tx.payload]
+        try:
+            out = await self.definition.fn(wf, *args)
+        except Failure as exc:
+            self.feed(machine.BodyFailed(time.time(), str(exc) or "failed"))
+        except _Diverged:
+            pass  # parked already
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.error("the body of workflow %s raised", self.tx.gid, exc_info=exc)
+            self.crashed = True
+            self.feed(machine.BodyCrashed(time.time(), f"{type(exc).__name__}: {exc}"))
+        else:
+            later = sorted(p for p in self.entries if p > self.pos)
+            if later:
+                e = self.entries[later[0]]
+                self._diverge(
+                    f"the body returned after position {self.pos}, but its journal goes on: "
+                    f"at {later[0]} it has {_describe(e.payload)}"
+                )
+                return
+            try:
+                value = _json.check(out, what="the workflow's return value")
+            except PayloadError as exc:
+                self.crashed = True
+                self.feed(machine.BodyCrashed(time.time(), str(exc)))
+                return
+            self.feed(machine.BodyReturned(time.time(), value))
+
+    def _in_body(self, what: str) -> None:
+        if self.task is None or asyncio.current_task() is not self.task:
+            raise WorkflowError(
+                f"{what} is called by the workflow's body itself: in a task of its own "
+                "(asyncio.create_task, asyncio.gather of coroutines) its place in the journal "
+                "would depend on timing; start steps together with wf.step(...) calls and "
+                "await them with wf.gather or wf.select"
+            )
+
+    def _diverge(self, why: str) -> NoReturn:
+        reason = f"the workflow's code does not match its journal: {why}"
+        logger.error("%s: %s", self.tx.gid, reason)
+        self.feed(Park(time.time(), reason))
+        raise _Diverged(reason)
+
+    def _next(self, kind: str, name: str, digest: str) -> tuple[int, _Entry | None]:
+        """The next position, and the journal's entry there (checked to be the same)."""
+        self.pos += 1
+        pos = self.pos
+        entry = self.entries.get(pos)
+        if entry is not None:
+            p = entry.payload
+            if (p.get("kind"), p.get("name"), p.get("digest")) != (kind, name, digest):
+                self._diverge(
+                    f"at position {pos} the journal has {_describe(p)}, the code now asks "
+                    f"for {kind} {name!r} (arguments {digest})"
+                )
+        return pos, entry
+
+    def _new(self, pos: int, kind: str, name: str, digest: str, target: str, **more: Any) -> str:
+        b = machine.branch(pos, f"@{kind}" if kind != "step" else name)
+        payload = {"kind": kind, "name": name, "digest": digest, **more}
+        row = OpRecord(self.tx.gid, b, ACTION, pos, target, payload=payload)
+        self.rows[(b, ACTION)] = row
+        self.entries[pos] = _Entry(b, payload)
+        return b
+
+    def _future(self, key: OpKey) -> asyncio.Future[Any]:
+        fut = self.futures.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(_retrieved)
+            s = self.state.ops.get(key)
+            if s is None or not _resolve_future(fut, key, s):
+                self.futures[key] = fut
+        return fut
+
+    def step(
+        self,
+        fn: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        compensate: Any,
+        name: str | None,
+        retry: RetryPolicy | None,
+        compensate_retry: RetryPolicy | None,
+    ) -> Pending:
+        self._in_body("wf.step")
+        if name is not None:
+            check_branch_id(name, "step name")
+            if name.startswith("@"):
+                raise DefinitionError(f"step names starting with '@' are Legato's: {name!r}")
+        step_name = name or _step_name(fn)
+        if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall)):
+            raise DefinitionError(f"a step is a callable, an HttpCall or a BrokerCall, not {fn!r}")
+        digest = _digest(_jsonable([list(args), kwargs], f"the arguments of step {step_name}"))
+        undo = None if compensate is None else _undo_spec(compensate, args, kwargs)
+        pos, entry = self._next("step", step_name, digest)
+        if entry is None:
+            b = self._new(pos, "step", step_name, digest, _target(fn))
+            if undo is not None:
+                target = _target(compensate.fn if isinstance(compensate, Call) else compensate)
+                self.rows[(b, COMPENSATE)] = OpRecord(
+                    self.tx.gid, b, COMPENSATE, pos, target, payload=undo
+                )
+                self.payloads[(b, COMPENSATE)] = undo
+        else:
+            b = entry.branch
+        key = (b, ACTION)
+        self.calls[key] = (
+            fn if isinstance(fn, HttpCall | BrokerCall) else LocalCall(_bound(fn, args, kwargs))
+        )
+        if retry is not None:
+            self.plan.action[b] = retry
+        if compensate_retry is not None:
+            self.plan.compensate[b] = compensate_retry
+        fut = self._future(key)
+        if entry is None:
+            self.feed(machine.StepCalled(time.time(), b, undo is not None))
+        else:
+            s = self.state.ops.get(key)
+            awaiting_body = s is not None and s.status is OpStatus.RETRY_WAIT and s.next_at is None
+            if awaiting_body and self.state.stuck is None:
+                self.feed(machine.StepReached(time.time(), b))
+        return Pending(self, key, fut)
+
+    def value(self, kind: str, make: Callable[[], Json]) -> Json:
+        """A value journaled at the next position (``now``, ``uuid``, ``random``, a pivot)."""
+        self._in_body(f"wf.{kind.lstrip('@')}")
+        kind = kind.lstrip("@")
+        pos, entry = self._next(kind, kind, "-")
+        if entry is not None:
+            s = self.state.ops.get((entry.branch, ACTION))
+            return s.output if s is not None else None
+        b = self._new(pos, kind, kind, "-", "")
+        value = make()
+        self.feed(machine.Recorded(time.time(), b, value))
+        return value
+
+    def patched(self, change: str) -> bool:
+        self._in_body("wf.patched")
+        entry = self.entries.get(self.pos + 1)
+        if entry is not None:
+            p = entry.payload
+            if p.get("kind") == "patch" and p.get("name") == change:
+                self.pos += 1
+                return True
+            return False  # journaled before the change: the old path
+        self.pos += 1
+        b = self._new(self.pos, "patch", change, "-", "")
+        self.feed(machine.Recorded(time.time(), b, True))
+        return True
+
+    async def wait(self, kind: str, signal: str | None, seconds: float | None) -> Json:
+        self._in_body("wf.sleep" if kind == "@sleep" else "wf.wait_for")
+        name = signal or "sleep"
+        pos, entry = self._next(kind.lstrip("@"), name, "-")
+        now = time.time()
+        if entry is None:
+            b = self._new(pos, kind.lstrip("@"), name, "-", "")
+            key = (b, ACTION)
+            kept = self._untaken(signal) if signal is not None else None
+            if kept is not None:
+                self.taken.add(kept.branch)
+                value = _taken(kept)
+                self.feed(machine.Recorded(now, b, value))
+                return value.get("value")
+            until = now + (seconds if seconds is not None else FOREVER)
+            fut = self._future(key)
+            self.feed(machine.Waiting(now, b, until))
+        else:
+            key = (entry.branch, ACTION)
+            fut = self._future(key)
+            s = self.state.ops.get(key)
+            if signal is not None and not fut.done() and s is not None:
+                kept = self._untaken(signal)
+                if kept is not None and s.status is OpStatus.RETRY_WAIT:
+                    self.taken.add(kept.branch)
+                    self.feed(machine.Delivered(now, key[0], _taken(kept)))
+        out = await Pending(self, key, fut)
+        if isinstance(out, dict) and not out.get("timeout"):
+            return out.get("value")
+        return None
+
+    def _untaken(self, signal: str) -> OpRecord | None:
+        for o in self.signals:
+            if o.target == signal and o.branch not in self.taken:
+                return o
+        return None
+
+    async def undo_since(self, mark: int) -> None:
+        self._in_body("wf.compensate_since")
+        if not isinstance(mark, int) or not 0 <= mark <= self.pos:
+            raise DefinitionError(f"compensate_since takes a mark from wf.mark(), not {mark!r}")
+        pos, entry = self._next("undo", "undo", str(mark))
+        if entry is None:
+            b = self._new(pos, "undo", "undo", str(mark), "")
+            fut = self._future((b, ACTION))
+            self.feed(machine.UndoSince(time.time(), b, mark))
+        else:
+            fut = self._future((entry.branch, ACTION))
+        await Pending(self, (b if entry is None else entry.branch, ACTION), fut)
+
+    async def select(self, steps: Sequence[Pending]) -> tuple[int, Any]:
+        self._in_body("wf.select")
+        if not steps:
+            raise DefinitionError("select needs at least one step")
+        names = ",".join(p.key[0] for p in steps)
+        pos, entry = self._next("select", "select", _digest(names))
+        if entry is not None:
+            s = self.state.ops.get((entry.branch, ACTION))
+            index = int(s.output) if s is not None and isinstance(s.output, int) else 0
+            return index, await steps[index]
+        b = self._new(pos, "select", "select", _digest(names), "")
+        first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def watch(i: int, p: Pending) -> None:
+            with contextlib.suppress(Exception):  # a failure ends a step too
+                await p
+            if not first.done():
+                first.set_result(i)
+
+        watchers = [asyncio.ensure_future(watch(i, p)) for i, p in enumerate(steps)]
+        try:
+            index = await first
+        finally:
+            for w in watchers:
+                w.cancel()
+        self.feed(machine.Recorded(time.time(), b, index))
+        return index, await steps[index]
+
+
+def _taken(record: OpRecord) -> dict[str, Json]:
+    return {"signal": record.branch, "value": record.output}
+
+
+def _nowhere(event: Any) -> None:
+    raise WorkflowError("the workflow is not running")
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # a step's failure the body never awaited is no error of its own
+
+
+def _resolve_future(fut: asyncio.Future[Any], key: OpKey, s: Any) -> bool:
+    """Settle ``fut`` from the entry's state ``s``; False while it has no outcome yet."""
+    if fut.done():
+        return True
+    if s.status is OpStatus.SUCCEEDED:
+        fut.set_result(s.output)
+        return True
+    if s.status is OpStatus.FAILED and key[1] is ACTION:
+        fut.set_exception(Failure(s.error or "failed"))
+        return True
+    return False
+
+
+class WorkflowMode:
+    """Workflows, by the definitions registered here (name and version)."""
+
+    mode = Mode.WORKFLOW
+
+    def __init__(self) -> None:
+        self.workflows: dict[str, WorkflowDefinition] = {}
+
+    def register(self, definition: WorkflowDefinition) -> None:
+        known = self.workflows.get(definition.key)
+        if known is not None and known.fn is not definition.fn:
+            raise DefinitionError(
+                f"another body of workflow {definition.name!r} version "
+                f"{definition.version!r} is already registered"
+            )
+        self.workflows[definition.key] = definition
+
+    def claims(self) -> Sequence[str]:
+        return list(self.workflows)
+
+    def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> WorkflowDriver | Unreadable | None:
+        definition = self.workflows.get(tx.name)
+        if definition is None:
+            return None
+        return WorkflowDriver(definition, tx, ops)
+
+
+__all__ = [
+    "Call",
+    "Pending",
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowDriver",
+    "WorkflowError",
+    "WorkflowMode",
+    "call",
+    "current_step",
+    "workflow",
+]

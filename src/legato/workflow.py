@@ -1,0 +1,136 @@
+"""Durable workflows as plain Python, with compensation built in.
+
+>>> @legato.workflow("book_trip")                                       # doctest: +SKIP
+... async def book_trip(wf: legato.Workflow, order: dict) -> dict:
+...     flight = await wf.step(reserve_flight, order, compensate=cancel_flight)
+...     ...
+>>> handle = await coordinator.start_workflow(book_trip, order, gid="order-42")  # doctest: +SKIP
+>>> await coordinator.signal("order-42", "approval", True)              # doctest: +SKIP
+
+Each step's outcome is written to the log before the workflow goes on; after a
+crash (or on another coordinator) the body is run again and the recorded outcomes
+are returned without calling the steps. A failure raised out of the body runs the
+compensations registered so far, in reverse, and the workflow fails. The rules:
+``modes.workflow``; the body's runtime: ``drivers.workflow``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _initiator, _json
+from ._bounds import check_branch_id, check_headers
+from ._errors import GidConflict
+from ._model import Json, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
+from .drivers.workflow import (
+    Call,
+    Pending,
+    Workflow,
+    WorkflowDefinition,
+    WorkflowDriver,
+    WorkflowError,
+    WorkflowMode,
+    call,
+    current_step,
+    workflow,
+)
+from .engine.handle import Handle
+from .engine.port import Engine
+from .log import NewTransaction
+from .modes import workflow as machine
+from .modes._core import Resume
+
+
+async def start(
+    engine: Engine,
+    mode: WorkflowMode,
+    definition: WorkflowDefinition,
+    args: Sequence[Any],
+    *,
+    gid: str | None = None,
+    timeout_to_fail: float | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Handle:
+    """Write the workflow to the log and run its body here; idempotent by ``gid`` (the
+    same workflow with the same arguments: its handle; anything else: ``GidConflict``)."""
+    engine.require_started()
+    if not isinstance(definition, WorkflowDefinition):
+        raise WorkflowError(f"start_workflow takes a @legato.workflow, not {definition!r}")
+    mode.register(definition)
+    gid = _initiator.new_gid(gid)
+    _initiator.check_timeout(timeout_to_fail)
+    payload = _json.loads(_json.dumps(list(args), what="the workflow's arguments", checked=True))
+    options: dict[str, Json] = {}
+    if headers:
+        options["headers"] = check_headers(headers)
+    timeout = timeout_to_fail if timeout_to_fail is not None else definition.timeout_to_fail
+    if timeout is not None:
+        options["timeout_to_fail"] = timeout
+    now = time.time()
+    tx = TxRecord(
+        gid=gid,
+        mode=Mode.WORKFLOW,
+        name=definition.key,
+        fingerprint=definition.version,
+        status=TxStatus.SUBMITTED,
+        payload=payload,
+        options=options,
+        created_at=now,
+        updated_at=now,
+        timeout_at=now + timeout if timeout is not None else None,
+        next_attempt_at=now,
+        lease_owner=engine.owner,
+        lease_expires_at=now + engine.lease,
+    )
+    driver = WorkflowDriver(definition, tx, [])
+    fresh = machine.new_state(gid)
+    existing = await engine.begin(NewTransaction(tx, []), driver, fresh, [Resume(now, True)])
+    if existing is not None:
+        if existing.mode is not Mode.WORKFLOW or existing.name != definition.key:
+            what = existing.name if existing.mode is Mode.WORKFLOW else f"a {existing.mode}"
+            raise GidConflict(f"gid {gid!r} is already used by {what}, not {definition.key}")
+        if existing.payload != payload:
+            raise GidConflict(f"gid {gid!r} was already started with other arguments")
+    return engine.handle(gid)
+
+
+async def signal(
+    engine: Engine,
+    gid: str,
+    name: str,
+    value: Json = None,
+    *,
+    id: str | None = None,
+    by: str | None = None,
+) -> bool:
+    """Send the signal ``name`` with ``value`` to the workflow ``gid``; kept until the
+    workflow waits for it. ``id`` makes the send idempotent (the same id again is kept
+    once); returns False if it was kept already."""
+    _initiator.new_gid(gid)
+    check_branch_id(name, "signal")
+    ident = check_branch_id(id, "signal id") if id is not None else uuid.uuid4().hex
+    value = _json.loads(_json.dumps(value, what="the signal's value", checked=True))
+    now = time.time()
+    record = OpRecord(
+        gid, f"{name}#{ident}", OpName.SIGNAL, 0, name, OpStatus.SUCCEEDED, output=value,
+        updated_at=now,
+    )  # fmt: skip
+    return await engine.signal(gid, record, by=by)
+
+
+__all__ = [
+    "Call",
+    "Pending",
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowError",
+    "WorkflowMode",
+    "call",
+    "current_step",
+    "signal",
+    "start",
+    "workflow",
+]
