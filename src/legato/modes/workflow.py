@@ -296,7 +296,7 @@ class WorkflowDraft(Draft[WorkflowPlan]):
         for key, s in list(self.ops.items()):
             if entry_name(key[0]) == "@undo" and s.status is OpStatus.RUNNING:
                 self.set(key, status=OpStatus.FAILED, error="rolled back whole")
-        self.undo(None)
+        self.undo_done(None)
 
     # -- undoing ----------------------------------------------------------------------
 
