@@ -815,3 +815,91 @@ async def test_no_branch_joins_once_a_coordinator_has_claimed_the_transaction(lo
         await log.register("t3", branch("t3", "01"), T0 + 1)
     # once the claim's lease has expired, the transaction is free again
     await log.register("t3", branch("t3", "01"), T0 + LEASE + 1)
+
+
+# -- workflows: journal entries added by a write, signals kept ------------------------------
+
+
+def signal_op(gid: str, branch: str, value: Any, at: float) -> OpRecord:
+    return OpRecord(gid, branch, OpName.SIGNAL, 0, branch.split("#")[0], OpStatus.SUCCEEDED,
+                    output=value, updated_at=at)  # fmt: skip
+
+
+async def test_a_write_adds_the_ops_it_brings_with_their_calls(log: Log) -> None:
+    await log.create(new("g1", mode=Mode.WORKFLOW, name="trip@1"))
+    added = OpRecord("g1", "0001.book", OpName.ACTION, 1, "book", OpStatus.RUNNING, 1, 1,
+                     updated_at=T0 + 1, payload={"kind": "step", "digest": "ab"})  # fmt: skip
+    undo = OpRecord("g1", "0001.book", OpName.COMPENSATE, 1, "cancel", updated_at=T0 + 1,
+                    payload={"fn": "m:cancel", "args": [1]})  # fmt: skip
+    await log.write(change("g1", new_ops=[added, undo]))
+    ops = {(o.branch, o.op): o for o in await ops_of(log, "g1")}
+    assert ops[("0001.book", OpName.ACTION)] == added
+    assert ops[("0001.book", OpName.COMPENSATE)].payload == {"fn": "m:cancel", "args": [1]}
+    # a later write of the op changes its state and keeps its call
+    done = dataclasses.replace(added, status=OpStatus.SUCCEEDED, output={"id": 7}, payload=None)
+    await log.write(change("g1", at=T0 + 2, ops=[done]))
+    ops = {(o.branch, o.op): o for o in await ops_of(log, "g1")}
+    assert ops[("0001.book", OpName.ACTION)].output == {"id": 7}
+    assert ops[("0001.book", OpName.ACTION)].payload == {"kind": "step", "digest": "ab"}
+
+
+async def test_a_write_by_a_lost_owner_adds_no_op(log: Log) -> None:
+    await log.create(new("g1", mode=Mode.WORKFLOW, name="trip@1"))
+    added = OpRecord("g1", "0001.book", OpName.ACTION, 1, "book", updated_at=T0 + 1)
+    with pytest.raises(LeaseLost):
+        await log.write(change("g1", owner="beta", new_ops=[added]))
+    assert len(await ops_of(log, "g1")) == 4
+
+
+async def test_a_signal_is_kept_once_and_makes_the_workflow_due_now(log: Log) -> None:
+    await log.create(free("g1", mode=Mode.WORKFLOW, name="trip@1", next_attempt_at=T0 + 999))
+    tx, kept = await log.signal("g1", signal_op("g1", "go#1", {"ok": True}, T0 + 1), T0 + 1)
+    assert kept and tx.next_attempt_at == T0 + 1 and tx.requested == "signal"
+    tx, kept = await log.signal("g1", signal_op("g1", "go#1", {"ok": False}, T0 + 2), T0 + 2)
+    assert not kept
+    signals = [o for o in await ops_of(log, "g1") if o.op is OpName.SIGNAL]
+    assert [(o.branch, o.target, o.output) for o in signals] == [("go#1", "go", {"ok": True})]
+    assert [e.kind for e in await log.events("g1")][-1] == "signal"
+    claimed = await log.claim("beta", T0 + 3, T0 + 3 + LEASE, 10, None)
+    assert [(c.gid, c.requested) for c in claimed] == [("g1", "signal")]
+
+
+async def test_a_signal_leaves_another_pending_request_in_place(log: Log) -> None:
+    await log.create(new("g1", mode=Mode.WORKFLOW, name="trip@1"))
+    await log.request("g1", "abort:enough", T0 + 1)
+    tx, kept = await log.signal("g1", signal_op("g1", "go#1", 1, T0 + 2), T0 + 2)
+    assert kept and tx.requested == "abort:enough"
+
+
+async def test_a_signal_for_what_is_not_a_running_workflow_is_refused_and_kept_nowhere(
+    log: Log,
+) -> None:
+    with pytest.raises(legato.TransactionNotFound):
+        await log.signal("nope", signal_op("nope", "go#1", 1, T0), T0)
+    await log.create(new("saga"))
+    with pytest.raises(legato.IllegalStateChange, match="not a workflow"):
+        await log.signal("saga", signal_op("saga", "go#1", 1, T0), T0)
+    await log.create(new("done", mode=Mode.WORKFLOW, name="trip@1"))
+    await end(log, "done", T0 + 1)
+    with pytest.raises(legato.IllegalStateChange, match="ended"):
+        await log.signal("done", signal_op("done", "go#1", 1, T0 + 2), T0 + 2)
+    for gid in ("saga", "done"):
+        assert not [o for o in await ops_of(log, gid) if o.op is OpName.SIGNAL]
+
+
+async def test_a_release_leaves_the_transaction_due_at_once_if_a_request_came_meanwhile(
+    log: Log,
+) -> None:
+    await log.create(new("g1", mode=Mode.WORKFLOW, name="trip@1"))
+    await log.signal("g1", signal_op("g1", "go#1", 1, T0 + 1), T0 + 1)
+    # the owner lets it go until later, not having seen the signal: it stays due now
+    await log.write(change("g1", at=T0 + 2, next_attempt_at=T0 + 3600, release=True))
+    tx = await tx_of(log, "g1")
+    assert tx.lease_owner is None and tx.next_attempt_at == T0 + 2
+    # a release that answers the request is due when it says
+    await log.claim("alpha", T0 + 3, T0 + 3 + LEASE, 10, None)
+    await log.write(
+        change("g1", at=T0 + 4, next_attempt_at=T0 + 3600, release=True, handled="signal")
+    )
+    tx = await tx_of(log, "g1")
+    assert tx.requested is None and tx.next_attempt_at == T0 + 3600
