@@ -28,6 +28,7 @@ from ._model import Json, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 from .drivers.workflow import (
     Call,
     Pending,
+    Replayed,
     Workflow,
     WorkflowDefinition,
     WorkflowDriver,
@@ -35,6 +36,7 @@ from .drivers.workflow import (
     WorkflowMode,
     call,
     current_step,
+    replay,
     workflow,
 )
 from .engine.handle import Handle
@@ -124,12 +126,14 @@ async def signal(
 __all__ = [
     "Call",
     "Pending",
+    "Replayed",
     "Workflow",
     "WorkflowDefinition",
     "WorkflowError",
     "WorkflowMode",
     "call",
     "current_step",
+    "replay",
     "signal",
     "start",
     "workflow",

@@ -2,7 +2,8 @@
 
 ``serve`` runs the coordinator service, ``dashboard`` the web dashboard alone,
 ``tx`` lists, shows and nudges transactions, ``ops`` holds the log's upkeep
-(``migrate``, ``stats``, ``purge``), ``relay`` publishes an outbox; ``edge`` is
+(``migrate``, ``stats``, ``purge``), ``relay`` publishes an outbox, ``replay``
+checks a workflow's code against its journals; ``edge`` is
 what the two servers share at their edge, ``log_access`` the ``--log`` flag and
 running a command on the log it names, ``times`` the spans and times an operator
 types, ``timeline`` the drawing ``legato tx show`` prints.
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(demo)
     demo.set_defaults(func=_demo)
-    from . import dashboard, ops, relay, serve, tx
+    from . import dashboard, ops, relay, replay, serve, tx
 
     ops.add_migrate_command(sub)
     tx.add_commands(sub)
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_command(sub)
     relay.add_command(sub)
     dashboard.add_command(sub)
+    replay.add_commands(sub)
     return parser
 
 
