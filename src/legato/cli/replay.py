@@ -115,7 +115,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return [await replay(definition, tx, ops) for tx, ops in journals]
 
     results = asyncio.run(check())
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     where = args.source or args.log
     bad = [r for r in results if not r.ok]
     for r in bad:
