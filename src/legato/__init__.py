@@ -30,6 +30,7 @@ from ._errors import (
     TransactionNotFound,
     TryFailed,
     UnknownSaga,
+    WorkflowError,
     XaError,
     XaUnsupported,
     XidError,
@@ -43,7 +44,7 @@ from .log import Log, TxQuery, open_log
 from .saga import Saga
 from .transports.http import HttpCall
 from .transports.local import StepContext
-from .workflow import Workflow, WorkflowDefinition, WorkflowError, call, current_step, workflow
+from .workflow import Workflow, WorkflowDefinition, call, current_step, workflow
 
 __all__ = [
     "BarrierRequestError",

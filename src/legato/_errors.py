@@ -13,6 +13,7 @@ the classes, and that each one users can meet is exported from ``legato``.
     ├── TransactionNotFound             no transaction has this gid
     ├── IllegalStateChange              the transaction's status forbids this request
     ├── UnknownSaga                     no saga of this name is registered here
+    ├── WorkflowError                   a workflow is used wrongly (a step outside its body)
     ├── LogError                        the log failed
     │   ├── LeaseLost                   another coordinator holds the transaction now
     │   ├── SchemaMismatch              the log's schema is not the one this version needs
@@ -54,6 +55,10 @@ class DefinitionError(LegatoError):
 
 class PayloadError(LegatoError):
     """The payload cannot be stored as JSON."""
+
+
+class WorkflowError(LegatoError):
+    """A workflow is used wrongly: a step called outside its body, or in a task of its own."""
 
 
 class GidConflict(LegatoError):

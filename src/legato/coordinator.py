@@ -61,7 +61,7 @@ from .transports.http import (
 )
 from .transports.local import LocalCall, LocalTransport
 from .transports.xa import Connections, XaCall, XaResource, XaTransport
-from .workflow import WorkflowDefinition, WorkflowMode
+from .workflow import SagaCall, SagaStepTransport, WorkflowDefinition, WorkflowMode
 from .xa import DEFAULT_XA_TIMEOUT, RecoveryReport, Xa, XaTransaction
 
 logger = logging.getLogger("legato.coordinator")
@@ -172,6 +172,7 @@ class Coordinator:
                 HttpCall: self.http,
                 BrokerCall: BrokerTransport(self.brokers),
                 XaCall: XaTransport(self.transport, self.resources, self.xa_connections),
+                SagaCall: SagaStepTransport(self._submit_child),
             }
         )
 
@@ -284,6 +285,9 @@ class Coordinator:
                 self.sagas.register(d)
 
     # -- workflows (legato.workflow) -----------------------------------------------------
+
+    async def _submit_child(self, saga: Saga, payload: Json, gid: str) -> Handle:
+        return await self.submit(saga, payload, gid=gid)
 
     async def start_workflow(
         self,

@@ -16,23 +16,24 @@ compensations registered so far, in reverse, and the workflow fails. The rules:
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from . import _initiator, _json
 from ._bounds import check_branch_id, check_headers
-from ._errors import GidConflict
+from ._errors import GidConflict, WorkflowError
 from ._model import Json, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 from .drivers.workflow import (
     Call,
     Pending,
     Replayed,
+    SagaCall,
     Workflow,
     WorkflowDefinition,
     WorkflowDriver,
-    WorkflowError,
     WorkflowMode,
     call,
     current_step,
@@ -44,6 +45,7 @@ from .engine.port import Engine
 from .log import NewTransaction
 from .modes import workflow as machine
 from .modes._core import Resume
+from .transports.base import AttemptResult, Done, OpAttempt
 
 
 async def start(
@@ -99,6 +101,43 @@ async def start(
     return engine.handle(gid)
 
 
+SubmitSaga = Callable[[Any, Json, str], Awaitable[Handle]]
+
+
+class SagaStepTransport:
+    """Carries a workflow's ``wf.saga`` steps: submits the saga (idempotent by its gid,
+    so an attempt after a restart finds the one already submitted) and reports its
+    outcome: succeeded (its outputs), failed (a definite failure: it compensated
+    itself), stuck ("not yet": asked again, as the parent waits for an operator)."""
+
+    remote = False
+
+    def __init__(self, submit: SubmitSaga) -> None:
+        self.submit = submit
+
+    def start(
+        self, call: SagaCall, attempt: OpAttempt, *, timeout: float | None, done: Done
+    ) -> asyncio.Task[None]:
+        async def run() -> None:
+            try:
+                handle = await self.submit(call.saga, call.payload, call.gid)
+                outcome = await handle.result(timeout=timeout)
+            except GidConflict as exc:
+                done(AttemptResult.failed(str(exc)))
+                return
+            except TimeoutError:
+                done(AttemptResult.unknown(f"saga {call.gid} did not settle in {timeout}s"))
+                return
+            if outcome.succeeded:
+                done(AttemptResult.ok(dict(outcome.outputs)))
+            elif outcome.status is TxStatus.FAILED:
+                done(AttemptResult.failed(f"saga {call.gid} failed: {outcome.reason}"))
+            else:
+                done(AttemptResult.ongoing(f"saga {call.gid} is stuck: {outcome.stuck}"))
+
+        return asyncio.get_running_loop().create_task(run())
+
+
 async def signal(
     engine: Engine,
     gid: str,
@@ -127,6 +166,8 @@ __all__ = [
     "Call",
     "Pending",
     "Replayed",
+    "SagaCall",
+    "SagaStepTransport",
     "Workflow",
     "WorkflowDefinition",
     "WorkflowError",

@@ -546,3 +546,124 @@ async def test_many_workflows_at_once_each_end_as_their_journal_says(
         TxStatus.SUCCEEDED if i % 2 else TxStatus.FAILED for i in range(40)
     ]
     assert time.monotonic() - t0 < 30
+
+
+# -- every kind of step: TCC branches, child workflows, child sagas ----------------------
+
+
+def try_(tag: str, what: str) -> str:
+    record(f"{tag}|try {what}")
+    if what.startswith("full"):
+        raise Failure(f"{what}: no seats")
+    return what
+
+
+def confirm(tag: str, what: str) -> None:
+    record(f"{tag}|confirm {what}")
+
+
+def cancel_try(tag: str, what: str) -> None:
+    record(f"{tag}|cancel {what}")
+
+
+@legato.workflow("tccs")
+async def tccs(wf: legato.Workflow, tag: str, second: str) -> str:
+    await wf.tcc(try_, confirm, cancel_try, tag, "a")
+    await wf.tcc(try_, confirm, cancel_try, tag, second)
+    await wf.step(reserve, tag, "after")
+    return "ok"
+
+
+async def test_tcc_branches_confirm_once_the_workflow_has_succeeded_or_cancel_on_rollback(
+    coordinator: Coordinator, tag: str
+) -> None:
+    o = await settle(coordinator, await coordinator.start_workflow(tccs, tag, "b"))
+    assert o.succeeded
+    got = calls(tag)
+    assert got[:3] == ["try a", "try b", "reserve after"]
+    assert sorted(got[3:]) == ["confirm a", "confirm b"]  # confirmed together, at the end
+    tag2 = f"{tag}x"
+    o = await settle(coordinator, await coordinator.start_workflow(tccs, tag2, "full"))
+    assert o.status is TxStatus.FAILED
+    assert calls(tag2) == ["try a", "try full", "cancel a"]  # no confirm after a rollback
+
+
+@legato.workflow("inner")
+async def inner(wf: legato.Workflow, tag: str, fail: bool) -> str:
+    await wf.step(reserve, tag, "inner-1", compensate=cancel)
+    await wf.step(reserve, tag, "inner-2", compensate=cancel)
+    if fail:
+        raise Failure("inner gave up")
+    return "inner ok"
+
+
+@legato.workflow("outer")
+async def outer(wf: legato.Workflow, tag: str, fail_inner: bool, fail_after: bool) -> str:
+    await wf.step(reserve, tag, "outer-1", compensate=cancel)
+    try:
+        got = await wf.child(inner, tag, fail_inner)
+    except Failure as exc:
+        got = f"caught: {exc}"
+    if fail_after:
+        raise Failure("outer gave up")
+    return str(got)
+
+
+async def test_a_child_workflow_is_journaled_in_its_parent_and_undone_with_it(
+    coordinator: Coordinator, tag: str
+) -> None:
+    o = await settle(coordinator, await coordinator.start_workflow(outer, tag, False, False))
+    assert o.succeeded and o.result == "inner ok"
+    a = f"{tag}a"
+    o = await settle(coordinator, await coordinator.start_workflow(outer, a, True, False))
+    # the child's failure undid the child's steps, in reverse; the parent went on
+    assert o.succeeded and o.result == "caught: inner gave up"
+    assert calls(a) == [
+        "reserve outer-1", "reserve inner-1", "reserve inner-2", "cancel inner-2", "cancel inner-1",
+    ]  # fmt: skip
+    b = f"{tag}b"
+    o = await settle(coordinator, await coordinator.start_workflow(outer, b, False, True))
+    # the parent's failure undoes the child's steps too
+    assert o.status is TxStatus.FAILED
+    assert calls(b)[3:] == ["cancel inner-2", "cancel inner-1", "cancel outer-1"]
+
+
+def saga_step(ctx: legato.StepContext) -> str:
+    record(f"{ctx.payload['tag']}|saga {ctx.step}")
+    if ctx.payload.get("fail") and ctx.step == "second":
+        raise Failure("second refused")
+    return ctx.step
+
+
+def saga_undo(ctx: legato.StepContext) -> None:
+    record(f"{ctx.payload['tag']}|saga undo {ctx.step}")
+
+
+CHILD_SAGA = (
+    legato.Saga("child_saga")
+    .step("first", action=saga_step, compensate=saga_undo)
+    .step("second", action=saga_step, compensate=saga_undo)
+)
+
+
+@legato.workflow("with_saga")
+async def with_saga(wf: legato.Workflow, tag: str, fail: bool) -> Any:
+    try:
+        out = await wf.saga(CHILD_SAGA, {"tag": tag, "fail": fail})
+    except Failure as exc:
+        return f"caught: {exc}"
+    return out
+
+
+async def test_a_saga_as_a_step_is_its_own_transaction_the_workflow_waits_for(
+    coordinator: Coordinator, tag: str
+) -> None:
+    h = await coordinator.start_workflow(with_saga, tag, False, gid=f"ws-{tag}")
+    o = await settle(coordinator, h)
+    assert o.succeeded and o.result == {"first": "first", "second": "second"}
+    child, _ = await coordinator.get(f"ws-{tag}.1")
+    assert child.mode == "saga" and child.status is TxStatus.SUCCEEDED
+    h = await coordinator.start_workflow(with_saga, f"{tag}f", True)
+    o = await settle(coordinator, h)
+    assert o.succeeded and "second refused" in o.result
+    assert calls(f"{tag}f")[-1] == "saga undo first"  # the saga compensated itself

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -61,21 +63,29 @@ def write(folder: Path, name: str, source: str, before_b: float) -> None:
 
 @pytest.fixture
 def code(tmp_path: Path) -> Iterator[Path]:
-    sys.path.insert(0, str(tmp_path))
     try:
         yield tmp_path
     finally:
-        sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.startswith("wf_")]:
             del sys.modules[name]
+
+
+def load(folder: Path, name: str) -> ModuleType:
+    """The module ``name`` written in ``folder``, imported under that name."""
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 async def run_journals(log_url: str, folder: Path) -> list[str]:
     """Two finished runs and two asleep (one each way through the branch)."""
     write(folder, "wf_done", V1, 0.0)
     write(folder, "wf_asleep", V1.replace('"replayed"', '"replayed_asleep"'), 3600.0)
-    done = importlib.import_module("wf_done").flow
-    asleep = importlib.import_module("wf_asleep").flow
+    done = load(folder, "wf_done").flow
+    asleep = load(folder, "wf_asleep").flow
     gids = []
     async with Coordinator(log_url, lease=5.0, poll_interval=0.1) as c:
         for n in (1, 2):
@@ -111,7 +121,7 @@ async def test_replay_passes_the_same_code_and_a_later_change_and_fails_a_change
     out = cli(code, "wf_asleep_changed:flow", "--log", log_url, "--gid", "asleep-2")
     assert out.returncode == 1 and "DIVERGES asleep-2 at position 3" in out.stdout
     # no step was called by any replay: nothing here ran in this process but the runs
-    assert importlib.import_module("wf_done").CALLS.count("a") == 2
+    assert sys.modules["wf_done"].CALLS.count("a") == 2
 
 
 async def test_replay_reads_an_exported_file_and_refuses_bad_input(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -37,7 +38,7 @@ from typing import Any, NoReturn, TypeVar
 
 from .. import _json
 from .._bounds import check_branch_id
-from .._errors import DefinitionError, Failure, LegatoError, PayloadError
+from .._errors import DefinitionError, Failure, PayloadError, WorkflowError
 from .._model import (
     DEFAULT_ACTION_RETRY,
     DEFAULT_COMPENSATE_RETRY,
@@ -63,14 +64,11 @@ logger = logging.getLogger("legato.workflow")
 
 ACTION = OpName.ACTION
 COMPENSATE = OpName.COMPENSATE
+CONFIRM = OpName.CONFIRM
 FOREVER = 100 * 365 * 86400.0
 """How long a wait with no timeout lasts."""
 
 T = TypeVar("T")
-
-
-class WorkflowError(LegatoError):
-    """A workflow used wrongly: a step called outside its body, or in a task of its own."""
 
 
 class _Diverged(BaseException):
@@ -157,6 +155,20 @@ class Call:
     fn: Any
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SagaCall:
+    """A declarative saga run as a workflow step (``wf.saga``): submitted as a
+    transaction of its own, ``gid``, and waited for."""
+
+    saga: Any
+    payload: Json = None
+    gid: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"saga {getattr(self.saga, 'name', '?')}"
 
 
 def call(fn: Any, /, *args: Any, **kwargs: Any) -> Call:
@@ -248,7 +260,9 @@ def _jsonable(value: Any, what: str) -> Json:
 
 
 def _step_name(fn: Any) -> str:
-    if isinstance(fn, HttpCall):
+    if isinstance(fn, SagaCall):
+        raw = f"saga:{getattr(fn.saga, 'name', 'saga')}"
+    elif isinstance(fn, HttpCall):
         raw = fn.url.rstrip("/").rsplit("/", 1)[-1] or "http"
     elif isinstance(fn, BrokerCall):
         raw = f"publish:{fn.topic}"
@@ -259,6 +273,8 @@ def _step_name(fn: Any) -> str:
 
 
 def _target(fn: Any) -> str:
+    if isinstance(fn, SagaCall):
+        return fn.target
     if isinstance(fn, HttpCall):
         return fn.target
     if isinstance(fn, BrokerCall):
@@ -359,6 +375,7 @@ class Workflow:
         /,
         *args: Any,
         compensate: Any = None,
+        on_commit: Any = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
         compensate_retry: RetryPolicy | None = None,
@@ -369,8 +386,38 @@ class Workflow:
         ``legato.Failure``. ``compensate`` (journaled with its arguments before the
         step runs) undoes it if the workflow rolls back: a module-level function
         (called with the step's arguments), ``legato.call(fn, *its_args)``, or an
-        ``HttpCall``."""
-        return self._d.step(fn, args, kwargs, compensate, name, retry, compensate_retry)
+        ``HttpCall``. ``on_commit`` (journaled alike) runs once the workflow has
+        succeeded, until it succeeds: a TCC branch's confirm."""
+        return self._d.step(fn, args, kwargs, compensate, on_commit, name, retry, compensate_retry)
+
+    def tcc(
+        self,
+        try_: Any,
+        confirm: Any,
+        cancel: Any,
+        /,
+        *args: Any,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Pending:
+        """A TCC branch as a step: ``try_`` now, ``confirm`` once the workflow has
+        succeeded, ``cancel`` if it rolls back (each an ``HttpCall``, or a module-level
+        function called with ``args``)."""
+        return self._d.step(try_, args, kwargs, cancel, confirm, name, retry, None)
+
+    async def child(self, definition: WorkflowDefinition, /, *args: Any) -> Any:
+        """Run another workflow as a part of this one: its steps are journaled here, at
+        the next positions; a failure out of it undoes its steps (then reaches this
+        body, which may go on), and this workflow's rollback undoes them too."""
+        return await self._d.child(self, definition, args)
+
+    def saga(self, saga: Any, payload: Json = None, /, *, compensate: Any = None) -> Pending:
+        """Run a declarative ``legato.Saga`` as a step: a transaction of its own (gid
+        ``<this gid>.<position>``) that this workflow waits for; its output is the
+        saga's outputs, its failure (the saga compensated itself) a ``legato.Failure``.
+        ``compensate`` undoes a saga that succeeded, if this workflow rolls back."""
+        return self._d.step(SagaCall(saga, payload), (), {}, compensate, None, None, None, None)
 
     def now(self) -> float:
         """The time (epoch seconds), journaled: a replay sees the same."""
@@ -496,7 +543,7 @@ class WorkflowDriver:
         if found is not None:
             return found
         payload = self.payloads.get(key)
-        if key[1] is COMPENSATE and isinstance(payload, dict):
+        if key[1] is not ACTION and isinstance(payload, dict):
             found = self.calls[key] = _undo_call(payload)
             return found
         raise LookupError(f"{key[0]}: its call is not known here (the body has not reached it)")
@@ -677,6 +724,7 @@ class WorkflowDriver:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         compensate: Any,
+        on_commit: Any,
         name: str | None,
         retry: RetryPolicy | None,
         compensate_retry: RetryPolicy | None,
@@ -687,10 +735,12 @@ class WorkflowDriver:
             if name.startswith("@"):
                 raise DefinitionError(f"step names starting with '@' are Legato's: {name!r}")
         step_name = name or _step_name(fn)
-        if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall)):
+        if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall | SagaCall)):
             raise DefinitionError(f"a step is a callable, an HttpCall or a BrokerCall, not {fn!r}")
-        digest = _digest(_jsonable([list(args), kwargs], f"the arguments of step {step_name}"))
+        shown_args = [fn.payload] if isinstance(fn, SagaCall) else list(args)
+        digest = _digest(_jsonable([shown_args, kwargs], f"the arguments of step {step_name}"))
         undo = None if compensate is None else _undo_spec(compensate, args, kwargs)
+        commit = None if on_commit is None else _undo_spec(on_commit, args, kwargs)
         pos, entry = self._next("step", step_name, digest)
         if entry is None:
             b = self._new(pos, "step", step_name, digest, _target(fn))
@@ -700,11 +750,21 @@ class WorkflowDriver:
                     self.tx.gid, b, COMPENSATE, pos, target, payload=undo
                 )
                 self.payloads[(b, COMPENSATE)] = undo
+            if commit is not None:
+                target = _target(on_commit.fn if isinstance(on_commit, Call) else on_commit)
+                self.rows[(b, CONFIRM)] = OpRecord(
+                    self.tx.gid, b, CONFIRM, pos, target, payload=commit
+                )
+                self.payloads[(b, CONFIRM)] = commit
         else:
             b = entry.branch
         key = (b, ACTION)
+        if isinstance(fn, SagaCall):
+            fn = dataclasses.replace(fn, gid=f"{self.tx.gid}.{pos}")
         self.calls[key] = (
-            fn if isinstance(fn, HttpCall | BrokerCall) else LocalCall(_bound(fn, args, kwargs))
+            fn
+            if isinstance(fn, HttpCall | BrokerCall | SagaCall)
+            else LocalCall(_bound(fn, args, kwargs))
         )
         if retry is not None:
             self.plan.action[b] = retry
@@ -712,7 +772,7 @@ class WorkflowDriver:
             self.plan.compensate[b] = compensate_retry
         fut = self._future(key)
         if entry is None:
-            self.feed(machine.StepCalled(time.time(), b, undo is not None))
+            self.feed(machine.StepCalled(time.time(), b, undo is not None, commit is not None))
         else:
             s = self.state.ops.get(key)
             awaiting_body = s is not None and s.status is OpStatus.RETRY_WAIT and s.next_at is None
@@ -783,6 +843,21 @@ class WorkflowDriver:
             if o.target == signal and o.branch not in self.taken:
                 return o
         return None
+
+    async def child(self, wf: Workflow, definition: WorkflowDefinition, args: Sequence[Any]) -> Any:
+        self._in_body("wf.child")
+        if not isinstance(definition, WorkflowDefinition):
+            raise WorkflowError(f"wf.child runs a @legato.workflow, not {definition!r}")
+        digest = _digest(_jsonable(list(args), f"the arguments of child {definition.key}"))
+        pos, entry = self._next("child", definition.key, digest)
+        if entry is None:
+            b = self._new(pos, "child", definition.key, digest, definition.key)
+            self.feed(machine.Recorded(time.time(), b, definition.key))
+        try:
+            return await definition.fn(wf, *args)
+        except Failure:
+            await self.undo_since(pos)  # the child's own steps, in reverse
+            raise
 
     async def undo_since(self, mark: int) -> None:
         self._in_body("wf.compensate_since")

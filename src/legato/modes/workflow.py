@@ -24,6 +24,10 @@ Rules:
   attempts parks it as stuck (an operator's retry runs it again), and so does a
   failure raised out of the body.
 * Compensations never give up: past their attempts the workflow is stuck.
+* A step may have a commit op (a TCC branch's confirm): once the body has returned
+  and nothing is in flight, the commit ops of the steps that succeeded run, each
+  until it succeeds (never given up: past its attempts the workflow is stuck); then
+  the workflow has succeeded. A rolled-back workflow runs none.
 * A body that raises anything but a failure has a bug: the workflow is stuck with
   the error until an operator retries it (the body is then run again, replaying).
 """
@@ -68,6 +72,7 @@ from ._core import (
 
 ACTION = OpName.ACTION
 COMPENSATE = OpName.COMPENSATE
+CONFIRM = OpName.CONFIRM
 RESULT = "@result"
 """The branch of the op that holds the body's return value."""
 
@@ -117,7 +122,7 @@ class WorkflowPlan:
     default_compensate: RetryPolicy = DEFAULT_COMPENSATE_RETRY
 
     def policy(self, key: OpKey) -> RetryPolicy:
-        if key[1] is COMPENSATE:
+        if key[1] is not ACTION:  # a compensation, or a commit op: retried long
             return self.compensate.get(key[0], self.default_compensate)
         return self.action.get(key[0], self.default_action)
 
@@ -134,6 +139,7 @@ class StepCalled:
     now: float
     branch: str
     compensable: bool
+    commits: bool = False  # it has an op to run once the workflow succeeds (a TCC confirm)
 
     @property
     def key(self) -> OpKey:
@@ -350,12 +356,25 @@ class WorkflowDraft(Draft[WorkflowPlan]):
             self.status = TxStatus.FAILED
 
     def finish(self) -> None:
-        """The body has returned and nothing is in flight: the workflow has succeeded."""
+        """The body has returned and nothing is in flight: the steps' commit ops run (a
+        TCC branch's confirm: all at once, each until it succeeds), then the workflow
+        has succeeded."""
         if self.status is not TxStatus.SUBMITTED or (RESULT, ACTION) not in self.ops:
             return
         for (b, _), s in self.ops.items():
             if s.status is OpStatus.RUNNING or (s.status is OpStatus.RETRY_WAIT and not is_wait(b)):
                 return
+        due = [
+            k
+            for k, s in self.ops.items()
+            if k[1] is CONFIRM
+            and s.status is OpStatus.PENDING
+            and self.ops[(k[0], ACTION)].status is OpStatus.SUCCEEDED
+        ]
+        if due:
+            for key in due:
+                self.start(key)
+            return
         self.status = TxStatus.SUCCEEDED
 
     def advance(self) -> None:
@@ -377,8 +396,8 @@ def apply(plan: WorkflowPlan, state: TxState, event: WorkflowEvent) -> Transitio
             for key, s in state.ops.items():
                 b, op = key
                 if s.status is OpStatus.RUNNING and not fresh:
-                    if op is COMPENSATE or entry_name(b) == "@undo":
-                        if op is COMPENSATE:
+                    if op is not ACTION or entry_name(b) == "@undo":
+                        if op is not ACTION:
                             d.retry_or(key, s.attempts, LOST, now, give_up=False)
                     elif not submitted:
                         # rolling back: a step in flight is never retried, only undone
@@ -396,6 +415,8 @@ def apply(plan: WorkflowPlan, state: TxState, event: WorkflowEvent) -> Transitio
             d.add((b, ACTION), OpState())
             if compensable:
                 d.add((b, COMPENSATE), OpState())
+            if event.commits:
+                d.add((b, CONFIRM), OpState())
             d.start((b, ACTION))
         case StepReached(branch=b):
             key = (b, ACTION)
@@ -460,8 +481,8 @@ def apply(plan: WorkflowPlan, state: TxState, event: WorkflowEvent) -> Transitio
         case OpFailed(key=key, attempt=attempt, now=now, error=error):
             if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
-            if key[1] is COMPENSATE:
-                d.retry_or(key, attempt, f"compensate failed: {error}", now, give_up=False)
+            if key[1] is not ACTION:
+                d.retry_or(key, attempt, f"{key[1]} failed: {error}", now, give_up=False)
             elif not submitted:
                 d.set(key, status=OpStatus.FAILED, error=error)
                 d.advance()
@@ -480,6 +501,8 @@ def apply(plan: WorkflowPlan, state: TxState, event: WorkflowEvent) -> Transitio
             else:
                 forward = key[1] is ACTION and not pivoted(state.ops)
                 d.retry_or(key, attempt, error, now, give_up=forward)
+                if key[1] is CONFIRM:
+                    d.finish()
         case OpOngoing(key=key, attempt=attempt, now=now, error=error):
             if not is_current(state, key, attempt, OpStatus.RUNNING):
                 return Transition(state, changed=False, note="stale result")
