@@ -138,6 +138,23 @@ class SagaStepTransport:
         return asyncio.get_running_loop().create_task(run())
 
 
+def signal_record(
+    gid: str, name: str, value: Json = None, *, id: str | None = None, now: float
+) -> OpRecord:
+    """The op row that keeps the signal ``name`` (with ``value``) for the workflow
+    ``gid``, as ``Log.signal`` takes it: its branch is ``name#id`` (a new id unless
+    ``id`` is given), its output the value. Checked first: the gid, the name and the
+    id (``DefinitionError``), the value (``PayloadError``)."""
+    _initiator.new_gid(gid)
+    check_branch_id(name, "signal")
+    ident = check_branch_id(id, "signal id") if id is not None else uuid.uuid4().hex
+    value = _json.loads(_json.dumps(value, what="the signal's value", checked=True))
+    return OpRecord(
+        gid, f"{name}#{ident}", OpName.SIGNAL, 0, name, OpStatus.SUCCEEDED, output=value,
+        updated_at=now,
+    )  # fmt: skip
+
+
 async def signal(
     engine: Engine,
     gid: str,
@@ -150,15 +167,7 @@ async def signal(
     """Send the signal ``name`` with ``value`` to the workflow ``gid``; kept until the
     workflow waits for it. ``id`` makes the send idempotent (the same id again is kept
     once); returns False if it was kept already."""
-    _initiator.new_gid(gid)
-    check_branch_id(name, "signal")
-    ident = check_branch_id(id, "signal id") if id is not None else uuid.uuid4().hex
-    value = _json.loads(_json.dumps(value, what="the signal's value", checked=True))
-    now = time.time()
-    record = OpRecord(
-        gid, f"{name}#{ident}", OpName.SIGNAL, 0, name, OpStatus.SUCCEEDED, output=value,
-        updated_at=now,
-    )  # fmt: skip
+    record = signal_record(gid, name, value, id=id, now=time.time())
     return await engine.signal(gid, record, by=by)
 
 
@@ -176,6 +185,7 @@ __all__ = [
     "current_step",
     "replay",
     "signal",
+    "signal_record",
     "start",
     "workflow",
 ]

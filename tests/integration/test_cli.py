@@ -13,6 +13,7 @@ import pytest
 import legato
 from legato import Coordinator, Failure, RetryPolicy, Saga, StepContext
 from legato.cli import main
+from tests.support.approval import approval_workflow, shipments
 
 FAST = RetryPolicy(max_attempts=2, backoff=0.01, max_backoff=0.01)
 
@@ -176,6 +177,74 @@ def test_cancel_search_and_stats(log_url: str, capsys: pytest.CaptureFixture[str
     assert {"kind": "requested", "detail": {"what": "abort", "by": "cli"}}.items() <= next(
         e for e in shown["events"] if e["kind"] == "requested"
     ).items()
+
+
+async def test_tx_signal_hands_a_workflow_waiting_in_the_log_its_signal_once(
+    log_url: str, tmp_path: Path
+) -> None:
+    async with Coordinator(log_url, lease=5.0, poll_interval=0.1) as c:
+        workflow = approval_workflow(tmp_path / "shipping.db")
+        handle = await c.start_workflow(workflow, "order-7", gid="wf-cli")
+        command = ("tx", "signal", "wf-cli", "approval", "--log", log_url)
+        signal = ("--value", '{"by": "ops"}', "--id", "ticket-42")
+
+        first = await asyncio.to_thread(legato_cli, *command, *signal)
+        again = await asyncio.to_thread(legato_cli, *command, *signal)
+
+        assert first.returncode == 0, first.stderr
+        assert "signal approval kept for wf-cli" in first.stdout
+        assert again.returncode == 0, again.stderr
+        assert "approval#ticket-42 was already kept for wf-cli" in again.stdout
+        ship = await asyncio.to_thread(
+            legato_cli, "tx", "signal", "wf-cli", "ship", "--log", log_url
+        )
+        assert ship.returncode == 0, ship.stderr
+        outcome = await handle.result(timeout=30)
+        assert outcome.status is legato.TxStatus.SUCCEEDED, outcome.reason
+        assert outcome.result == {"approval": {"by": "ops"}, "again": None}
+        assert shipments(tmp_path / "shipping.db") == [("order-7", "ops")]
+        signalled = [e for e in await c.events("wf-cli") if e.kind == "signal"]
+        assert [(e.detail["signal"], e.detail["by"]) for e in signalled] == [
+            ("approval", "cli"),
+            ("ship", "cli"),
+        ]
+        assert signalled[0].detail["id"] == "approval#ticket-42"
+        late = await asyncio.to_thread(legato_cli, *command)
+        assert late.returncode == 1 and "already ended" in late.stderr
+
+
+async def _trip(log_url: str, gid: str) -> None:
+    saga = Saga("trip")
+    saga.step("hotel", action=lambda ctx: "room 7")
+    async with Coordinator(log_url) as c:
+        await (await c.submit(saga, None, gid=gid)).result(timeout=10)
+
+
+def test_tx_signal_refuses_what_it_cannot_send(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_trip(log_url, "saga-1"))
+
+    def signal(*args: str) -> tuple[int | str | None, str]:
+        capsys.readouterr()
+        try:
+            code: int | str | None = main(["tx", "signal", *args, "--log", log_url])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        return code, capsys.readouterr().err
+
+    code, err = signal("saga-1", "approval", "--value", "{nope")
+    assert code == 2 and "argument --value: not JSON" in err
+    code, err = signal("saga-1", "a b")
+    assert code == 2 and "argument name: signal: ' ' is not allowed" in err
+    code, err = signal("saga-1", "approval", "--id", "ticket/1")
+    assert code == 2 and "argument --id: --id: '/' is not allowed" in err
+    code, err = signal("saga-1", "approval", "--value", "NaN")
+    assert code == 2 and "the signal's value: nan is not a finite number" in err
+    code, err = signal("nope", "approval")
+    assert code == 1 and "no transaction has gid 'nope'" in err
+    code, err = signal("saga-1", "approval")
+    assert code == 1 and "saga-1 is a saga, not a workflow" in err
 
 
 def test_purge_deletes_old_ended_transactions_and_keeps_the_rest(

@@ -1,8 +1,9 @@
 """``legato tx ...``: operator commands that read and nudge the log.
 
 They talk to the log directly, never to a running coordinator: requests
-(retry, abort, force-end) are written to the transaction's row, and whichever
-coordinator drives or next claims it carries them out.
+(retry, abort, force-end) are written to the transaction's row, and a signal to a
+workflow is kept beside it; whichever coordinator drives or next claims it carries
+them out.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .._errors import LegatoError
-from .._model import EventRecord, OpRecord, TxRecord, TxStatus
+from .._bounds import check_branch_id
+from .._errors import DefinitionError, LegatoError
+from .._model import EventRecord, Json, OpRecord, TxRecord, TxStatus
 from .._redact import shown, shown_tx
 from ..log import Log, TxQuery
 from ..observe.timeline import build
+from ..workflow import signal_record
 from .log_access import add_log_argument, run_on_log
 from .timeline import draw
 from .times import parse_time
@@ -42,6 +45,25 @@ def _limit(text: str) -> int:
     if not 1 <= n <= 1000:
         raise argparse.ArgumentTypeError(f"a limit is 1 to 1000, not {n}")
     return n
+
+
+def _json_value(text: str) -> Json:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not JSON ({exc}): {text[:100]!r}; a string is quoted: '\"yes\"'"
+        ) from None
+
+
+def _identifier(what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        try:
+            return check_branch_id(text, what)
+        except DefinitionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
 
 
 def _tx_json(tx: TxRecord) -> dict[str, Any]:
@@ -188,6 +210,26 @@ def _request(what: str) -> Callable[[argparse.Namespace], int]:
     return cmd
 
 
+def cmd_signal(args: argparse.Namespace) -> int:
+    # checked before the log is opened: a bad gid or value is a usage error (exit 2)
+    record = signal_record(args.gid, args.name, args.value, id=args.id, now=time.time())
+    try:
+        tx, new = run_on_log(
+            args.log, lambda log: log.signal(args.gid, record, record.updated_at, None, "cli")
+        )
+    except LegatoError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        return 1
+    if not new:
+        Console().print(f"signal {record.branch} was already kept for {tx.gid}: nothing changed")
+        return 0
+    Console().print(
+        f"signal {args.name} kept for {tx.gid} ({tx.status}); the coordinator that drives "
+        "or next claims it hands it to the workflow"
+    )
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     tx = sub.add_parser("tx", help="list, inspect and nudge transactions")
     tx_sub = tx.add_subparsers(dest="tx_command", required=True)
@@ -223,3 +265,15 @@ def add_commands(sub: Any) -> None:
         if what == "force-end":
             p.add_argument("--status", required=True, choices=["succeeded", "failed"])
         p.set_defaults(func=_request(what))
+
+    sig = tx_sub.add_parser("signal", help="send a signal to a workflow (kept until it waits)")
+    sig.add_argument("gid")
+    sig.add_argument("name", type=_identifier("signal"), help="the signal's name")
+    add_log_argument(sig)
+    sig.add_argument(
+        "--value", type=_json_value, default=None, metavar="JSON", help="its value (JSON)"
+    )
+    sig.add_argument(
+        "--id", type=_identifier("--id"), help="sending the same id again keeps it once"
+    )
+    sig.set_defaults(func=cmd_signal)

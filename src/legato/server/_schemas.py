@@ -77,6 +77,18 @@ class ForceEndIn(BaseModel):
     status: Annotated[str, Field(pattern="^(succeeded|failed)$")]
 
 
+class SignalIn(BaseModel):
+    """A signal's value, and an id that makes sending it idempotent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[Any, Field(description="JSON handed to the workflow waiting for it")] = None
+    id: Annotated[
+        BranchId | None,
+        Field(description="the same id again is kept once (default: a new one each time)"),
+    ] = None
+
+
 class TccIn(BaseModel):
     """Begin a TCC transaction: prepared until submitted, aborted, or timed out."""
 

@@ -18,9 +18,19 @@ from ..saga import Saga
 from ..settings import Settings
 from ..transports.http import HttpCall
 from ._auth import require_reader, require_token
-from ._fields import Gid, check_no_token, check_payload
+from ._fields import BranchId, Gid, check_no_token, check_payload
 from ._paging import page
-from ._schemas import BranchIn, EndIn, ForceEndIn, RetryIn, SagaIn, TccIn, XaBranchIn, XaIn
+from ._schemas import (
+    BranchIn,
+    EndIn,
+    ForceEndIn,
+    RetryIn,
+    SagaIn,
+    SignalIn,
+    TccIn,
+    XaBranchIn,
+    XaIn,
+)
 from ._views import event_view, op_view, outcome_view, tx_view
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
@@ -91,6 +101,7 @@ async def submit_saga(body: SagaIn, c: Coord, request: Request) -> dict[str, Any
 
 
 PathGid = Annotated[Gid, Path(description="the transaction's gid")]
+PathSignal = Annotated[BranchId, Path(description="the signal's name")]
 
 
 @router.get(
@@ -165,6 +176,20 @@ async def force_end(gid: PathGid, body: ForceEndIn, c: Coord) -> dict[str, Any]:
     await _known(c, gid)
     await c.force_end(gid, body.status, by="api")
     return {"gid": gid, "requested": body.status}
+
+
+@router.post(
+    "/transactions/{gid}/signals/{name}",
+    dependencies=guarded,
+    summary="Send a signal to a workflow",
+)
+async def send_signal(
+    gid: PathGid, name: PathSignal, c: Coord, request: Request, body: SignalIn | None = None
+) -> dict[str, Any]:
+    body = body or SignalIn()
+    _checked_payload(request, body.value, "value")
+    kept = await c.signal(gid, name, body.value, id=body.id, by="api")
+    return {"gid": gid, "signal": name, "kept": kept}
 
 
 tcc = APIRouter(prefix="/v1/tcc", tags=["TCC"])
