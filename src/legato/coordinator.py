@@ -61,7 +61,15 @@ from .transports.http import (
 )
 from .transports.local import LocalCall, LocalTransport
 from .transports.xa import Connections, XaCall, XaResource, XaTransport
-from .workflow import SagaCall, SagaStepTransport, WorkflowDefinition, WorkflowMode
+from .workflow import (
+    SagaCall,
+    SagaStepTransport,
+    WorkflowDefinition,
+    WorkflowMode,
+    XaEnd,
+    XaStep,
+    XaStepTransport,
+)
 from .xa import DEFAULT_XA_TIMEOUT, RecoveryReport, Xa, XaTransaction
 
 logger = logging.getLogger("legato.coordinator")
@@ -175,6 +183,10 @@ class Coordinator:
                 SagaCall: SagaStepTransport(self._submit_child),
             }
         )
+        xa_steps = XaStepTransport(
+            self.transport, self.resources, self.xa_connections, lambda: self.xa_namespace
+        )
+        self.engine.transports.update({XaStep: xa_steps, XaEnd: xa_steps})
 
     # -- what the engine holds, by the names the coordinator has always had -------------
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import _initiator, _json
 from ._bounds import check_branch_id, check_headers
-from ._errors import GidConflict, WorkflowError
+from ._errors import Failure, GidConflict, ResourceError, WorkflowError
 from ._model import Json, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
 from .drivers.workflow import (
     Call,
@@ -35,6 +35,8 @@ from .drivers.workflow import (
     WorkflowDefinition,
     WorkflowDriver,
     WorkflowMode,
+    XaEnd,
+    XaStep,
     call,
     current_step,
     replay,
@@ -46,6 +48,8 @@ from .log import NewTransaction
 from .modes import workflow as machine
 from .modes._core import Resume
 from .transports.base import AttemptResult, Done, OpAttempt
+from .transports.local import LocalTransport
+from .transports.xa import Connections, XaResource, phase2
 
 
 async def start(
@@ -138,6 +142,54 @@ class SagaStepTransport:
         return asyncio.get_running_loop().create_task(run())
 
 
+class XaStepTransport:
+    """Carries a workflow's XA branches (``wf.xa``): the prepare (the branch function run
+    in a two-phase transaction on the resource, in a step thread) and phase 2, in this
+    coordinator's XA namespace (an xid per gid and journal entry)."""
+
+    remote = False
+
+    def __init__(
+        self,
+        local: LocalTransport,
+        resources: Mapping[str, XaResource],
+        conns: Connections,
+        namespace: Callable[[], str],
+    ) -> None:
+        self.local, self.resources, self.conns, self.namespace = local, resources, conns, namespace
+
+    def start(
+        self, call: XaStep | XaEnd, attempt: OpAttempt, *, timeout: float | None, done: Done
+    ) -> None:
+        from .participant import xa
+
+        resource = self.resources.get(call.resource)
+        namespace = self.namespace()
+
+        def work() -> AttemptResult:
+            if resource is None:
+                raise ResourceError(f"resource {call.resource!r} is not registered here")
+            if isinstance(call, XaEnd):
+                phase2(
+                    resource, xa.Xid(attempt.gid, attempt.branch, namespace), call.op, self.conns
+                )
+                return AttemptResult.ok()
+            conn = resource.connect()
+            try:
+                result = xa.prepare_branch(
+                    conn, attempt.gid, attempt.branch, call.fn, namespace=namespace
+                )
+            except Failure as exc:
+                return AttemptResult.failed(str(exc))
+            finally:
+                conn.close()
+            if not result.ok:
+                return AttemptResult.failed("the branch was rolled back already")
+            return AttemptResult.ok(_json.check(result.value, what="the branch's output"))
+
+        self.local.in_thread(work, timeout, done)
+
+
 def signal_record(
     gid: str, name: str, value: Json = None, *, id: str | None = None, now: float
 ) -> OpRecord:
@@ -181,6 +233,9 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowError",
     "WorkflowMode",
+    "XaEnd",
+    "XaStep",
+    "XaStepTransport",
     "call",
     "current_step",
     "replay",

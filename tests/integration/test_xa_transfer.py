@@ -262,3 +262,48 @@ async def test_a_branch_prepared_before_namespaces_ends_by_its_old_xid_and_recov
 def test_sqlite_is_no_xa_resource(tmp_path: Path) -> None:
     with pytest.raises(legato.DefinitionError, match="SQLite has no two-phase commit"):
         Coordinator(f"sqlite:///{tmp_path / 'l.db'}", resources={"s": f"sqlite:///{tmp_path}/x.db"})
+
+
+# -- XA branches as workflow steps ---------------------------------------------------------
+
+
+def wf_debit(conn: Any, amount: int) -> int:
+    debit(amount)(conn)
+    return amount
+
+
+def wf_credit(conn: Any, amount: int) -> int:
+    credit(amount)(conn)
+    return amount
+
+
+@legato.workflow("xa_transfer")
+async def xa_transfer(wf: legato.Workflow, amount: int, refuse_after: bool) -> int:
+    await wf.xa("maria", wf_credit, amount)
+    moved = await wf.xa("pg", wf_debit, amount)  # a Failure past the balance
+    if refuse_after:
+        raise legato.Failure("refused after both were prepared")
+    return int(moved)
+
+
+@pytest.mark.parametrize(
+    ("amount", "refuse_after", "status", "balances"),
+    [
+        (30, False, TxStatus.SUCCEEDED, (70, 130)),
+        (500, False, TxStatus.FAILED, (100, 100)),
+        (30, True, TxStatus.FAILED, (100, 100)),
+    ],
+)
+async def test_a_workflows_xa_branches_commit_when_it_succeeds_and_roll_back_when_it_fails(
+    coordinator_xa: Coordinator,
+    ledgers: Ledgers,
+    amount: int,
+    refuse_after: bool,
+    status: TxStatus,
+    balances: tuple[int, int],
+) -> None:
+    h = await coordinator_xa.start_workflow(xa_transfer, amount, refuse_after)
+    outcome = await h.result(timeout=15)
+    assert outcome.status is status, outcome
+    assert ledgers.balances() == balances
+    assert ledgers.left_prepared() == []

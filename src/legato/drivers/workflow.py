@@ -171,6 +171,24 @@ class SagaCall:
         return f"saga {getattr(self.saga, 'name', '?')}"
 
 
+@dataclass(frozen=True, slots=True)
+class XaStep:
+    """A workflow's XA branch (``wf.xa``): ``fn(conn)`` run in a two-phase transaction on
+    the coordinator's resource ``resource``, then prepared; committed once the workflow
+    has succeeded, rolled back if it rolls back."""
+
+    resource: str
+    fn: Any
+
+
+@dataclass(frozen=True, slots=True)
+class XaEnd:
+    """Phase 2 of a workflow's XA branch: ``op`` is ``commit`` or ``rollback``."""
+
+    resource: str
+    op: OpName
+
+
 def call(fn: Any, /, *args: Any, **kwargs: Any) -> Call:
     """``fn`` with its arguments, for a step's ``compensate=``."""
     return Call(fn, args, kwargs)
@@ -226,6 +244,17 @@ def _bound(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any
     return (_AsyncBound if is_async else _Bound)(fn, args, kwargs)
 
 
+def _bound_conn(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Callable[[Any], Any]:
+    """``fn`` with its arguments after the connection: what an XA branch runs."""
+
+    def branch(conn: Any) -> Any:
+        return fn(conn, *args, **kwargs)
+
+    return branch
+
+
 def _import_path(fn: Any) -> str | None:
     """``module:qualname`` of a module-level function (or a method of a module-level
     class) that imports back to the same object; None for a lambda, a closure..."""
@@ -260,7 +289,9 @@ def _jsonable(value: Any, what: str) -> Json:
 
 
 def _step_name(fn: Any) -> str:
-    if isinstance(fn, SagaCall):
+    if isinstance(fn, XaStep):
+        raw = getattr(fn.fn, "__name__", None) or f"xa:{fn.resource}"
+    elif isinstance(fn, SagaCall):
         raw = f"saga:{getattr(fn.saga, 'name', 'saga')}"
     elif isinstance(fn, HttpCall):
         raw = fn.url.rstrip("/").rsplit("/", 1)[-1] or "http"
@@ -273,6 +304,10 @@ def _step_name(fn: Any) -> str:
 
 
 def _target(fn: Any) -> str:
+    if isinstance(fn, XaEnd):
+        return f"xa {fn.op} on {fn.resource}"
+    if isinstance(fn, XaStep):
+        return f"xa prepare on {fn.resource}"
     if isinstance(fn, SagaCall):
         return fn.target
     if isinstance(fn, HttpCall):
@@ -285,6 +320,8 @@ def _target(fn: Any) -> str:
 
 def _undo_spec(undo: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Json:
     """A compensation as the journal keeps it, so that any coordinator can run it."""
+    if isinstance(undo, XaEnd):
+        return {"xa": {"resource": undo.resource, "op": str(undo.op)}}
     if isinstance(undo, HttpCall):
         return {"http": undo.to_json()}
     if isinstance(undo, BrokerCall):
@@ -315,6 +352,8 @@ def _undo_spec(undo: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Jso
 
 
 def _undo_call(spec: Mapping[str, Any]) -> object:
+    if "xa" in spec:
+        return XaEnd(str(spec["xa"]["resource"]), OpName(spec["xa"]["op"]))
     if "http" in spec:
         return HttpCall.from_json(spec["http"])
     if "broker" in spec:
@@ -411,6 +450,20 @@ class Workflow:
         the next positions; a failure out of it undoes its steps (then reaches this
         body, which may go on), and this workflow's rollback undoes them too."""
         return await self._d.child(self, definition, args)
+
+    def xa(
+        self, resource: str, fn: Any, /, *args: Any, name: str | None = None, **kwargs: Any
+    ) -> Pending:
+        """An XA branch as a step: ``fn(conn, *args)`` runs in a two-phase transaction on
+        the database the coordinator knows as ``resource`` (``register_resource``) and is
+        prepared; it commits once the workflow has succeeded and rolls back if it rolls
+        back. Its output is what ``fn`` returned."""
+        check_branch_id(resource, "resource")
+        step = XaStep(resource, _bound_conn(fn, args, kwargs))
+        return self._d.step(
+            step, args, kwargs, XaEnd(resource, OpName.ROLLBACK),
+            XaEnd(resource, OpName.COMMIT), name or _step_name(fn), None, None,
+        )  # fmt: skip
 
     def saga(self, saga: Any, payload: Json = None, /, *, compensate: Any = None) -> Pending:
         """Run a declarative ``legato.Saga`` as a step: a transaction of its own (gid
@@ -735,7 +788,7 @@ class WorkflowDriver:
             if name.startswith("@"):
                 raise DefinitionError(f"step names starting with '@' are Legato's: {name!r}")
         step_name = name or _step_name(fn)
-        if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall | SagaCall)):
+        if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall | SagaCall | XaStep)):
             raise DefinitionError(f"a step is a callable, an HttpCall or a BrokerCall, not {fn!r}")
         shown_args = [fn.payload] if isinstance(fn, SagaCall) else list(args)
         digest = _digest(_jsonable([shown_args, kwargs], f"the arguments of step {step_name}"))
@@ -763,7 +816,7 @@ class WorkflowDriver:
             fn = dataclasses.replace(fn, gid=f"{self.tx.gid}.{pos}")
         self.calls[key] = (
             fn
-            if isinstance(fn, HttpCall | BrokerCall | SagaCall)
+            if isinstance(fn, HttpCall | BrokerCall | SagaCall | XaStep)
             else LocalCall(_bound(fn, args, kwargs))
         )
         if retry is not None:
