@@ -189,9 +189,12 @@ async def test_a_signal_sent_before_the_wait_is_kept_for_it(
     h = await coordinator.start_workflow(waits, tag)
     assert await coordinator.signal(h.gid, "go", "yes", id="s1")
     assert not await coordinator.signal(h.gid, "go", "yes", id="s1")  # the same one: kept once
+    assert await coordinator.signal(h.gid, "typo", 1, id="t1")  # a name nothing waits for
     o = await settle(coordinator, h)
     assert o.succeeded and o.result == "yes"
     assert calls(tag) == ["areserve before", "areserve after yes"]
+    returned = next(e for e in await coordinator.events(h.gid) if e.kind == "wf.returned")
+    assert returned.detail["unused_signals"] == ["typo#t1"]  # reported, not lost silently
 
 
 async def test_a_signal_wakes_a_workflow_that_was_let_go(

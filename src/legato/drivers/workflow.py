@@ -722,7 +722,13 @@ class WorkflowDriver:
                 self.crashed = True
                 self.feed(machine.BodyCrashed(time.time(), str(exc)))
                 return
-            self.feed(machine.BodyReturned(time.time(), value))
+            unused = [o.branch for o in self.signals if o.branch not in self.taken]
+            if unused:
+                logger.warning(
+                    "workflow %s ended with signals it never took: %s", self.tx.gid, unused
+                )
+            info = {"unused_signals": unused} if unused else None
+            self.feed(machine.BodyReturned(time.time(), value, info))
 
     def _in_body(self, what: str) -> None:
         if self.task is None or asyncio.current_task() is not self.task:

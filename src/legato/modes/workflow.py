@@ -223,6 +223,7 @@ class BodyReturned:
     kind: ClassVar[str] = "wf.returned"
     now: float
     output: Json
+    info: Mapping[str, Json] | None = None  # for the timeline: signals kept and never taken
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ OPS: Mapping[str, frozenset[str]] = {
     "xa": frozenset({"action", "commit", "rollback"}),
     "msg": frozenset({"action", "msg"}),
     "inbox": frozenset({"consume"}),
+    "workflow": frozenset({"action", "compensate", "confirm"}),  # a step, its undo, its commit
 }
 """The ops each transaction type's branches have (``msg`` is the initiator's local op;
 ``inbox`` is a consumer's record of a message it handled: see ``inbox``)."""
