@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,13 @@ BOOKED, ROLLED_BACK, STUCK, UNSETTLED, MISSING = (
     "in progress",
     "not in the log",
 )
+
+
+def step_name(step: str) -> str:
+    """A step's name as the checks count it: a workflow's journal puts the step's
+    position first (``0002.hotel``, after a sold-out ``0001.hotel``), a saga does not."""
+    position, dot, name = step.partition(".")
+    return name if dot and position.isdigit() else step
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,10 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 async def check(directory: Path) -> Report:
     """Check the demo directory's services against its log; see the module docstring."""
-    report = await check_log(directory)
+    with _read_only(directory / DATABASES["hotels"]) as db:
+        roomless = {g for (g,) in db.execute("SELECT gid FROM barrier WHERE outcome = 'failed'")}
+        roomless -= {g for (g,) in db.execute("SELECT gid FROM reservations")}
+    report = await check_log(directory, roomless)
     active: dict[str, Counter[str]] = {}
     for service in RESERVATION_STEPS:
         active[service] = _check_reservations(directory / DATABASES[service], service, report)
@@ -95,15 +105,17 @@ async def check(directory: Path) -> Report:
     return report
 
 
-async def check_log(directory: Path) -> Report:
+async def check_log(directory: Path, roomless: Collection[str] = ()) -> Report:
     """The checks that read the log alone: how each trip of the manifest ended, and
-    that the stuck ones are visible (the services' side is checked by the caller)."""
+    that the stuck ones are visible (the services' side is checked by the caller).
+    ``roomless``: trips every hotel turned away (sold out), which had no room for their
+    hotel to refuse to cancel."""
     manifest = json.loads((directory / MANIFEST).read_text())
     gids: list[str] = manifest["gids"]
     report = Report()
     await _read_log(str(manifest["log"]), gids, report)
     _check_settled(report)
-    _check_stuck(report, set(manifest["stuck"]))
+    _check_stuck(report, set(manifest["stuck"]) - set(roomless))
     return report
 
 
@@ -139,7 +151,8 @@ def _check_settled(report: Report) -> None:
 def _check_stuck(report: Report, injected: set[str]) -> None:
     """A stuck trip is not a broken one (DESIGN 3.1): it is visible, with its reason,
     and holds what it holds until an operator retries or ends it. The trips whose
-    hotel was made to refuse cancellations must be among them; with harsh fault
+    hotel was made to refuse cancellations must be among them (save those that held
+    no room: a workflow's trip that found every hotel sold out); with harsh fault
     rates, others may be too (an undo that ran out of attempts)."""
     stuck = {g for g, s in report.trips.items() if s == STUCK}
     problems = [f"{g} is stuck without a reason" for g in sorted(stuck) if not report.stuck[g]]
@@ -152,15 +165,23 @@ def _check_stuck(report: Report, injected: set[str]) -> None:
     report.add("stuck trips visible, with reason", problems, detail)
 
 
+def _done(db: sqlite3.Connection) -> Counter[tuple[str, str]]:
+    """How many ops a service's barrier applied, by step name and op."""
+    done: Counter[tuple[str, str]] = Counter()
+    for step, op, n in db.execute(
+        "SELECT step, op, count(*) FROM barrier WHERE outcome = 'done' GROUP BY step, op"
+    ):
+        done[(step_name(step), op)] += n
+    return done
+
+
 def _check_reservations(path: Path, service: str, report: Report) -> Counter[str]:
     """Inventory and barrier of one reservation service; returns confirmed/held per trip."""
     step = RESERVATION_STEPS[service]
     with _read_only(path) as db:
         rows = db.execute("SELECT gid, item, state FROM reservations").fetchall()
         inventory = db.execute("SELECT item, capacity, free FROM inventory").fetchall()
-        barrier = db.execute(
-            "SELECT step, op, count(*) FROM barrier WHERE outcome = 'done' GROUP BY step, op"
-        ).fetchall()
+        done = _done(db)
         report.repeats += db.execute(
             "SELECT coalesce(sum(deliveries - 1), 0) FROM barrier"
         ).fetchone()[0]
@@ -184,7 +205,6 @@ def _check_reservations(path: Path, service: str, report: Report) -> Counter[str
         problems,
         f"{sum(r[1] for r in inventory)} in all, {sum(held_by_item.values())} taken",
     )
-    done = {(s, o): n for s, o, n in barrier}
     problems = [f"{g} has {n} reservations" for g, n in per_trip.items() if n > 1]
     expected = {
         "reservations": (len(rows), done.get((step, "action"), 0)),
@@ -212,12 +232,7 @@ def _check_payments(path: Path, report: Report) -> dict[str, tuple[int, int]]:
         balances = dict(db.execute("SELECT id, balance FROM accounts").fetchall())
         funded = db.execute("SELECT total FROM funding").fetchone()[0]
         payments = db.execute("SELECT gid, kind, amount FROM payments").fetchall()
-        barrier = dict(
-            ((s, o), n)
-            for s, o, n in db.execute(
-                "SELECT step, op, count(*) FROM barrier WHERE outcome = 'done' GROUP BY step, op"
-            ).fetchall()
-        )
+        barrier = _done(db)
         report.repeats += db.execute(
             "SELECT coalesce(sum(deliveries - 1), 0) FROM barrier"
         ).fetchone()[0]

@@ -4,7 +4,9 @@ checks, the verdict, why a trip was rolled back, and the commands that inspect t
 from __future__ import annotations
 
 import functools
+import re
 import sys
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,12 +27,32 @@ def booking_progress(console: Console) -> Progress:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A row of the demo's table: a count, and what it means (``detail``: a row about
+    the one above it, indented)."""
+
+    label: str
+    count: int
+    note: str = ""
+    detail: bool = False
+
+
+UNITS = {"seat": "flight", "room": "hotel", "car": "car"}
+
+
 def why(reason: str | None) -> str:
-    """A short cause for a rolled-back trip, from the reason in the log."""
+    """A short cause for a rolled-back trip, from the reason in the log: a saga's
+    (``car failed: sold out: no car left at ...``) or a workflow's (the failure its body
+    raised, or its step's: ``sold out: no car left at ...``, ``step pay gave up ...``)."""
     text = reason or "unknown"
     step = text.split(" ", 1)[0].split(".", 1)[0]
+    gave_up = re.match(r"step (\S+) gave up", text)
+    if gave_up:
+        step = gave_up[1]
     if "sold out" in text:
-        return f"{step} sold out"
+        unit = re.search(r"no (\w+) left", text)
+        return f"{UNITS.get(unit[1], unit[1]) if unit else step} sold out"
     if "declined" in text:
         return "card declined"
     if "insufficient funds" in text:

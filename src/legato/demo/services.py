@@ -3,7 +3,10 @@
 Each owns a SQLite file with real inventory (seats, rooms, cars, account
 balances) and a barrier table (see ``service.py``). Their entry points are
 plain synchronous functions of a ``legato.StepContext``: a saga step calls
-them directly, in the coordinator's step threads.
+them directly, in the coordinator's step threads (``reserve``, ``charge``,
+``confirm_trip`` read what they need from the saga's payload and outputs); a
+workflow's step passes it explicitly (``hold``, ``charge_card``,
+``confirm_holds``, with ``legato.current_step()``).
 
 >>> services = Services.open(Path("demo"), Faults(seed=1), inventory)  # doctest: +SKIP
 >>> flights = services.flights  # doctest: +SKIP
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +93,12 @@ class ReservationService(Service):
         raise NotImplementedError
 
     def reserve(self, ctx: StepContext) -> Json:
-        """Hold one unit for the trip; ``Failure`` when none is left."""
-        item, units = self.item_for(ctx.payload)
+        """The saga's step: hold one unit of what the trip wants (its payload says)."""
+        return self.hold(ctx, *self.item_for(ctx.payload))
+
+    def hold(self, ctx: StepContext, item: str, units: int) -> Json:
+        """Hold one unit of ``item`` for ``units`` price units; ``Failure`` when none
+        is left."""
 
         def hold(db: sqlite3.Connection) -> Json:
             row = db.execute("SELECT free, price FROM inventory WHERE item = ?", (item,)).fetchone()
@@ -195,8 +202,14 @@ class PaymentService(Service):
                 db.execute("INSERT INTO funding (total) VALUES (?)", (sum(accounts.values()),))
 
     def charge(self, ctx: StepContext) -> Json:
+        """The saga's step: charge the trip's customer the prices its holds quoted."""
         customer = str(ctx.payload["customer"])
         amount = sum(int(out["price"]) for out in ctx.outputs.values() if isinstance(out, dict))
+        return self.charge_card(ctx, customer, amount)
+
+    def charge_card(self, ctx: StepContext, customer: str, amount: int) -> Json:
+        """Move ``amount`` cents from ``customer`` to the merchant; ``Failure`` when the
+        card is declined or the account is short."""
 
         def pay(db: sqlite3.Connection) -> Json:
             if self.faults.declined(ctx.gid):
@@ -273,11 +286,19 @@ class Services:
         return iter((self.flights, self.hotels, self.cars, self.payments))
 
     def confirm_trip(self, ctx: StepContext) -> Json:
-        """After payment: confirm the flight, hotel and car holds (each once, by the barrier)."""
-        for service, step in ((self.flights, "flight"), (self.hotels, "hotel"), (self.cars, "car")):
+        """The saga's step, after payment: confirm the holds its steps made."""
+        holds = {}
+        for step in ("flight", "hotel", "car"):
             held = ctx.outputs[step]
             assert isinstance(held, dict)
-            service.confirm(ctx, int(held["reservation"]))
+            holds[step] = int(held["reservation"])
+        return self.confirm_holds(ctx, holds)
+
+    def confirm_holds(self, ctx: StepContext, holds: Mapping[str, int]) -> Json:
+        """Confirm the flight, hotel and car holds (``holds``: their reservations), each
+        once, by the barrier."""
+        for service, step in ((self.flights, "flight"), (self.hotels, "hotel"), (self.cars, "car")):
+            service.confirm(ctx, holds[step])
         return {"confirmed": ["flight", "hotel", "car"]}
 
     def wait_idle(self, timeout: float = 10.0) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from legato import Json
 
@@ -66,19 +68,46 @@ def car_item(city: str) -> str:
     return f"{city}-cars"
 
 
-def plan_inventory(trips: list[Trip], seed: int, sold_out: float) -> Inventory:
-    """Enough seats and rooms for every trip, a car fleet ``sold_out`` short of the
-    demand in each city, and customers who can mostly pay."""
+def hotels_in_order(payload: Mapping[str, Json]) -> list[str]:
+    """The hotels a trip would take, best first: the one it asked for, then the other
+    hotel of its city (the workflow falls back to it when the first is sold out)."""
+    first = str(payload["hotel"])
+    city = str(payload["city"])
+    return [first, *(f"{city}-{h}" for h in HOTELS if f"{city}-{h}" != first)]
+
+
+def plan_inventory(
+    trips: list[Trip], seed: int, sold_out: float, short: Literal["cars", "hotels"] = "cars"
+) -> Inventory:
+    """Enough seats for every trip, customers who can mostly pay, and in each city a
+    shortage of ``sold_out`` (a fraction of its trips): of cars (the saga's trips find
+    none left), or of rooms (the workflow's trips fall back to their city's other
+    hotel, and find none left when both are full); the other is plentiful."""
     rng = random.Random(f"inventory:{seed}")
     demand: Counter[str] = Counter()
     customers: set[str] = set()
     for t in trips:
         p = t.payload
         demand.update([str(p["flight"]), str(p["hotel"]), car_item(str(p["city"]))])
+        demand[str(p["city"])] += 1
         customers.add(str(p["customer"]))
 
     def roomy(item: str) -> int:
         return math.ceil(demand[item] * 1.1) + 2
+
+    def rooms(city: str, hotel: str) -> int:
+        item = f"{city}-{hotel}"
+        if short != "hotels":
+            return roomy(item)
+        # the city's first hotel is twice the shortage short of the trips that ask for
+        # it, its second has the shortage to spare: half the trips turned away by the
+        # first find a room in the second
+        missing = round(demand[city] * sold_out)
+        spare = missing if hotel != HOTELS[0] else -2 * missing
+        return max(0, demand[item] + spare)
+
+    def fleet(item: str) -> int:
+        return round(demand[item] * (1 - sold_out)) if short == "cars" else roomy(item)
 
     flights = tuple(
         Item(f"{c}-{k}", c, roomy(f"{c}-{k}"), rng.randrange(150_00, 600_00, 5_00))
@@ -86,18 +115,12 @@ def plan_inventory(trips: list[Trip], seed: int, sold_out: float) -> Inventory:
         for k in (1, 2)
     )
     hotels = tuple(
-        Item(f"{c}-{h}", c, roomy(f"{c}-{h}"), rng.randrange(80_00, 220_00, 5_00))
+        Item(f"{c}-{h}", c, rooms(c, h), rng.randrange(80_00, 220_00, 5_00))
         for c in CITIES
         for h in HOTELS
     )
     cars = tuple(
-        Item(
-            car_item(c),
-            c,
-            round(demand[car_item(c)] * (1 - sold_out)),
-            rng.randrange(30_00, 70_00, 5_00),
-        )
-        for c in CITIES
+        Item(car_item(c), c, fleet(car_item(c)), rng.randrange(30_00, 70_00, 5_00)) for c in CITIES
     )
     accounts = {name: 8_000_00 for name in sorted(customers)}
     return Inventory(flights, hotels, cars, accounts)
