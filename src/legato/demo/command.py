@@ -1,9 +1,11 @@
 """``legato demo``'s arguments, and the demo they choose: the travel booking in process
-(``run``), over HTTP (``--http``: ``http.demo``) or the choreographed shop (``shop``)."""
+(``run``: sagas, or workflows with ``--workflow``), over HTTP (``--http``: ``http.demo``)
+or the choreographed shop (``shop``)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -11,6 +13,20 @@ def _rate(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"a rate is a fraction between 0 and 1, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"seconds, more than 0 and at most 60, not {text}")
+    return value
+
+
+def _amount(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1e9:
+        raise argparse.ArgumentTypeError(f"an amount of 0 or more, not {text}")
     return value
 
 
@@ -83,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the databases and log of earlier runs (default: start afresh)",
     )
     parser.add_argument(
+        "--workflow",
+        action="store_true",
+        help="book each trip as a workflow (plain Python) instead of the saga: it falls "
+        "back to the city's other hotel when the first is sold out, and a trip over "
+        "--approve-over waits for an approval, which the demo sends (or refuses, or forgets)",
+    )
+    parser.add_argument(
         "--http",
         action="store_true",
         help="run the services and the coordinator (legato serve) as separate processes, "
@@ -106,7 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sold-out",
         type=_rate,
         default=0.15,
-        help="how far short of the demand each city's car fleet is (default 0.15)",
+        help="how far short of the demand each city's car fleet is; with --workflow, "
+        "each hotel instead (default 0.15)",
     )
     faults.add_argument(
         "--flaky",
@@ -137,10 +161,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stuck for an operator (default 0)",
     )
 
+    approvals = parser.add_argument_group("approvals (with --workflow)")
+    approvals.add_argument(
+        "--approve-over",
+        type=_amount,
+        metavar="AMOUNT",
+        default=1000,
+        help="a trip costing more waits for an approval (default 1000)",
+    )
+    approvals.add_argument(
+        "--approval-wait",
+        type=_seconds,
+        metavar="SECONDS",
+        default=3.0,
+        help="how long a trip waits for its approval before it is rolled back (default 3)",
+    )
+    approvals.add_argument(
+        "--refuse",
+        type=_rate,
+        default=0.15,
+        help="approvals refused: the trip is rolled back (default 0.15)",
+    )
+    approvals.add_argument(
+        "--unanswered",
+        type=_rate,
+        default=0.1,
+        help="approvals never answered: the trip times out and is rolled back (default 0.1)",
+    )
+
 
 def main(args: argparse.Namespace) -> int:
     # each demo is imported once chosen: the others' dependencies (SQLAlchemy, Starlette
     # and httpx over HTTP; the brokers and the outbox for the shop) stay unloaded
+    if args.workflow and (args.http or args.scenario == "shop"):
+        print(
+            "legato demo: --workflow books the travel trips in process, not with --http "
+            "or the shop",
+            file=sys.stderr,
+        )
+        return 2
     if args.scenario == "shop":
         from .shop.show import main as shop
 

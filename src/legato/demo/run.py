@@ -1,5 +1,6 @@
 """`legato demo`: book trips through four in-process services while faults are injected,
-then check, from the services' own databases, that every trip is all or nothing."""
+then check, from the services' own databases, that every trip is all or nothing. The
+trips are sagas, or with ``--workflow`` workflows (``booking`` has both ways)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from rich.table import Table
 from legato import Coordinator
 from legato.log import outlives_process
 
+from .approver import Approver
+from .booking import Booking, SagaBooking, WorkflowBooking
 from .check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, Report, check, write_manifest
 from .directory import absolute_log_url, wipe
 from .faults import Faults
-from .report import booking_progress, show_checks, show_log, verdict, why
+from .report import Line, booking_progress, show_checks, show_log, verdict, why
 from .services import DATABASES, Services
 from .trip import trip_saga
 from .workload import Trip, make_trips, plan_inventory
@@ -34,6 +37,7 @@ class Tally:
     reasons: Counter[str]
     retries: int
     elapsed: float
+    lines: list[Line]  # the booking's own rows (the workflow's fall-backs and approvals)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,15 +75,23 @@ async def _main(args: argparse.Namespace) -> int:
         stuck=args.stuck_rate,
     )
     trips = make_trips(args.n, args.seed, prefix)
-    services = Services.open(directory, faults, plan_inventory(trips, args.seed, args.sold_out))
+    inventory = plan_inventory(
+        trips, args.seed, args.sold_out, "hotels" if args.workflow else "cars"
+    )
+    services = Services.open(directory, faults, inventory)
     write_manifest(
         directory,
         log_url,
         [t.gid for t in trips],
         [t.gid for t in trips if faults.stuck_trip(t.gid)],
     )
+    booking: Booking = SagaBooking(trip_saga(services))
+    if args.workflow:
+        approver = Approver(faults.draw, args.refuse, args.unanswered)
+        over = round(args.approve_over * 100)
+        booking = WorkflowBooking(services, str(directory), approver, over, args.approval_wait)
     try:
-        tally = await _book(console, log_url, services, trips, args.concurrency)
+        tally = await _book(console, log_url, booking, trips, args.concurrency)
     finally:
         # attempts the coordinator gave up on (timeouts) may still be running: let them
         # land before the databases are read, to show that they change nothing
@@ -91,9 +103,8 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _book(
-    console: Console, log_url: str, services: Services, trips: list[Trip], concurrency: int
+    console: Console, log_url: str, booking: Booking, trips: list[Trip], concurrency: int
 ) -> Tally:
-    saga = trip_saga(services)
     outcomes: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     gate = asyncio.Semaphore(concurrency)
@@ -102,7 +113,7 @@ async def _book(
 
     async def book(coordinator: Coordinator, trip: Trip) -> None:
         async with gate:
-            handle = await coordinator.submit(saga, trip.payload, gid=trip.gid)
+            handle = await booking.start(coordinator, trip)
             try:
                 outcome = await handle.result(timeout=RESULT_TIMEOUT)
             except TimeoutError:
@@ -119,16 +130,17 @@ async def _book(
             reasons[why(outcome.reason)] += 1
         progress.update(task, tally=", ".join(f"{n} {what}" for what, n in outcomes.items()))
 
-    async with Coordinator(log_url) as coordinator:
+    async with Coordinator(log_url) as coordinator, booking.running(coordinator):
         started = time.perf_counter()
         with progress:
             await asyncio.gather(*(book(coordinator, t) for t in trips))
         elapsed = time.perf_counter() - started
         retries = 0
+        ops = {}
         for t in trips:
-            _, ops = await coordinator.get(t.gid)
-            retries += sum(max(0, o.attempts - 1) for o in ops)
-    return Tally(outcomes, reasons, retries, elapsed)
+            _, ops[t.gid] = await coordinator.get(t.gid)
+            retries += sum(max(0, o.attempts - 1) for o in ops[t.gid])
+    return Tally(outcomes, reasons, retries, elapsed, booking.lines(ops))
 
 
 def _show(
@@ -141,7 +153,8 @@ def _show(
     directory: Path,
 ) -> None:
     n = sum(tally.outcomes.values())
-    trips = Table(title=f"Legato demo: {n} trips, seed {args.seed}", show_header=False)
+    how = " as workflows" if args.workflow else ""
+    trips = Table(title=f"Legato demo: {n} trips{how}, seed {args.seed}", show_header=False)
     trips.add_column(no_wrap=True)
     trips.add_column(justify="right", no_wrap=True)
     trips.add_column(style="dim")
@@ -155,6 +168,11 @@ def _show(
         detail(cause, count)
     stuck = tally.outcomes[STUCK]
     trips.add_row("[bold]stuck", str(stuck), "waiting for an operator" if stuck else "")
+    for line in tally.lines:
+        if line.detail:
+            detail(line.label, line.count, line.note)
+        else:
+            trips.add_row(f"[bold]{line.label}", str(line.count), line.note)
     if tally.outcomes[UNSETTLED]:
         trips.add_row(
             "[bold]not settled", str(tally.outcomes[UNSETTLED]), f"after {RESULT_TIMEOUT:.0f} s"
