@@ -1,4 +1,5 @@
-"""`legato demo`: the travel booking, its services' barriers, and its consistency check.
+"""`legato demo`: the travel booking (as sagas, and with --workflow as workflows), its
+services' barriers, and its consistency check.
 
 The demo's verdict is read from the four services' own SQLite files; these
 tests read those files too, and tamper with them to see the check notice.
@@ -83,6 +84,74 @@ def test_the_demo_runs_as_a_command_and_says_where_its_log_is(tmp_path: Path) ->
     assert "all checks passed" in done.stdout
     assert "legato tx show trip-3-" in done.stdout
     assert checked(tmp_path).ok
+
+
+# -- the same trips as workflows ----------------------------------------------------------
+
+
+def test_the_workflow_demo_runs_as_a_command_and_prints_the_same_checks(tmp_path: Path) -> None:
+    legato_bin = Path(sys.executable).parent / "legato"
+    args = ["demo", "--workflow", "--n", "40", "--dir", str(tmp_path), "--seed", "3"]
+    done = subprocess.run(
+        [str(legato_bin), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "40 trips as workflows, seed 3" in out
+    for row in ("hotel fall-backs", "approvals asked", "approved", "refused", "never answered"):
+        assert row in out
+    assert "booked: a seat, room, car, charge" in out and "all checks passed" in out
+    report = checked(tmp_path)
+    assert report.ok, report.checks
+    assert set(report.trips.values()) == {"booked", "rolled back"}
+    with database(tmp_path / "hotels.db") as db:
+        # a sold-out hotel, then the trip's next one: two hotel steps, one room
+        fell_back = db.execute(
+            "SELECT count(DISTINCT r.gid) FROM reservations r JOIN barrier b"
+            " ON b.gid = r.gid AND b.outcome = 'failed' AND b.step LIKE '%.hotel'"
+        ).fetchone()[0]
+    assert fell_back > 0
+
+
+def test_workflows_refused_or_never_approved_are_rolled_back_and_hold_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["demo", "--workflow", "--n", "30", "--dir", str(tmp_path), "--seed", "4"]
+    approvals = ["--approve-over", "0", "--refuse", "0.3", "--unanswered", "0.3"]
+    assert cli([*args, *approvals, "--approval-wait", "0.5", "--decline", "0"]) == 0
+
+    out = capsys.readouterr().out
+    assert "approval refused" in out and "no approval in 0.5 s" in out
+    report = checked(tmp_path)
+    assert report.ok, report.checks  # among them: rolled back, none held or charged
+    booked = [g for g, s in report.trips.items() if s == "booked"]
+    with database(tmp_path / "payments.db") as db:
+        charged = {g for (g,) in db.execute("SELECT gid FROM payments WHERE kind = 'charge'")}
+        refunds = db.execute("SELECT count(*) FROM payments WHERE kind = 'refund'").fetchone()
+    # every trip waited for its approval before it paid: the others never reached the card
+    assert charged == set(booked) and refunds == (0,)
+
+
+def test_a_workflow_whose_hotel_will_not_cancel_is_stuck_holding_its_room(
+    tmp_path: Path,
+) -> None:
+    args = ["demo", "--workflow", "--n", "40", "--dir", str(tmp_path), "--seed", "4"]
+    assert cli([*args, "--stuck-rate", "0.2"]) == 0
+
+    report = checked(tmp_path)
+    stuck = [g for g, s in report.trips.items() if s == "stuck"]
+    assert stuck
+    assert all(".hotel.compensate" in report.stuck[g] for g in stuck)
+    with database(tmp_path / "hotels.db") as db:
+        for gid in stuck:
+            (state,) = db.execute("SELECT state FROM reservations WHERE gid = ?", (gid,)).fetchone()
+            assert state == "held"
+
+
+def test_the_workflow_demo_is_in_process_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["demo", "--workflow", "--http"]) == 2
+    assert "in process" in capsys.readouterr().err
 
 
 def test_stuck_trips_are_reported_and_keep_their_hotel_room(tmp_path: Path) -> None:
