@@ -321,13 +321,14 @@ class Coordinator:
         self,
         gid: str,
         name: str,
-        value: Json = None,
+        value: Json = True,
         *,
         id: str | None = None,
         by: str | None = None,
     ) -> bool:
-        """Send the signal ``name`` (with ``value``) to the workflow ``gid``: kept until
-        the workflow waits for it. ``id`` makes it idempotent; False: kept already."""
+        """Send the signal ``name`` (with ``value``, true by default: a wait that times out
+        returns None) to the workflow ``gid``: kept until the workflow waits for it.
+        ``id`` makes it idempotent; False: kept already."""
         return await workflow.signal(self.engine, gid, name, value, id=id, by=by)
 
     async def submit(

@@ -191,7 +191,7 @@ class XaStepTransport:
 
 
 def signal_record(
-    gid: str, name: str, value: Json = None, *, id: str | None = None, now: float
+    gid: str, name: str, value: Json = True, *, id: str | None = None, now: float
 ) -> OpRecord:
     """The op row that keeps the signal ``name`` (with ``value``) for the workflow
     ``gid``, as ``Log.signal`` takes it: its branch is ``name#id`` (a new id unless
@@ -211,7 +211,7 @@ async def signal(
     engine: Engine,
     gid: str,
     name: str,
-    value: Json = None,
+    value: Json = True,
     *,
     id: str | None = None,
     by: str | None = None,

@@ -102,7 +102,7 @@ async def test_the_same_signal_id_twice_is_kept_once_and_taken_once(
     assert outcome.status is legato.TxStatus.SUCCEEDED, outcome.reason
     assert outcome.result == {"approval": {"by": "ops"}, "again": None}
     assert shipments(tmp_path / "shipping.db") == [("order-8", "ops")]
-    assert await signal_ops(runner, "wf-2") == [("approval", {"by": "ops"}), ("ship", None)]
+    assert await signal_ops(runner, "wf-2") == [("approval", {"by": "ops"}), ("ship", True)]
 
 
 async def test_signalling_needs_the_api_token_and_nothing_is_kept_without_it(

@@ -271,7 +271,11 @@ def add_commands(sub: Any) -> None:
     sig.add_argument("name", type=_identifier("signal"), help="the signal's name")
     add_log_argument(sig)
     sig.add_argument(
-        "--value", type=_json_value, default=None, metavar="JSON", help="its value (JSON)"
+        "--value",
+        type=_json_value,
+        default=True,
+        metavar="JSON",
+        help="its value (JSON; default: true)",
     )
     sig.add_argument(
         "--id", type=_identifier("--id"), help="sending the same id again keeps it once"

@@ -256,8 +256,9 @@ def _bound_conn(
 
 
 def _import_path(fn: Any) -> str | None:
-    """``module:qualname`` of a module-level function (or a method of a module-level
-    class) that imports back to the same object; None for a lambda, a closure..."""
+    """``module:qualname`` of a module-level function (or a static method of a
+    module-level class) that imports back to the same object; None for a lambda, a
+    closure, a bound method..."""
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
         return None
@@ -493,8 +494,9 @@ class Workflow:
 
     async def wait_for(self, signal: str, timeout: float | None = None) -> Json:
         """Wait durably for the signal ``signal`` (sent with ``Coordinator.signal``, over
-        HTTP or with ``legato tx signal``) and return its value; None once ``timeout``
-        seconds have passed. A signal sent before the wait is kept for it."""
+        HTTP or with ``legato tx signal``) and return its value (true unless the sender
+        gave one); None once ``timeout`` seconds have passed. A signal sent before the
+        wait is kept for it."""
         check_branch_id(signal, "signal")
         if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
             raise DefinitionError(f"a wait's timeout is 0 or more seconds, not {timeout!r}")

@@ -82,7 +82,13 @@ class SignalIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: Annotated[Any, Field(description="JSON handed to the workflow waiting for it")] = None
+    value: Annotated[
+        Any,
+        Field(
+            description="JSON handed to the workflow waiting for it (default true; a wait that "
+            "times out gets null)"
+        ),
+    ] = True
     id: Annotated[
         BranchId | None,
         Field(description="the same id again is kept once (default: a new one each time)"),
