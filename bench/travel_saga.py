@@ -481,12 +481,14 @@ def main(argv: list[str] | None = None) -> int:
                 _services.cleanup(Backend("postgres", workdir))
         else:
             print(f"\nkept: {workdir} and the bench_* PostgreSQL databases")
-    print(
-        "\nvs DBOS: how many times better Legato is (DBOS/Legato for latency, Legato/DBOS "
+    legend = (
+        "vs DBOS: how many times better Legato is (DBOS/Legato for latency, Legato/DBOS "
         "for throughput). workflow cost: what the workflow costs in sagas of the same steps "
         "(workflow/saga for latency, saga/workflow for throughput; above 1: dearer). "
-        f"Total {time.perf_counter() - started:.0f} s."
+        if len(frameworks) > 1
+        else ""
     )
+    print(f"\n{legend}Total {time.perf_counter() - started:.0f} s.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     bad = [
