@@ -96,7 +96,8 @@ def _remove_sqlite(path: str) -> None:
 
 
 def prepare(backend: Backend, framework: str) -> None:
-    """Fresh participant databases, and a fresh log / system database for ``framework``."""
+    """Fresh participant databases, and a fresh log / system database for ``framework``
+    (``dbos``; anything else is Legato's: its saga, its workflow, the memory run)."""
     if backend.name == "sqlite":
         Path(backend.workdir).mkdir(parents=True, exist_ok=True)
         for s in SERVICES:
@@ -130,7 +131,7 @@ def prepare(backend: Backend, framework: str) -> None:
                 "CREATE TABLE booking (gid text NOT NULL, step text NOT NULL, "
                 "PRIMARY KEY (gid, step))"
             )
-    pg_recreate("bench_legato_log" if framework == "legato" else "bench_dbos_sys")
+    pg_recreate("bench_dbos_sys" if framework == "dbos" else "bench_legato_log")
 
 
 def cleanup(backend: Backend) -> None:

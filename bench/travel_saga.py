@@ -3,6 +3,10 @@
     .venv/bin/python bench/travel_saga.py                 # both backends, full run
     .venv/bin/python bench/travel_saga.py --quick         # smoke run
     .venv/bin/python bench/travel_saga.py --backend sqlite --n 1000 --duration 10
+    .venv/bin/python bench/travel_saga.py --only asleep --asleep 10000   # memory only
+
+Three rows: Legato's declarative saga, the same steps as a Legato workflow
+(``@legato.workflow``), and DBOS's workflow (the same programming model).
 
 Each (framework, backend) pair runs in its own subprocess on fresh databases
 (DBOS is a process-wide singleton, and neither should warm the other's caches);
@@ -33,17 +37,25 @@ from _services import Backend  # noqa: E402
 
 TARGET_RATIO = 10.0
 TARGET_P50_MS = 2.0
+TARGET_WF_RATIO = {"sqlite": 10.0, "postgres": 6.0}  # the workflow's throughput vs DBOS
+TARGET_WF_COST = 1.3  # a workflow costs at most this many times the saga of its steps
+TARGET_ASLEEP_MB = 200.0  # coordinator memory held by 10,000 workflows asleep at once
 RESULT_MARK = "RESULT "
+
+ROWS = ("legato", "legato-workflow", "dbos")  # the table's rows, run in this order
+PARTS = (*ROWS, "asleep")  # what --only may name
+LABELS = {"legato": "Legato saga", "legato-workflow": "Legato workflow", "dbos": "DBOS"}
+KINDS = {"legato": "saga", "legato-workflow": "workflow", "asleep": "asleep"}
 
 
 # -- workers (in the subprocess) -----------------------------------------------------
 
 
 def worker_main(framework: str, cfg: dict[str, Any]) -> None:
-    if framework == "legato":
-        import _legato_worker as worker
-    else:
+    if framework == "dbos":
         import _dbos_worker as worker  # type: ignore[no-redef]
+    else:
+        import _legato_worker as worker  # the saga, the workflow or the memory run
     result = worker.run(cfg)
     print(RESULT_MARK + json.dumps(result), flush=True)
 
@@ -154,29 +166,42 @@ def _row(res: dict[str, Any], concurrency: list[int]) -> list[float]:
     ]
 
 
-def render(
-    backend: str, legato: dict[str, Any] | None, dbos: dict[str, Any] | None, concurrency: list[int]
-) -> str:
+def _ratio_line(label: str, values: list[float]) -> str:
+    return f"{label:<20}" + "".join(f"{v:>11.2f}x" for v in values)
+
+
+def render(backend: str, per: dict[str, dict[str, Any]], concurrency: list[int]) -> str:
     heads = [*COLUMNS, *(f"tput@{c}" for c in concurrency)]
-    units = ["ms"] * 4 + ["sagas/s"] * len(concurrency)
+    units = ["ms"] * 4 + ["/s"] * len(concurrency)
     lines = [
-        f"{'':<18}" + "".join(f"{h:>12}" for h in heads),
-        f"{'':<18}" + "".join(f"{u:>12}" for u in units),
+        f"{'':<20}" + "".join(f"{h:>12}" for h in heads),
+        f"{'':<20}" + "".join(f"{u:>12}" for u in units),
     ]
     rows: dict[str, list[float]] = {}
-    for name, res in (("Legato", legato), ("DBOS", dbos)):
+    for fw in ROWS:
+        res = per.get(fw)
         if res is None:
             continue
-        rows[name] = _row(res, concurrency)
-        cells = [f"{v:>12.2f}" for v in rows[name][:4]] + [f"{v:>12.0f}" for v in rows[name][4:]]
-        lines.append(f"{name:<18}" + "".join(cells))
-    if len(rows) == 2:
-        lt, db = rows["Legato"], rows["DBOS"]
-        # "how many times better Legato is": DBOS/Legato for latency, Legato/DBOS for rate
-        ratio = [d / max(x, 1e-9) for x, d in zip(lt[:4], db[:4], strict=True)]
-        ratio += [x / max(d, 1e-9) for x, d in zip(lt[4:], db[4:], strict=True)]
-        lines.append(f"{'ratio (x better)':<18}" + "".join(f"{v:>11.1f}x" for v in ratio))
+        rows[fw] = _row(res, concurrency)
+        cells = [f"{v:>12.2f}" for v in rows[fw][:4]] + [f"{v:>12.0f}" for v in rows[fw][4:]]
+        lines.append(f"{LABELS[fw]:<20}" + "".join(cells))
+
+    def better(x: list[float], base: list[float]) -> list[float]:
+        # how many times better x is than base: base/x for latency, x/base for rate
+        out = [b / max(v, 1e-9) for v, b in zip(x[:4], base[:4], strict=True)]
+        return out + [v / max(b, 1e-9) for v, b in zip(x[4:], base[4:], strict=True)]
+
+    if "dbos" in rows:
+        for fw, label in (("legato", "saga vs DBOS"), ("legato-workflow", "workflow vs DBOS")):
+            if fw in rows:
+                lines.append(_ratio_line(label, better(rows[fw], rows["dbos"])))
+    if "legato" in rows and "legato-workflow" in rows:
+        # what the workflow costs, in sagas: workflow/saga for latency, saga/workflow for
+        # rate (1.00x: as cheap as the saga; 1.30x: 30% dearer)
+        cost = [1 / r for r in better(rows["legato-workflow"], rows["legato"])]
+        lines.append(_ratio_line("workflow cost (saga)", cost))
     out = [f"== {backend} ==", *lines]
+    dbos = per.get("dbos")
     if dbos is not None:
         modes = ", ".join(
             f"@{c}: {dbos[f'tput_{c}']['mode']} "
@@ -184,45 +209,103 @@ def render(
             for c in concurrency
         )
         out.append(f"DBOS concurrency mode used (best of): {modes}")
-    if legato is not None:
+    for fw in ("legato", "legato-workflow"):
+        res = per.get(fw)
+        if res is None:
+            continue
         batch = ", ".join(
-            f"@{c}: {legato[f'tput_{c}']['log_writes_per_commit']:.1f}"
+            f"@{c}: {res[f'tput_{c}']['log_writes_per_commit']:.1f}"
             for c in concurrency
-            if legato[f"tput_{c}"].get("log_writes_per_commit")
+            if res[f"tput_{c}"].get("log_writes_per_commit")
         )
-        out.append(f"Legato log writes per group commit: {batch}")
-    for res in (legato, dbos):
-        if res is not None:
-            slow = ", ".join(
-                f"@{c}: {res[f'tput_{c}']['longest_s'] * 1e3:.0f} ms" for c in concurrency
-            )
-            out.append(f"{res['framework']}: longest saga during throughput runs: {slow}")
-            for ln in res.get("log", [])[:3]:
-                out.append(f"  {res['framework']} logged: {ln[:160]}")
-            if len(res.get("log", [])) > 3:
-                out.append(f"  ... {len(res['log']) - 3} more warnings/errors")
-            chk = res["check"]
-            status = "ok" if chk["ok"] else "MISMATCH"
-            out.append(
-                f"check {res['framework']}: {status}: {chk['booked_sagas']} sagas booked, "
-                f"rows {chk['rows']}"
-            )
-    if len(rows) == 2:
-        lt, db = rows["Legato"], rows["DBOS"]
-        verdicts = []
-        for i, c in enumerate(concurrency):
-            r = lt[4 + i] / max(db[4 + i], 1e-9)
-            verdicts.append(
-                f"tput@{c} >= {TARGET_RATIO:.0f}x DBOS: "
-                f"{'PASS' if r >= TARGET_RATIO else 'MISS'} ({r:.1f}x)"
-            )
-        if backend == "sqlite":
-            verdicts.append(
-                f"seq p50 A <= {TARGET_P50_MS} ms: "
-                f"{'PASS' if lt[0] <= TARGET_P50_MS else 'MISS'} ({lt[0]:.2f} ms)"
-            )
-        out.append("targets: " + "; ".join(verdicts))
+        out.append(f"{LABELS[fw]}: log writes per group commit: {batch}")
+    for fw in ROWS:
+        res = per.get(fw)
+        if res is None:
+            continue
+        slow = ", ".join(f"@{c}: {res[f'tput_{c}']['longest_s'] * 1e3:.0f} ms" for c in concurrency)
+        out.append(f"{LABELS[fw]}: longest run during throughput runs: {slow}")
+        for ln in res.get("log", [])[:3]:
+            out.append(f"  {LABELS[fw]} logged: {ln[:160]}")
+        if len(res.get("log", [])) > 3:
+            out.append(f"  ... {len(res['log']) - 3} more warnings/errors")
+        chk = res["check"]
+        status = "ok" if chk["ok"] else "MISMATCH"
+        out.append(
+            f"check {LABELS[fw]}: {status}: {chk['booked_sagas']} runs booked, rows {chk['rows']}"
+        )
+    verdicts = _targets(backend, rows, concurrency)
+    if verdicts:
+        out.append("targets:")
+        out += [f"  {v}" for v in verdicts]
     return "\n".join(out)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _targets(backend: str, rows: dict[str, list[float]], concurrency: list[int]) -> list[str]:
+    verdicts = []
+    wf_target = TARGET_WF_RATIO.get(backend, TARGET_RATIO)
+    for fw, target in (("legato", TARGET_RATIO), ("legato-workflow", wf_target)):
+        if fw not in rows or "dbos" not in rows:
+            continue
+        x, db = rows[fw], rows["dbos"]
+        parts = []
+        for i, c in enumerate(concurrency):
+            r = x[4 + i] / max(db[4 + i], 1e-9)
+            parts.append(f"tput@{c} >= {target:g}x DBOS: {_verdict(r >= target)} ({r:.1f}x)")
+        verdicts.append(f"{LABELS[fw]}: " + "; ".join(parts))
+    if backend == "sqlite":
+        for fw in ("legato", "legato-workflow"):
+            if fw in rows:
+                p50 = rows[fw][0]
+                verdicts.append(
+                    f"{LABELS[fw]}: seq p50 A <= {TARGET_P50_MS:g} ms: "
+                    f"{_verdict(p50 <= TARGET_P50_MS)} ({p50:.2f} ms)"
+                )
+    if "legato" in rows and "legato-workflow" in rows:
+        saga, wf = rows["legato"], rows["legato-workflow"]
+        parts = [
+            f"seq p50 A: {_verdict(wf[0] / saga[0] <= TARGET_WF_COST)} ({wf[0] / saga[0]:.2f}x)"
+        ]
+        for i, c in enumerate(concurrency):
+            cost = saga[4 + i] / max(wf[4 + i], 1e-9)
+            parts.append(f"tput@{c}: {_verdict(cost <= TARGET_WF_COST)} ({cost:.2f}x)")
+        verdicts.append(
+            f"Legato workflow costs <= {TARGET_WF_COST:g}x the saga: " + "; ".join(parts)
+        )
+    return verdicts
+
+
+def render_asleep(res: dict[str, Any]) -> str:
+    growth = res["growth_mb"]
+    lines = [
+        f"asleep: {res['n']} workflows at once (one step, then wf.sleep(3600)), started 64 "
+        f"at a time with at most {res['in_flight_cap']} driven at once, in {res['start_s']:.1f} s "
+        f"({res['started_per_s']:.0f}/s); all let go {res['let_go_s']:.1f} s after the first "
+        f"start: {res['still_driven']} still driven, {res['body_tasks']} body tasks left, "
+        f"{res['asleep_in_log']} asleep in the log (unleased, due in an hour)",
+        f"  coordinator RSS ({res['rss_source']}): before {res['rss_before_mb']:.1f} MB "
+        f"(after {res['warmup']} warm-up workflows), after {res['rss_after_mb']:.1f} MB: "
+        f"growth {growth:.1f} MB ({res['per_workflow_kb']:.2f} KB per workflow); "
+        f"process peak (VmHWM) {res['peak_rss_mb']:.1f} MB; Python allocated blocks "
+        f"{res['python_blocks_growth']:+d}",
+    ]
+    for ln in res.get("log", [])[:3]:
+        lines.append(f"  logged: {ln[:160]}")
+    chk = res["check"]
+    lines.append(
+        f"  check: {'ok' if chk['ok'] else 'MISMATCH'}: rows {chk['rows']} "
+        f"(flight: {chk['booked_sagas']} expected)"
+    )
+    target = TARGET_ASLEEP_MB * res["n"] / 10_000
+    lines.append(
+        f"  target: {res['n']} asleep hold < {target:g} MB: {_verdict(growth < target)} "
+        f"({growth:.1f} MB)"
+    )
+    return "\n".join(lines)
 
 
 # -- orchestration ----------------------------------------------------------------------
@@ -236,7 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, help="sequential warm-up sagas (default 30)")
     ap.add_argument("--duration", type=float, help="seconds per throughput run (default 5)")
     ap.add_argument("--concurrency", default="16,64", help="comma-separated (default 16,64)")
-    ap.add_argument("--only", choices=("legato", "dbos"), help="run one framework")
+    ap.add_argument(
+        "--only",
+        metavar="PARTS",
+        help=f"comma-separated, of {', '.join(PARTS)}: run only these (default: the three "
+        "rows, and asleep if --asleep is given)",
+    )
+    ap.add_argument(
+        "--asleep",
+        type=int,
+        metavar="N",
+        help="also measure the coordinator's memory with N workflows asleep at once "
+        "(default with --only asleep: 10000)",
+    )
     ap.add_argument(
         "--dbos-modes",
         default="threads,async",
@@ -245,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile",
         metavar="FILE",
-        help="cProfile Legato's sequential variant-A run (SQLite) into FILE",
+        help="cProfile Legato's sequential variant-A run (SQLite) into FILE "
+        "(the saga's; the workflow's into FILE.workflow)",
     )
     ap.add_argument("--json", metavar="FILE", help="also write the raw results here")
     ap.add_argument(
@@ -282,15 +378,23 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.duration or (1.5 if args.quick else 5.0)
     concurrency = [int(c) for c in args.concurrency.split(",") if c]
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    frameworks = [args.only] if args.only else ["legato", "dbos"]
+    if args.only:
+        parts = [p.strip() for p in args.only.split(",") if p.strip()]
+        unknown = [p for p in parts if p not in PARTS]
+        if unknown:
+            ap.error(f"--only: unknown {', '.join(unknown)} (known: {', '.join(PARTS)})")
+    else:
+        parts = [*ROWS, *(["asleep"] if args.asleep else [])]
+    frameworks = [fw for fw in ROWS if fw in parts]
+    asleep_n = (args.asleep or 10_000) if "asleep" in parts else 0
 
     if args.nice:
         os.nice(args.nice)  # inherited by the workers (not by the PostgreSQL server)
     workdir = tempfile.mkdtemp(prefix="legato-bench-")
     versions = {p: metadata.version(p) for p in ("legato", "dbos")}
     print(
-        f"travel saga (flight, hotel, car): Legato {versions['legato']} vs "
-        f"DBOS Transact {versions['dbos']}"
+        f"travel saga (flight, hotel, car): Legato {versions['legato']} (saga, workflow) vs "
+        f"DBOS Transact {versions['dbos']} (workflow)"
     )
     print(
         f"machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; "
@@ -318,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                 noise.append(f"{fw} {busy:.2f}")
                 _services.prepare(backend, fw)
                 cfg = {
+                    "kind": KINDS.get(fw),
                     "backend": backend_name,
                     "workdir": backend.workdir,
                     "n": n,
@@ -327,9 +432,22 @@ def main(argv: list[str] | None = None) -> int:
                     "dbos_modes": args.dbos_modes.split(","),
                     "step_threads": args.step_threads,
                 }
-                if args.profile and fw == "legato" and backend_name == "sqlite":
-                    cfg["profile"] = str(Path(args.profile).resolve())
+                if args.profile and fw != "dbos" and backend_name == "sqlite":
+                    suffix = ".workflow" if fw == "legato-workflow" else ""
+                    cfg["profile"] = str(Path(args.profile).resolve()) + suffix
                 per[fw] = spawn(fw, cfg, timeout=600)
+            if asleep_n:
+                busy = wait_idle(args.idle_wait) if args.idle_wait > 0 else cpu_busy()
+                noise.append(f"asleep {busy:.2f}")
+                _services.prepare(backend, "asleep")
+                cfg = {
+                    "kind": "asleep",
+                    "backend": backend_name,
+                    "workdir": backend.workdir,
+                    "asleep": asleep_n,
+                    "step_threads": args.step_threads,
+                }
+                per["asleep"] = spawn("asleep", cfg, timeout=900)
             results[backend_name] = per
             print()
             if backend_name == "sqlite":
@@ -353,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(of {os.cpu_count()}); load average now "
                 f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
             )
-            print(render(backend_name, per.get("legato"), per.get("dbos"), concurrency), flush=True)
+            print(render(backend_name, per, concurrency), flush=True)
+            if "asleep" in per:
+                print(render_asleep(per["asleep"]), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -361,10 +481,14 @@ def main(argv: list[str] | None = None) -> int:
                 _services.cleanup(Backend("postgres", workdir))
         else:
             print(f"\nkept: {workdir} and the bench_* PostgreSQL databases")
-    print(
-        f"\nratio: how many times better Legato is (DBOS/Legato for latency, Legato/DBOS "
-        f"for throughput). Total {time.perf_counter() - started:.0f} s."
+    legend = (
+        "vs DBOS: how many times better Legato is (DBOS/Legato for latency, Legato/DBOS "
+        "for throughput). workflow cost: what the workflow costs in sagas of the same steps "
+        "(workflow/saga for latency, saga/workflow for throughput; above 1: dearer). "
+        if len(frameworks) > 1
+        else ""
     )
+    print(f"\n{legend}Total {time.perf_counter() - started:.0f} s.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     bad = [
