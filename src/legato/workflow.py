@@ -17,6 +17,7 @@ compensations registered so far, in reverse, and the workflow fails. The rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -95,8 +96,23 @@ async def start(
     )
     driver = WorkflowDriver(definition, tx, [])
     fresh = machine.new_state(gid)
-    existing = await engine.begin(NewTransaction(tx, []), driver, fresh, [Resume(now, True)])
+    # the body runs up to its first durable call, which is written with the transaction
+    early = driver.begin_early(fresh)
+    await asyncio.sleep(0)
+    first = list(early)
+    driver.early_written = len(first)
+    rows = [dataclasses.replace(r, updated_at=now) for r in driver.rows.values()]
+    if any(isinstance(e, machine.BodyReturned) for e in first):
+        rows.append(driver.describe((machine.RESULT, OpName.ACTION)))
+    try:
+        existing = await engine.begin(
+            NewTransaction(tx, rows), driver, fresh, [Resume(now, True), *first]
+        )
+    except BaseException:
+        driver.stop()
+        raise
     if existing is not None:
+        driver.stop()
         if existing.mode is not Mode.WORKFLOW or existing.name != definition.key:
             what = existing.name if existing.mode is Mode.WORKFLOW else f"a {existing.mode}"
             raise GidConflict(f"gid {gid!r} is already used by {what}, not {definition.key}")

@@ -214,6 +214,7 @@ class _Bound:
     """A step's callable with its arguments, called as a ``LocalCall`` is."""
 
     __slots__ = ("args", "fn", "kwargs")
+    __hash__ = None  # type: ignore[assignment]  # made per call: never a cache's key
 
     def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]):
         self.fn, self.args, self.kwargs = fn, tuple(args), dict(kwargs)
@@ -280,6 +281,23 @@ def _resolve(path: str) -> Any:
 def _digest(value: Json) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _args_digest(args: Sequence[Any], kwargs: Mapping[str, Any], what: str) -> str:
+    """A digest of a step's arguments; arguments JSON cannot carry are refused, naming
+    what is wrong (the fast path encodes once; the slow one says why it failed)."""
+    try:
+        text = _DIGEST.encode([args, kwargs])
+        text.encode()
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        _jsonable([list(args), dict(kwargs)], what)
+        raise
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+_DIGEST = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def _jsonable(value: Any, what: str) -> Json:
@@ -583,6 +601,8 @@ class WorkflowDriver:
         self.feed: Callable[[Any], None] = _nowhere
         self.crashed = False
         self.stopped = False
+        self.early: list[Any] = []  # the events of a body begun early (begin_early)
+        self.early_written = 0  # how many of them went with the transaction's first write
 
     @property
     def live(self) -> Live:
@@ -605,9 +625,27 @@ class WorkflowDriver:
 
     # -- Live -----------------------------------------------------------------------
 
+    def begin_early(self, state: TxState) -> list[Any]:
+        """Run the body before its transaction is written, up to its first durable call:
+        what it asks for is written with the transaction (one write, not two). Returns
+        the list its events go to until ``begin``."""
+        early: list[Any] = []
+        self.early = early
+        self.feed = early.append
+        self.state = state
+        self._start_body()
+        return early
+
     def begin(self, feed: Callable[[Any], None], state: TxState) -> None:
         self.feed = feed
         self.state = state
+        if self.task is not None and not self.task.done():
+            # begun early: what the body asked for since the transaction was written
+            for event in self.early[self.early_written :]:
+                feed(event)
+            self.early = []
+            self.written(state)
+            return
         for (b, _), s in state.ops.items():
             if machine.entry_name(b) == "@wait" and isinstance(s.output, dict):
                 taken = s.output.get("signal")
@@ -798,8 +836,8 @@ class WorkflowDriver:
         step_name = name or _step_name(fn)
         if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall | SagaCall | XaStep)):
             raise DefinitionError(f"a step is a callable, an HttpCall or a BrokerCall, not {fn!r}")
-        shown_args = [fn.payload] if isinstance(fn, SagaCall) else list(args)
-        digest = _digest(_jsonable([shown_args, kwargs], f"the arguments of step {step_name}"))
+        shown_args = (fn.payload,) if isinstance(fn, SagaCall) else args
+        digest = _args_digest(shown_args, kwargs, f"the arguments of step {step_name}")
         undo = None if compensate is None else _undo_spec(compensate, args, kwargs)
         commit = None if on_commit is None else _undo_spec(on_commit, args, kwargs)
         pos, entry = self._next("step", step_name, digest)

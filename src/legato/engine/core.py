@@ -174,12 +174,16 @@ class Engine:
         step = transition(driver.apply, before, events)
         after, now = step.state, tx.created_at
         meta = {(o.branch, o.op): (o.seq, o.target) for o in new.ops}
-        written = [
-            o
-            if after.ops[key := (o.branch, o.op)] is before.ops[key]
-            else op_record(tx.gid, key, after.ops[key], meta, now)
-            for o in new.ops
-        ]
+        written = []
+        for o in new.ops:
+            key = o.key
+            s = after.ops[key]
+            if s is before.ops.get(key):
+                written.append(o)
+            else:
+                row = op_record(tx.gid, key, s, meta, now)
+                row.payload = o.payload  # its call, as the new row has it
+                written.append(row)
         tx.status, tx.reason, tx.stuck = after.status, after.reason, after.stuck
         existing = await self.create(NewTransaction(tx, written, [*new.events, *step.records]))
         if existing is not None:
