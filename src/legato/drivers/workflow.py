@@ -671,14 +671,14 @@ class WorkflowDriver:
             self._run_body(), name=f"legato-wf-{self.tx.gid}"
         )
 
-    def written(self, state: TxState) -> None:
+    def written(self, state: TxState) -> bool:
         self.state = state
         if state.status is not TxStatus.SUBMITTED:
             if self.task is not None and not self.task.done():
                 self.task.cancel()
-            return
+            return False
+        done = []
         if self.futures:
-            done = []
             for key, fut in self.futures.items():
                 s = state.ops.get(key)
                 if s is not None and _resolve_future(fut, key, s):
@@ -687,6 +687,8 @@ class WorkflowDriver:
                 del self.futures[key]
         if self.crashed and state.stuck is None and self.task is not None and self.task.done():
             self._start_body()  # an operator's retry: run the body again, replaying
+            return True
+        return bool(done)
 
     def describe(self, key: OpKey) -> OpRecord:
         if key[0] == machine.RESULT:

@@ -32,9 +32,10 @@ class Live(Protocol):
         """The runner drives the transaction from ``state``: start (``feed`` takes the
         events to apply)."""
 
-    def written(self, state: TxState) -> None:
+    def written(self, state: TxState) -> bool:
         """``state`` is the transaction's latest (written, or about to be written with
-        whatever the code feeds before the write)."""
+        whatever the code feeds before the write); True if that woke the code (it has
+        an outcome it waited for), so that it may move on before the write."""
 
     def describe(self, key: OpKey) -> OpRecord:
         """The row of an op the code added (its place, what it calls, its payload)."""

@@ -62,8 +62,8 @@ def transition(machine: Machine[E], state: TxState, events: Sequence[E]) -> Step
     for event in events:
         at = max(at, event.now)
         t = park(state, event) if isinstance(event, Park) else machine(state, event)
-        if not isinstance(event, Park):  # a park is said by the "stuck" record it causes
-            records.append(_event_record(state.gid, event, t))
+        if event.kind:  # a park is said by the "stuck" record it causes; a step started
+            records.append(_event_record(state.gid, event, t))  # by its op's row
         if t.changed:
             records.extend(_transition_records(state.gid, state, t, event))
             state = t.state

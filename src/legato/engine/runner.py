@@ -279,8 +279,6 @@ class Runner:
         records, commands = list(step.records), list(step.commands)
         handled = item.handled
         for _ in range(8):
-            self.live.written(step.state)
-            await asyncio.sleep(0)  # the code runs up to its next wait
             events: list[Event] = []
             while self._held is None and not self.queue.empty():
                 nxt = self.queue.get_nowait()
@@ -289,14 +287,18 @@ class Runner:
                 else:
                     handled = handled or nxt.handled
                     events.extend(nxt.events)
-            if not events:
-                break
-            more = transition(self.driver.apply, step.state, events)
-            records.extend(more.records)
-            commands.extend(more.commands)
-            step = Step(more.state, (), (), max(step.at, more.at))
+            if events:
+                more = transition(self.driver.apply, step.state, events)
+                records.extend(more.records)
+                commands.extend(more.commands)
+                step = Step(more.state, (), (), max(step.at, more.at))
             if self._held is not None:
                 break
+            woke = self.live.written(step.state)
+            if woke:
+                await asyncio.sleep(0)  # the code runs up to its next wait
+            elif not events:
+                break  # nothing new, and nothing it waited for: it makes no move now
         return Step(step.state, tuple(commands), tuple(records), step.at), _Feed([], handled)
 
     def _new_ops(self, before: TxState, after: TxState, now: float) -> list[OpRecord]:

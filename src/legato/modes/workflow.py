@@ -133,9 +133,10 @@ class WorkflowPlan:
 @dataclass(frozen=True, slots=True)
 class StepCalled:
     """The body called a step at a new position: journal it (and its compensation,
-    pending) and run it."""
+    pending) and run it. No event of its own: the op's row says it started, and its
+    outcome's event when and how it ended."""
 
-    kind: ClassVar[str] = "wf.step"
+    kind: ClassVar[str] = ""
     now: float
     branch: str
     compensable: bool
