@@ -69,8 +69,8 @@ def travel_saga(in_thread: bool) -> legato.Saga:
 # -- the same steps as a workflow ---------------------------------------------------
 #
 # ``wf.step(fn, *args, compensate=undo)`` calls ``fn(*args)``, and ``undo(*args)`` when
-# the workflow rolls back. A sync step runs in the step threads, an async one on the
-# event loop: the async ones below make their write inline, on the loop, as the saga's
+# the workflow rolls back. A sync step runs in the step threads; one marked
+# ``@legato.step(in_thread=False)`` on the event loop, inline, as the saga's
 # ``in_thread=False`` steps do (used where the saga uses in_thread=False: SQLite).
 
 
@@ -100,29 +100,35 @@ def wf_cancel_car(gid: str, fail_car: bool) -> None:
     _svc.car.cancel(gid)
 
 
-async def wf_book_flight_on_loop(gid: str) -> None:
+@legato.step(in_thread=False)
+def wf_book_flight_on_loop(gid: str) -> None:
     _svc.flight.book(gid)
 
 
-async def wf_cancel_flight_on_loop(gid: str) -> None:
+@legato.step(in_thread=False)
+def wf_cancel_flight_on_loop(gid: str) -> None:
     _svc.flight.cancel(gid)
 
 
-async def wf_book_hotel_on_loop(gid: str) -> None:
+@legato.step(in_thread=False)
+def wf_book_hotel_on_loop(gid: str) -> None:
     _svc.hotel.book(gid)
 
 
-async def wf_cancel_hotel_on_loop(gid: str) -> None:
+@legato.step(in_thread=False)
+def wf_cancel_hotel_on_loop(gid: str) -> None:
     _svc.hotel.cancel(gid)
 
 
-async def wf_book_car_on_loop(gid: str, fail_car: bool) -> None:
+@legato.step(in_thread=False)
+def wf_book_car_on_loop(gid: str, fail_car: bool) -> None:
     if fail_car:
         raise legato.Failure("no car available")
     _svc.car.book(gid)
 
 
-async def wf_cancel_car_on_loop(gid: str, fail_car: bool) -> None:
+@legato.step(in_thread=False)
+def wf_cancel_car_on_loop(gid: str, fail_car: bool) -> None:
     _svc.car.cancel(gid)
 
 
@@ -250,7 +256,7 @@ def _where_steps(kind: str, in_thread: bool) -> str:
         return "; steps on the event loop (in_thread=False)"
     if in_thread:
         return "; sync step functions, in the step threads"
-    return "; async step functions writing inline, on the event loop"
+    return "; steps marked @legato.step(in_thread=False): on the event loop, inline"
 
 
 # -- memory: many workflows asleep at once ------------------------------------------

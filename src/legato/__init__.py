@@ -44,7 +44,7 @@ from .log import Log, TxQuery, open_log
 from .saga import Saga
 from .transports.http import HttpCall
 from .transports.local import StepContext
-from .workflow import Workflow, WorkflowDefinition, call, current_step, workflow
+from .workflow import Workflow, WorkflowDefinition, call, current_step, step, workflow
 
 __all__ = [
     "BarrierRequestError",
@@ -95,5 +95,6 @@ __all__ = [
     "call",
     "current_step",
     "open_log",
+    "step",
     "workflow",
 ]

@@ -41,6 +41,7 @@ from .drivers.workflow import (
     call,
     current_step,
     replay,
+    step,
     workflow,
 )
 from .engine.handle import Handle
@@ -258,5 +259,6 @@ __all__ = [
     "signal",
     "signal_record",
     "start",
+    "step",
     "workflow",
 ]

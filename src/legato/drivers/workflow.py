@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import importlib
 import inspect
@@ -194,6 +195,20 @@ def call(fn: Any, /, *args: Any, **kwargs: Any) -> Call:
     return Call(fn, args, kwargs)
 
 
+def step(fn: Callable[..., Any] | None = None, /, *, in_thread: bool = True) -> Any:
+    """Mark a workflow step's function: ``@legato.step(in_thread=False)`` runs a quick
+    sync one on the event loop instead of a step thread (as a saga step's
+    ``in_thread=False``); bare ``@legato.step`` changes nothing but says what it is."""
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(f):
+            raise DefinitionError(f"@legato.step marks a function, not {f!r}")
+        f.legato_in_thread = in_thread  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
 # -- the current step, for a step's code ------------------------------------------------
 
 _current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
@@ -215,6 +230,7 @@ class _Bound:
 
     __slots__ = ("args", "fn", "kwargs")
     __hash__ = None  # type: ignore[assignment]  # made per call: never a cache's key
+    legato_async = False  # what the local transport would otherwise ask inspect
 
     def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]):
         self.fn, self.args, self.kwargs = fn, tuple(args), dict(kwargs)
@@ -229,6 +245,7 @@ class _Bound:
 
 class _AsyncBound(_Bound):
     __slots__ = ()
+    legato_async = True
 
     async def __call__(self, ctx: StepContext) -> Any:
         token = _current.set(ctx)
@@ -239,10 +256,18 @@ class _AsyncBound(_Bound):
 
 
 def _bound(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Bound:
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+    try:
+        is_async = _async_fn(fn)
+    except TypeError:  # an unhashable callable object
+        is_async = _async_fn.__wrapped__(fn)
+    return (_AsyncBound if is_async else _Bound)(fn, args, kwargs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _async_fn(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004
     )
-    return (_AsyncBound if is_async else _Bound)(fn, args, kwargs)
 
 
 def _bound_conn(
@@ -865,7 +890,9 @@ class WorkflowDriver:
         self.calls[key] = (
             fn
             if isinstance(fn, HttpCall | BrokerCall | SagaCall | XaStep)
-            else LocalCall(_bound(fn, args, kwargs))
+            else LocalCall(
+                _bound(fn, args, kwargs), in_thread=getattr(fn, "legato_in_thread", True)
+            )
         )
         if retry is not None:
             self.plan.action[b] = retry
@@ -1145,5 +1172,6 @@ __all__ = [
     "call",
     "current_step",
     "replay",
+    "step",
     "workflow",
 ]

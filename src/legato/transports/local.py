@@ -197,6 +197,9 @@ def _ok(out: Any) -> AttemptResult:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
+    said = getattr(fn, "legato_async", None)  # a call that knows (a workflow step's)
+    if said is not None:
+        return bool(said)
     try:
         return _is_async_cached(fn)
     except TypeError:  # an unhashable callable object
