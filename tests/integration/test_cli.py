@@ -15,6 +15,7 @@ import legato
 from legato import Coordinator, Failure, RetryPolicy, Saga, StepContext
 from legato.cli import main
 from tests.support.records import make_overdue
+from tests.support.workflows import left_behind, waited
 
 FAST = RetryPolicy(max_attempts=2, backoff=0.01, max_backoff=0.01)
 
@@ -228,44 +229,11 @@ def test_purge_deletes_old_barrier_rows(tmp_path: Path) -> None:
 # -- workflows -------------------------------------------------------------------------------
 
 
-def reserve(what: str) -> str:
-    if what == "full":
-        raise Failure(f"{what}: sold out")
-    return f"{what} booked"
-
-
-def cancel(what: str) -> None:
-    pass
-
-
-@legato.workflow("approved_trip")
-async def approved_trip(wf: legato.Workflow, hotel: str) -> str:
-    await wf.step(reserve, "flight", compensate=cancel)
-    approved = await wf.wait_for("approval", timeout=30)  # long enough to be let go
-    await wf.sleep(0.05)
-    if not approved:
-        raise Failure("not approved")
-    return str(await wf.step(reserve, hotel, compensate=cancel))
-
-
-async def _waited(log_url: str) -> None:
-    async with Coordinator(log_url, poll_interval=0.05) as c:
-        for gid, hotel in (("wf-ok", "inn"), ("wf-undone", "full")):
-            h = await c.start_workflow(approved_trip, hotel, gid=gid)
-            for _ in range(100):  # let go while it waits
-                if (await c.get(gid))[0].lease_owner is None:
-                    break
-                await asyncio.sleep(0.05)
-            await c.signal(gid, "approval", True, id="boss")
-            await c.signal(gid, "approval", False, id="late")  # kept, never taken
-            await h.result(timeout=10)
-
-
 def test_tx_show_reads_a_workflow_s_journal_and_draws_its_waits_signals_and_rollback(
     log_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    asyncio.run(_waited(log_url))
+    asyncio.run(waited(log_url))
 
     def show(gid: str) -> str:
         capsys.readouterr()
@@ -276,8 +244,8 @@ def test_tx_show_reads_a_workflow_s_journal_and_draws_its_waits_signals_and_roll
     table = out[out.index("journal") : out.index("timeline (")]
     rows = [" ".join(line.strip("│ ").split()) for line in table.splitlines() if "│" in line]
     assert rows[:2] == [
-        "0001 │ step reserve │ succeeded │ 1 │ │ │ tests.integration.test_cli.reserve",
-        "0001 │ compensation of reserve │ succeeded │ 1 │ │ │ tests.integration.test_cli.cancel",
+        "0001 │ step reserve │ succeeded │ 1 │ │ │ tests.support.workflows.reserve",
+        "0001 │ compensate reserve │ succeeded │ 1 │ │ │ tests.support.workflows.cancel",
     ]
     assert rows[2] == '0002 │ wait for "approval" │ signalled │ 0 │ │ approval#boss = true'
     assert rows[3].startswith("0003 │ sleep │ woke")
@@ -300,27 +268,17 @@ def test_tx_show_reads_a_workflow_s_journal_and_draws_its_waits_signals_and_roll
     assert marks.count("signal") == 2 and 'signal "approval" arrived' in timeline
     # the compensation path comes last: the failed hotel was not undone, the flight was
     backward = [line for line in timeline.splitlines() if line.startswith("↩")]
-    assert len(backward) == 1 and "0001 compensation of reserve" in backward[0]
+    assert len(backward) == 1 and "0001 compensate reserve" in backward[0]
 
     ok = " ".join(show("wf-ok").split())
     assert 'return value │ succeeded │ 0 │ │ = "inn booked" │ return' in ok
-
-
-async def _left_behind(log_url: str) -> None:
-    @legato.workflow("left", version="1")
-    async def left(wf: legato.Workflow) -> None:
-        await wf.sleep(3600)
-
-    async with Coordinator(log_url, poll_interval=0.05, owner="old") as c:
-        for gid in ("left-1", "left-2"):
-            await c.start_workflow(left, gid=gid)
 
 
 def test_a_transaction_no_running_coordinator_claims_is_listed_as_waiting_for_code(
     log_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "250")
-    asyncio.run(_left_behind(log_url))
+    asyncio.run(left_behind(log_url, ["left-1", "left-2"]))
     make_overdue(log_url, "left-1", 600)  # due ten minutes ago, and no one took it
     make_overdue(log_url, "left-2", 5)  # due only lately: within the grace
 

@@ -55,7 +55,7 @@ def test_each_entry_reads_as_what_it_is_in_journal_order_then_the_result_then_th
     ]
     assert rows(tx, ops) == [
         ("0001", "step pay", "retry_wait", "retry at 2027-01-15 08:00:05 UTC"),
-        ("0001", "compensation of pay", "succeeded", ""),
+        ("0001", "compensate pay", "succeeded", ""),
         ("0002", "compensate since position 1", "succeeded", ""),
         ("0003", "pivot", "succeeded", "forward only from here"),
         ("0004", 'wait for "go"', "signalled", 'go#boss = "yes"'),

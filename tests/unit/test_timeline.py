@@ -172,7 +172,7 @@ def test_a_workflow_s_waits_are_bars_from_start_to_end_saying_how_each_ended() -
     ]
     # a step is labelled by its journal; the signal is a mark, not a lane
     assert t.lanes[0].label == "0001 step reserve"
-    assert t.lanes[-1].backward and t.lanes[-1].label == "0001 compensation of reserve"
+    assert t.lanes[-1].backward and t.lanes[-1].label == "0001 compensate reserve"
     assert not [lane for lane in t.lanes if lane.op == "signal"]
     assert [(g.start, g.end, g.back) for g in t.let_go] == [(T0 + 0.2, T0 + 5.0, True)]
     assert [(m.kind, m.label) for m in t.marks if m.kind == "signal"] == [

@@ -119,7 +119,7 @@ def describe(op: OpRecord, took: Mapping[str, str], *, ended: bool = False) -> E
         where = f"taken by the wait at {by}" if by else where
         detail = f"{op.branch} = {value(out)}; {where}"
     elif kind == "compensation":
-        text = f"compensation of {machine.entry_name(op.branch)}"
+        text = f"compensate {machine.entry_name(op.branch)}"
     elif kind == "step":
         text = f"step {_name(op)}"
         if op.status is OpStatus.RETRY_WAIT:
