@@ -16,7 +16,7 @@ import pytest
 import legato
 from legato import LeaseLost, Log, TxQuery, TxStatus, open_log
 from legato._model import EventRecord, Mode, OpName, OpRecord, OpStatus
-from legato.log import Claimed, NewTransaction
+from legato.log import UNCLAIMED_GRACE, Claimed, NewTransaction, unclaimed_since
 from tests.support.records import LEASE, T0, change, loaded, new, ops_of, tx_of
 
 
@@ -631,6 +631,37 @@ async def test_summary_counts_the_unended_and_the_window_and_finds_the_oldest_un
     assert (s.since, s.started, s.ended) == (T0 + 3, 4, {"succeeded": 1, "failed": 1})
     later = await log.summary(T0 + 11)
     assert (later.started, later.ended) == (0, {})
+
+
+async def test_summary_counts_by_name_what_has_been_due_with_no_coordinator_past_the_grace(
+    log: Log,
+) -> None:
+    before = T0 + 100  # now, less the grace
+    # due long ago, held by no one: no running coordinator claims these names
+    await log.create(free("wf-1", mode=Mode.WORKFLOW, name="book@2", next_attempt_at=T0 + 50))
+    await log.create(free("wf-2", mode=Mode.WORKFLOW, name="book@2", next_attempt_at=T0 + 20))
+    await log.create(free("saga-1", name="payroll", next_attempt_at=T0 + 99))
+    # a lease that expired as long ago counts; one held now does not
+    await log.create(new("orphan", name="payroll", lease_expires_at=T0 + 80))
+    await log.create(new("held", name="payroll", lease_expires_at=T0 + 1000))
+    # due only lately (within the grace), not due at all, or ended: not counted
+    await log.create(free("fresh", name="payroll", next_attempt_at=T0 + 150))
+    await log.create(free("parked", name="payroll", next_attempt_at=None))
+    await log.create(new("done", name="payroll"))
+    await end(log, "done", T0 + 5)
+
+    s = await log.summary(T0, unclaimed_before=before)
+    assert [(u.mode, u.name, u.count, u.due_since) for u in s.unclaimed] == [
+        ("workflow", "book@2", 2, T0 + 20),  # the most first, then by name
+        ("saga", "payroll", 2, T0),  # "orphan": due at T0, its lease gone since T0 + 80
+    ]
+    assert s.unclaimed_total == 4
+    assert (await log.summary(T0)).unclaimed == []  # not asked: not counted
+    # the same rule, for one row, as `legato tx list` and the dashboard apply it
+    rows = {t.gid: t for t in await log.list(TxQuery(limit=20))}
+    now = before + UNCLAIMED_GRACE
+    waiting = {g for g, t in rows.items() if unclaimed_since(t, now) is not None}
+    assert waiting == {"wf-1", "wf-2", "saga-1", "orphan"}
 
 
 async def test_counts_give_transactions_by_status_plus_unended_stuck(log: Log) -> None:

@@ -8,6 +8,7 @@ page in ``test-output/dashboard/`` at the repository's root.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -18,8 +19,10 @@ from typing import Any
 import pytest
 
 from tests.support.dashboard import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+from tests.support.records import make_overdue
 from tests.support.scripted_participant import Participant
 from tests.support.services import IN_CI
+from tests.support.workflows import left_behind, waited
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "dashboard"
@@ -176,3 +179,53 @@ def test_cancelling_a_saga_in_flight_asks_first_and_rolls_it_back(
     reload_until(page, "#tx-status", "failed")
     screenshot(page, "cancelled-saga", tmp_path)
     assert [op for b, op, _ in participant.ops() if b == "flight"] == ["action", "compensate"]
+
+
+@pytest.fixture
+def workflows(serve: Process, log_url: str) -> None:
+    """Workflows in the served log, before the browser starts (it marks the thread's
+    loop running): two that waited for an approval, one of a version no coordinator
+    has, due ten minutes ago."""
+    asyncio.run(waited(log_url))
+    asyncio.run(left_behind(log_url, ["left-1"]))
+    make_overdue(log_url, "left-1", 600)
+
+
+def test_a_workflow_reads_on_its_page_and_one_no_coordinator_has_is_seen_waiting_for_code(
+    serve: Process, workflows: None, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(serve.url + "/")
+    expect(page.locator('[data-summary="unclaimed"]')).to_have_text("1")
+    unclaimed = page.locator("tr.is-unclaimed")
+    expect(unclaimed).to_have_count(1)
+    expect(unclaimed).to_contain_text("waiting for code: no coordinator has left@1")
+
+    page.get_by_role("link", name="wf-undone").click()
+    expect(page.locator("#tx-status")).to_have_text("failed")
+    timeline = page.locator("figure.timeline svg")
+    wait = timeline.locator("rect.bar.wait.signalled")
+    expect(wait).to_have_count(1)
+    expect(timeline.locator("text.wait-label").first).to_have_text('"approval": signal')
+    expect(timeline.locator("rect.let-go")).to_have_count(1)
+    expect(timeline.locator("g.mark.signal")).to_have_count(2)
+    expect(timeline.locator("rect.bar.backward.ok")).to_have_count(1)
+    # a wait looks like none of the attempts, and a lane's name stays clear of its status
+    fill = "el => getComputedStyle(el).fill"
+    ok = timeline.locator("rect.bar.ok:not(.backward)").first.evaluate(fill)
+    assert wait.evaluate(fill) != ok
+    lanes = timeline.locator("g.lane")
+    for i in range(lanes.count()):
+        name = lanes.nth(i).locator("text.lane-label").bounding_box()
+        status = lanes.nth(i).locator("text.lane-status")
+        if status.count():
+            box = status.bounding_box()
+            assert name is not None and box is not None
+            assert name["x"] + name["width"] <= box["x"] + 1, lanes.nth(i).inner_html()
+    # the journal says what each entry is, and which signal was never taken
+    late = page.locator("table.journal tr.not-taken")
+    expect(late).to_have_count(1)
+    expect(late).to_contain_text("approval#late = false; never taken")
+    expect(page.locator("table.journal")).to_contain_text('wait for "approval"')
+    screenshot(page, "workflow-waited-and-undone", tmp_path)

@@ -83,6 +83,70 @@ def test_bars_say_what_they_are_and_the_compensation_lanes_come_last_in_the_orde
     assert {m.css for m in d.marks} == {"mark stuck", "mark requested"}
 
 
+def waited_then_undone() -> timeline.Timeline:
+    """A workflow: a flight booked, let go while waiting for an approval that came ten
+    minutes later, a hotel sold out, the flight undone."""
+    wait = {"kind": "wait", "name": "approval", "digest": "-"}
+    ops = [
+        OpRecord("g", "0001.flight", OpName.ACTION, 1, "book", OpStatus.SUCCEEDED, 1),
+        OpRecord("g", "0001.flight", OpName.COMPENSATE, 1, "cancel", OpStatus.SUCCEEDED, 1),
+        OpRecord(
+            "g",
+            "0002.@wait",
+            OpName.ACTION,
+            2,
+            "",
+            OpStatus.SUCCEEDED,
+            payload=wait,
+            output={"signal": "approval#boss", "value": True},
+        ),
+        OpRecord("g", "0003.hotel", OpName.ACTION, 3, "book", OpStatus.FAILED, 1),
+        OpRecord("g", "approval#boss", OpName.SIGNAL, 0, "approval", OpStatus.SUCCEEDED),
+    ]
+    events = [
+        attempt("0001.flight", "action", 0.002, 1),
+        EventRecord("g", T0 + 0.003, "wf.waiting", "0002.@wait", "action"),
+        EventRecord("g", T0 + 0.003, "suspended", detail={"until": T0 + 3600}),
+        EventRecord(
+            "g", T0 + 600.0, "signal", detail={"signal": "approval", "id": "approval#boss"}
+        ),
+        EventRecord("g", T0 + 600.0, "resumed"),
+        EventRecord("g", T0 + 600.001, "wf.signal_taken", "0002.@wait", "action"),
+        attempt("0003.hotel", "action", 600.003, 1, "op.failed"),
+        EventRecord(
+            "g",
+            T0 + 600.003,
+            "status",
+            detail={"from": "submitted", "to": "aborting", "reason": "sold out"},
+        ),
+        attempt("0001.flight", "compensate", 600.005, 1),
+    ]
+    end = T0 + 600.005
+    tx = TxRecord("g", Mode.WORKFLOW, "trip@1", "1", TxStatus.FAILED, created_at=T0, ended_at=end)
+    return timeline.build(tx, ops, events, T0 + 700)
+
+
+def test_a_workflow_s_wait_is_a_labelled_bar_and_being_let_go_a_lane_above_the_undoing() -> None:
+    d = draw(waited_then_undone())
+    assert [lane.label for lane in d.lanes] == [
+        "0001 step flight",
+        '0002 wait for "approval"',
+        "0003 step hotel",
+        "0001 compensate flight",
+    ]
+    (wait,) = [b for b in d.bars if b.text is not None]
+    assert (wait.css, wait.text) == ("bar wait signalled", '"approval": signal')
+    (cut,) = d.cuts  # the ten minutes' wait, drawn short: the wait bar spans it
+    assert wait.x <= cut.x and wait.x + wait.width > cut.x + cut.width
+    (let_go,) = d.let_go
+    assert "let go for 10 min" in let_go.title and "then resumed" in let_go.title
+    assert d.let_go_y is not None and d.backward_from is not None
+    forward = [lane.y for lane in d.lanes if not lane.backward]
+    assert max(forward) < d.let_go_y < d.backward_from  # with the forward path
+    assert "mark signal" in {m.css for m in d.marks}
+    assert d.waits and d.height >= d.backward_from + 24
+
+
 def test_ticks_are_round_increasing_and_spaced() -> None:
     d = draw(stuck_then_retried())
     xs = [t.x for t in d.ticks]

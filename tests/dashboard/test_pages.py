@@ -3,6 +3,7 @@ bounds, the transaction page, the buttons' guard, and escaping."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from urllib.parse import quote
@@ -10,7 +11,9 @@ from urllib.parse import quote
 import httpx
 
 from tests.support.dashboard import SOLD_OUT, TOKEN, Process, saga, submit, transaction, wait_stuck
+from tests.support.records import make_overdue
 from tests.support.scripted_participant import Participant
+from tests.support.workflows import left_behind, waited
 
 
 def gids(html: str) -> list[str]:
@@ -246,3 +249,57 @@ def test_login_never_redirects_off_the_site(guarded: Process) -> None:
         r = httpx.post(guarded.url + "/login", data={"token": TOKEN, "next": target})
         assert r.status_code == 303
         assert r.headers["location"] == "/"
+
+
+def test_a_workflow_s_page_lists_its_journal_and_draws_its_waits_signals_and_rollback(
+    serve: Process, log_url: str
+) -> None:
+    asyncio.run(waited(log_url))  # a coordinator of its own: serve's has no workflows
+    html = httpx.get(serve.url + "/tx/wf-undone").text
+    assert "<h2>Journal</h2>" in html
+    entries = re.findall(r'<td class="position">(\d*)</td><td class="entry">([^<]*)</td>', html)
+    assert entries == [
+        ("0001", "step reserve"),
+        ("0001", "compensate reserve"),
+        ("0002", "wait for &#34;approval&#34;"),
+        ("0003", "sleep"),
+        ("0004", "step reserve"),
+        ("0004", "compensate reserve"),
+        ("", "signal &#34;approval&#34;"),
+        ("", "signal &#34;approval&#34;"),
+    ]
+    assert ">signalled</span>" in html and "approval#boss = true" in html
+    # the second signal was kept, and never taken: said so, and marked out
+    assert html.count('class="op op-signal kind-signal status-succeeded not-taken"') == 1
+    assert "approval#late = false; never taken" in html
+    # the timeline: the wait with how it ended, being let go, the signals, the undoing
+    assert html.count('class="bar wait signalled"') == 1
+    assert '"wait-label"' in html and "&#34;approval&#34;: signal</text>" in html
+    assert 'class="bar wait asleep"' in html  # the short sleep after it
+    assert "let go (no task held)</text>" in html and html.count('<rect class="let-go"') == 1
+    assert html.count('<g class="mark signal">') == 2
+    assert html.count('class="bar backward ok"') == 1  # the flight; the hotel never happened
+    assert "compensation path" in html
+    ok = httpx.get(serve.url + "/tx/wf-ok").text
+    assert "return value" in ok and "= &#34;inn booked&#34;" in ok
+
+
+def test_what_no_running_coordinator_claims_is_shown_waiting_for_code(
+    serve: Process, log_url: str
+) -> None:
+    asyncio.run(left_behind(log_url, ["left-1", "left-2"]))
+    make_overdue(log_url, "left-1", 600)
+    make_overdue(log_url, "left-2", 5)  # within the grace: a coordinator may yet claim it
+    listing = listed(serve.url).text
+    assert listing.count('class="tx status-submitted is-unclaimed"') == 1
+    note = "waiting for code: no coordinator has left@1 (due 10 min ago, claimed by none)"
+    assert f'<span class="unclaimed">{note}</span>' in listing
+    assert '<span class="n" data-summary="unclaimed">1</span>' in listing
+    page = httpx.get(serve.url + "/tx/left-1").text
+    assert f'<dd class="unclaimed" id="tx-unclaimed">{note}</dd>' in page
+    assert 'id="tx-unclaimed"' not in httpx.get(serve.url + "/tx/left-2").text
+    s = httpx.get(serve.url + "/summary.json").json()
+    assert s["text"]["unclaimed"] == "1"
+    assert [(u["mode"], u["name"], u["count"]) for u in s["unclaimed"]] == [
+        ("workflow", "left@1", 1)
+    ]

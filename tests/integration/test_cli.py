@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import legato
 from legato import Coordinator, Failure, RetryPolicy, Saga, StepContext
 from legato.cli import main
 from tests.support.approval import approval_workflow, shipments
+from tests.support.records import make_overdue
+from tests.support.workflows import left_behind, waited
 
 FAST = RetryPolicy(max_attempts=2, backoff=0.01, max_backoff=0.01)
 
@@ -290,3 +293,79 @@ def test_purge_deletes_old_barrier_rows(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert [r[0] for r in conn.execute("SELECT gid FROM legato_barrier")] == ["g0"]
     conn.close()
+
+
+# -- workflows -------------------------------------------------------------------------------
+
+
+def test_tx_show_reads_a_workflow_s_journal_and_draws_its_waits_signals_and_rollback(
+    log_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    asyncio.run(waited(log_url))
+
+    def show(gid: str) -> str:
+        capsys.readouterr()
+        assert main(["tx", "show", gid, "--log", log_url]) == 0
+        return capsys.readouterr().out
+
+    out = show("wf-undone")
+    table = out[out.index("journal") : out.index("timeline (")]
+    rows = [" ".join(line.strip("│ ").split()) for line in table.splitlines() if "│" in line]
+    assert rows[:2] == [
+        "0001 │ step reserve │ succeeded │ 1 │ │ │ tests.support.workflows.reserve",
+        "0001 │ compensate reserve │ succeeded │ 1 │ │ │ tests.support.workflows.cancel",
+    ]
+    assert rows[2] == '0002 │ wait for "approval" │ signalled │ 0 │ │ approval#boss = true'
+    assert rows[3].startswith("0003 │ sleep │ woke")
+    assert rows[4].startswith("0004 │ step reserve │ failed │ 1 │ full: sold out")
+    assert (
+        'signal "approval" │ taken │ 0 │ │ approval#boss = true; taken by the wait at 0002'
+        in (rows[-2])
+    )
+    assert 'signal "approval" │ not taken │ 0 │ │ approval#late = false; never taken' in rows[-1]
+
+    timeline = out[out.index("timeline (") : out.index("events")]
+    lanes = {line.split("  ")[1].strip(): line for line in timeline.splitlines()[2:]}
+    wait = lanes['0002 wait for "approval"']
+    assert "░" in wait and '"approval": signal' in wait
+    assert "◆" in wait  # where the signal was taken
+    assert "asleep" in lanes["0003 sleep"]
+    assert "✗" in lanes["0004 step reserve"]
+    assert "let go (no task held)" in timeline and "─" in timeline
+    marks = [line.split()[0] for line in timeline.splitlines() if "▲" in line]
+    assert marks.count("signal") == 2 and 'signal "approval" arrived' in timeline
+    # the compensation path comes last: the failed hotel was not undone, the flight was
+    backward = [line for line in timeline.splitlines() if line.startswith("↩")]
+    assert len(backward) == 1 and "0001 compensate reserve" in backward[0]
+
+    ok = " ".join(show("wf-ok").split())
+    assert 'return value │ succeeded │ 0 │ │ = "inn booked" │ return' in ok
+
+
+def test_a_transaction_no_running_coordinator_claims_is_listed_as_waiting_for_code(
+    log_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    asyncio.run(left_behind(log_url, ["left-1", "left-2"]))
+    make_overdue(log_url, "left-1", 600)  # due ten minutes ago, and no one took it
+    make_overdue(log_url, "left-2", 5)  # due only lately: within the grace
+
+    def run(*args: str) -> str:
+        capsys.readouterr()
+        assert main([*args, "--log", log_url]) == 0
+        return capsys.readouterr().out
+
+    listed = {t["gid"]: t for t in json.loads(run("tx", "list", "--json"))}
+    assert listed["left-1"]["waiting_for_code"] == (
+        "waiting for code: no coordinator has left@1 (due 10 min ago, claimed by none)"
+    )
+    assert listed["left-1"]["unclaimed_since"] < time.time() - 599
+    assert listed["left-2"]["waiting_for_code"] is None
+    assert "waiting for code: no coordinator has left@1" in run("tx", "list")
+    assert "waiting for code: no coordinator has left@1" in run("tx", "show", "left-1")
+    stats = json.loads(run("stats", "--json"))
+    assert [(u["mode"], u["name"], u["count"]) for u in stats["unclaimed"]] == [
+        ("workflow", "left@1", 1)
+    ]
+    assert "left@1: 1 transaction" in run("stats")

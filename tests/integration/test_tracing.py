@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import legato
 from legato import Coordinator, Failure, RetryPolicy, Saga, StepContext
 from legato.brokers.base import Message
 from legato.observe.tracing import Tracing
@@ -103,6 +104,62 @@ async def test_a_submitter_in_a_span_gets_the_transaction_in_its_own_trace(
     (first,) = [s for s in exporter.get_finished_spans() if s.name == "legato saga child"]
     assert ids(first)[0] == checkout.get_span_context().trace_id
     assert ids(first)[2] == checkout.get_span_context().span_id
+
+
+_wf_seen: dict[str, tuple[int, int]] = {}
+
+
+def _wf_note(what: str) -> None:
+    ctx = legato.current_step()
+    span = trace.get_current_span().get_span_context()
+    _wf_seen[f"{ctx.step}.{ctx.op}.{ctx.attempt}"] = (span.trace_id, span.span_id)
+    if what == "flaky" and ctx.attempt == 1:
+        raise RuntimeError("no answer")  # unknown: retried
+    if what == "sold out":
+        raise Failure("sold out")
+
+
+@legato.workflow("traced_wf")
+async def traced_wf(wf: legato.Workflow) -> None:
+    await wf.step(_wf_note, "flaky", compensate=legato.call(_wf_note, "undo"), retry=FAST)
+    await wf.sleep(1.2)  # long enough to be let go: resumed by a claim, on another runner
+    await wf.step(_wf_note, "sold out", compensate=legato.call(_wf_note, "undo"))
+
+
+async def test_a_workflow_is_one_trace_with_a_span_per_step_attempt_across_being_let_go(
+    log_url: str,
+) -> None:
+    p, exporter = provider()
+    async with Coordinator(log_url, tracing=Tracing(p), poll_interval=0.05) as c:
+        outcome = await (await c.start_workflow(traced_wf, gid="t-wf")).result(timeout=15)
+        kinds = [e.kind for e in await c.events("t-wf")]
+    assert outcome.status == "failed" and "suspended" in kinds and "resumed" in kinds
+
+    spans = exporter.get_finished_spans()
+    (first,) = [s for s in spans if s.name == "legato workflow traced_wf@1"]
+    trace_id, first_id, _ = ids(first)
+    assert all(ids(s)[0] == trace_id for s in spans)  # one trace, let go or not
+    attempts = {
+        ".".join(str(s.attributes[k]) for k in ("legato.branch", "legato.op", "legato.attempt")): s
+        for s in spans
+        if s.attributes and "legato.op" in s.attributes
+    }
+    # a span per step attempt, and per compensation; a sleep is no attempt, and a step
+    # that failed definitely did not happen, so it is not undone
+    assert set(attempts) == {
+        "0001._wf_note.action.1",
+        "0001._wf_note.action.2",
+        "0003._wf_note.action.1",
+        "0001._wf_note.compensate.1",
+    }
+    for key, span in attempts.items():
+        assert ids(span)[2] == first_id
+        assert span.attributes is not None and span.attributes["legato.mode"] == "workflow"
+        assert _wf_seen[key] == (trace_id, ids(span)[1]), key  # the step ran inside it
+    assert attempts["0001._wf_note.action.1"].attributes["legato.outcome"] == "unknown"
+    assert not attempts["0003._wf_note.action.1"].status.is_ok
+    (end,) = [s for s in spans if s.name == "legato workflow traced_wf@1 failed"]
+    assert ids(end)[2] == first_id
 
 
 def test_an_outbox_message_carries_the_trace_and_its_consumer_continues_it(

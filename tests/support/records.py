@@ -1,11 +1,12 @@
 """Log records as a test writes them: a two-step saga leased by 'alpha', and its changes;
-and as it reads them back.
+and as it reads them back. And ``make_overdue``, which ages a row of a real log.
 
-Times are fixed numbers from ``T0``, never the wall clock.
+Times are fixed numbers from ``T0``, never the wall clock (but for ``make_overdue``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from legato import Log, TxStatus
@@ -72,3 +73,29 @@ async def tx_of(log: Log, gid: str) -> TxRecord:
 
 async def ops_of(log: Log, gid: str) -> list[OpRecord]:
     return (await loaded(log, gid))[1]
+
+
+def make_overdue(log_url: str, gid: str, seconds: float = 3600.0) -> None:
+    """Age ``gid`` in a SQLite or PostgreSQL log as if it had been due, with no
+    coordinator holding it, for ``seconds``: its next attempt moved back, its lease
+    dropped (in SQL, not by sleeping)."""
+    import time
+
+    sql = (
+        "UPDATE legato_tx SET next_attempt_at = {p}, lease_owner = NULL, "
+        "lease_expires_at = NULL WHERE gid = {p} AND ended_at IS NULL"
+    )
+    params = (time.time() - seconds, gid)
+    if log_url.startswith("sqlite:"):
+        import sqlite3
+
+        from legato.log.sqlite import path_from_url
+
+        with contextlib.closing(sqlite3.connect(path_from_url(log_url))) as conn, conn:
+            changed = conn.execute(sql.format(p="?"), params).rowcount
+    else:
+        import psycopg
+
+        with psycopg.connect(log_url) as conn:
+            changed = conn.execute(sql.format(p="%s"), params).rowcount
+    assert changed == 1, f"{gid} is not an unended transaction of {log_url}"

@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .._model import TxStatus
-from ..log import Log, LogSummary, open_log
+from ..log import UNCLAIMED_GRACE, Log, LogSummary, open_log
 from ..log.base import purge_in_batches
+from ..observe.unclaimed import summary_note
 from .log_access import add_log_argument, run_on_log
 from .times import parse_age
 
@@ -46,6 +47,10 @@ def summary_json(s: LogSummary, now: float, window: float) -> dict[str, Any]:
         "ended": {str(st): s.ended.get(str(st), 0) for st in TxStatus if st.ended},
         "started_per_s": round(s.started / window, 3),
         "ended_per_s": round(sum(s.ended.values()) / window, 3),
+        "unclaimed": [  # due past the grace, held by no coordinator: by mode and name
+            {"mode": u.mode, "name": u.name, "count": u.count, "due_s": round(now - u.due_since, 3)}
+            for u in s.unclaimed
+        ],
     }
 
 
@@ -71,10 +76,11 @@ def _migrate(url: str) -> list[str]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    async def body(log: Log) -> LogSummary:
-        return await log.summary(time.time() - args.window)
-
     now = time.time()
+
+    async def body(log: Log) -> LogSummary:
+        return await log.summary(now - args.window, unclaimed_before=now - UNCLAIMED_GRACE)
+
     s = run_on_log(args.log, body)
     data = summary_json(s, now, args.window)
     if args.json:
@@ -85,13 +91,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     for st in _UNENDED:
         counts.add_column(str(st), justify="right")
     counts.add_column("stuck", justify="right", style="red" if s.stuck else "")
+    counts.add_column("waiting for code", justify="right", style="yellow" if s.unclaimed else "")
     counts.add_column("oldest unfinished", justify="right")
     counts.add_row(
         *(str(data["counts"][str(st)]) for st in _UNENDED),
         str(s.stuck),
+        str(s.unclaimed_total),
         _age(data["oldest_unfinished_age_s"]),
     )
     console.print(counts)
+    for u in s.unclaimed:
+        console.print(f"[yellow]{summary_note(u, now)}[/yellow]", highlight=False)
     rates = Table(title=f"the last {_age(args.window)}")
     for col in ("started", "succeeded", "failed", "started/s", "ended/s"):
         rates.add_column(col, justify="right")

@@ -17,12 +17,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .._bounds import check_branch_id
 from .._errors import DefinitionError, LegatoError
-from .._model import EventRecord, Json, OpRecord, TxRecord, TxStatus
+from .._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from .._redact import shown, shown_tx
-from ..log import Log, TxQuery
+from ..log import Log, TxQuery, unclaimed_since
+from ..observe import journal, unclaimed
 from ..observe.timeline import build
 from ..workflow import signal_record
 from .log_access import add_log_argument, run_on_log
@@ -66,7 +68,7 @@ def _identifier(what: str) -> Callable[[str], str]:
     return check
 
 
-def _tx_json(tx: TxRecord) -> dict[str, Any]:
+def _tx_json(tx: TxRecord, now: float) -> dict[str, Any]:
     return {
         "gid": tx.gid,
         "mode": str(tx.mode),
@@ -74,6 +76,8 @@ def _tx_json(tx: TxRecord) -> dict[str, Any]:
         "status": str(tx.status),
         "reason": tx.reason,
         "stuck": tx.stuck,
+        "unclaimed_since": unclaimed_since(tx, now),  # due since, held by no coordinator
+        "waiting_for_code": unclaimed.note(tx, now),
         "created_at": tx.created_at,
         "ended_at": tx.ended_at,
         "lease_owner": tx.lease_owner,
@@ -121,14 +125,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         offset=args.offset,
     )
     rows = [shown_tx(t) for t in run_on_log(args.log, lambda log: log.list(query))]
+    now = time.time()
     if args.json:
-        print(json.dumps([_tx_json(t) for t in rows], indent=2))
+        print(json.dumps([_tx_json(t, now) for t in rows], indent=2))
         return 0
     table = Table(title=f"transactions in {args.log}", show_lines=False)
     for col in ("gid", "mode", "name", "status", "created (UTC)", "reason / stuck"):
         table.add_column(col)
     for t in rows:
         note = f"STUCK: {t.stuck}" if t.stuck else (t.reason or "")
+        waiting = unclaimed.note(t, now)
+        if waiting is not None:
+            note = f"{waiting}; {note}" if note else waiting
         table.add_row(t.gid, str(t.mode), t.name, str(t.status), _when(t.created_at), note)
     Console().print(table)
     if len(rows) == args.limit:
@@ -149,11 +157,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"[red]no transaction has gid {args.gid!r} in {args.log}[/red]")
         return 1
     tx, ops, events = found
+    now = time.time()
     if args.json:
         print(
             json.dumps(
                 {
-                    **_tx_json(tx),
+                    **_tx_json(tx, now),
                     "ops": [_op_json(o) for o in ops],
                     "events": [_event_json(e) for e in events],
                 },
@@ -166,18 +175,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"reason: {tx.reason}")
     if tx.stuck:
         console.print(f"[red]stuck: {tx.stuck}[/red]  (legato tx retry {tx.gid})")
+    waiting = unclaimed.note(tx, now)
+    if waiting is not None:
+        console.print(f"[yellow]{waiting}[/yellow]", markup=True, highlight=False)
     console.print(
         f"created {_when(tx.created_at)}  ended {_when(tx.ended_at)}  lease {tx.lease_owner or '-'}"
     )
-    ops_table = Table(title="ops")
-    for col in ("branch", "op", "status", "attempts", "last error", "calls"):
-        ops_table.add_column(col)
-    for o in ops:
-        ops_table.add_row(
-            o.branch, str(o.op), str(o.status), str(o.attempts), o.error or "", o.target
-        )
-    console.print(ops_table)
-    console.print(draw(build(tx, ops, events, time.time()), max(20, min(60, console.width - 50))))
+    console.print(_journal_table(tx, ops) if tx.mode is Mode.WORKFLOW else _ops_table(ops))
+    console.print(draw(build(tx, ops, events, now), max(20, min(60, console.width - 50))))
     timeline = Table(title="events")
     for col in ("at (UTC)", "event", "branch.op", "attempt", "detail"):
         timeline.add_column(col)
@@ -189,6 +194,30 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
     console.print(timeline)
     return 0
+
+
+def _ops_table(ops: list[OpRecord]) -> Table:
+    table = Table(title="ops")
+    for col in ("branch", "op", "status", "attempts", "last error", "calls"):
+        table.add_column(col)
+    for o in ops:
+        table.add_row(o.branch, str(o.op), str(o.status), str(o.attempts), o.error or "", o.target)
+    return table
+
+
+def _journal_table(tx: TxRecord, ops: list[OpRecord]) -> Table:
+    """A workflow's ops as its journal reads: each entry's position and kind, what it came
+    to, then its return value and the signals sent to it (taken, or kept for a wait)."""
+    table = Table(title="journal")
+    for col in ("#", "entry", "status", "attempts", "last error", "detail", "calls"):
+        table.add_column(col)
+    for e in journal.entries(tx, ops):
+        o = e.op
+        status = Text(e.status, style="bold yellow" if e.status == "not taken" else "")
+        table.add_row(
+            e.position, e.text, status, str(o.attempts), o.error or "", e.detail, o.target
+        )
+    return table
 
 
 def _request(what: str) -> Callable[[argparse.Namespace], int]:

@@ -7,7 +7,8 @@ text). The SVG is drawn on a fixed 1000-unit-wide canvas and scales with the pag
 The axis (``observe.timeline.Axis``) is linear except across long idle stretches
 (a stuck transaction waiting for an operator, a retry a minute later), which are
 cut short and labelled with the time they stand for: otherwise the attempts on
-either side would shrink to slivers.
+either side would shrink to slivers. A workflow's wait is a bar of its own kind,
+labelled with how it ended; the stretches it was let go are a lane at the bottom.
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ _MARK_CLASS = {
     "force_end": "requested",
     "timeout": "timeout",
     "status": "status",
+    "signal": "signal",
+    "recorded": "recorded",
+    "pivot": "pivot",
+    "undo": "requested",  # a compensate_since: the compensation path's colour
 }
+LET_GO = "let go (no task held)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +62,11 @@ class DrawnBar:
     x: float
     y: float
     width: float
-    css: str  # "bar ok", "bar backward failed"...
+    css: str  # "bar ok", "bar backward failed", "bar wait signalled"...
     outcome: str
     op: str
     title: str
+    text: str | None = None  # a wait's label, written in its lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,15 @@ class DrawnMark:
     label: str
 
 
+@dataclass(frozen=True, slots=True)
+class DrawnLetGo:
+    """A stretch a workflow was let go, on the lane ``Drawing.let_go_y``."""
+
+    x: float
+    width: float
+    title: str
+
+
 @dataclass(slots=True)
 class Drawing:
     width: int
@@ -97,6 +113,12 @@ class Drawing:
     cuts: list[Cut] = field(default_factory=list)
     marks: list[DrawnMark] = field(default_factory=list)
     backward_from: float | None = None  # where the compensation path's caption begins
+    let_go: list[DrawnLetGo] = field(default_factory=list)
+    let_go_y: float | None = None  # the lane of the stretches let go, if any
+
+    @property
+    def waits(self) -> bool:
+        return any(b.text is not None for b in self.bars)
 
     @property
     def bottom(self) -> float:
@@ -108,16 +130,21 @@ def draw(timeline: Timeline) -> Drawing:
     left, right = float(LABELS), float(WIDTH - RIGHT)
     axis = Axis(timeline.start, timeline.end, timeline.idle(), left, right, GAP)
     has_backward = any(lane.backward for lane in timeline.lanes)
-    height = TOP + LANE * max(1, len(timeline.lanes)) + (BAND if has_backward else 0) + 16
+    rows = max(1, len(timeline.lanes) + (1 if timeline.let_go else 0))
+    height = TOP + LANE * rows + (BAND if has_backward else 0) + 16
     out = Drawing(WIDTH, height, left, right)
 
     y = float(TOP)
     for lane in timeline.lanes:
         if lane.backward and out.backward_from is None:
+            y = _let_go(out, timeline, axis, y)  # with the forward path, above the band
             out.backward_from = y
             y += BAND
-        name = f"{lane.branch} · {lane.op}"
-        label = name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
+        name = lane.label or f"{lane.branch} · {lane.op}"
+        # what fits left of the lane's status (monospace 12 px, bold on the way back)
+        room = (LABELS - 18 - 6.2 * len(lane.status)) / (7.6 if lane.backward else 7.3)
+        chars = max(8, min(LABEL_CHARS, int(room)))
+        label = name if len(name) <= chars else name[: chars - 1] + "…"
         out.lanes.append(
             DrawnLane(y, label, name, lane.status, lane.backward, lane.branch, lane.op)
         )
@@ -134,13 +161,31 @@ def draw(timeline: Timeline) -> Drawing:
                     bar.outcome,
                     bar.op,
                     _bar_title(bar),
+                    bar.label if bar.wait else None,
                 )
             )
         y += LANE
+    if out.let_go_y is None:
+        _let_go(out, timeline, axis, y)
     out.ticks = _ticks(timeline.start, axis)
     out.cuts = [Cut(round(axis.x(a), 2), round(axis.gap, 2), duration(b - a)) for a, b in axis.cuts]
     out.marks = [_mark(m, axis.x(m.at)) for m in timeline.marks]
     return out
+
+
+def _let_go(out: Drawing, timeline: Timeline, axis: Axis, y: float) -> float:
+    """The lane of the stretches let go, at ``y`` (if any); where the next lane goes."""
+    if not timeline.let_go:
+        return y
+    out.let_go_y = y
+    for g in timeline.let_go:
+        start = axis.x(g.start)
+        width = max(float(MIN_BAR), axis.x(g.end) - start)
+        back = "then resumed" if g.back else "not resumed yet"
+        title = f"let go for {duration(g.seconds)} from {clock(g.start)} UTC, {back}"
+        x = round(min(start, axis.right - width), 2)
+        out.let_go.append(DrawnLetGo(x, round(width, 2), title))
+    return y + LANE
 
 
 def nice_step(span: float, most: int = 8) -> float:
@@ -184,10 +229,14 @@ def _ticks(start: float, axis: Axis, spacing: float = 56) -> list[Tick]:
 
 
 def _bar_class(bar: Bar) -> str:
+    if bar.wait:
+        return f"bar wait {bar.outcome}"
     return f"bar {'backward ' if bar.backward else ''}{bar.outcome}"
 
 
 def _bar_title(bar: Bar) -> str:
+    if bar.wait:
+        return f"{bar.branch}: {bar.label}, after {duration(bar.seconds)}"
     attempt = f" attempt {bar.attempt}" if bar.attempt is not None else ""
     text = f"{bar.branch} {bar.op}{attempt}: {bar.outcome}, {duration(bar.seconds)}"
     return f"{text}: {bar.error}" if bar.error else text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from .._bounds import check_gid
 from .._errors import DefinitionError, IllegalStateChange, TransactionNotFound
 from .._model import Mode, TxStatus
 from .._redact import shown, shown_tx
-from ..log import TxQuery
+from ..log import UNCLAIMED_GRACE, TxQuery
+from ..observe import unclaimed
 from . import _auth, _format
 from ._desk import ACTIONS, Desk
 from ._filters import BadFilter, parse
@@ -68,7 +70,7 @@ def tx_url(root: str, gid: str) -> str:
 async def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     now = time.time()
     root = _root(request)
-    summary = await _desk(request).log.summary(now - 60)
+    summary = await _desk(request).log.summary(now - 60, unclaimed_before=now - UNCLAIMED_GRACE)
     html = _templates.get_template(name).render(
         root=root,
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
@@ -96,6 +98,7 @@ async def transactions(request: Request) -> Response:
     if refused := await _must_read(request):
         return refused
     log = _desk(request).log
+    now = time.time()
     rows = [shown_tx(t) for t in await log.list(filters.query(limit=filters.limit + 1))]
     more = len(rows) > filters.limit
     stuck = []
@@ -116,6 +119,7 @@ async def transactions(request: Request) -> Response:
         ),
         statuses=[str(s) for s in TxStatus],
         modes=[str(m) for m in Mode],
+        waiting=lambda t: unclaimed.note(t, now),
     )
 
 
@@ -142,13 +146,14 @@ async def summary(request: Request) -> Response:
     if not await _auth.may_read(request):
         return JSONResponse({"detail": "log in first"}, status_code=401)
     now = time.time()
-    s = await _desk(request).log.summary(now - 60)
+    s = await _desk(request).log.summary(now - 60, unclaimed_before=now - UNCLAIMED_GRACE)
     return JSONResponse(
         {
             "at": now,
             "text": header(s, now),
             "counts": s.counts,
             "stuck": s.stuck,
+            "unclaimed": [dataclasses.asdict(u) for u in s.unclaimed],
             "oldest_unfinished_at": s.oldest_unfinished_at,
             "started": s.started,
             "ended": s.ended,

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._model import EventRecord, Json, OpRecord, TxRecord, TxStatus
+from .._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ..log import LogSummary
-from ..observe import timeline
+from ..observe import journal, timeline, unclaimed
 from ._draw import Drawing, draw
 from ._format import ago, duration
 
@@ -17,6 +17,7 @@ HEADER = (
     ("submitted", "running"),
     ("aborting", "aborting"),
     ("stuck", "stuck"),
+    ("unclaimed", "waiting for code"),
     ("oldest", "oldest unfinished"),
     ("started", "started / min"),
     ("ended", "ended / min"),
@@ -32,6 +33,7 @@ def header(summary: LogSummary, now: float) -> dict[str, str]:
     ``/summary.json`` share them)."""
     out = {status: str(summary.counts.get(status, 0)) for status in _STATUSES}
     out["stuck"] = str(summary.stuck)
+    out["unclaimed"] = str(summary.unclaimed_total)
     oldest = summary.oldest_unfinished_at
     out["oldest"] = "-" if oldest is None else duration(max(0.0, now - oldest))
     out["started"] = str(summary.started)
@@ -47,6 +49,7 @@ class OpRow:
     op: OpRecord
     body: Json  # what the op sends the participant, where the log holds it
     has_body: bool
+    entry: journal.Entry | None = None  # a workflow's: the op as its journal reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,12 @@ class TxPage:
     drawing: Drawing
     timeline: timeline.Timeline
     age: str
+    waiting: str | None  # waiting for code (no running coordinator claims it), in words
+
+    @property
+    def journal(self) -> bool:
+        """A workflow's: its ops are listed as its journal reads."""
+        return self.tx.mode is Mode.WORKFLOW
 
 
 def tx_page(
@@ -73,9 +82,14 @@ def tx_page(
     line = timeline.build(tx, ops, events, now)
     steps = _spec_steps(tx)
     rows = []
-    for o in ops:
-        found, body = _body(o, steps)
-        rows.append(OpRow(o, body, found))
+    if tx.mode is Mode.WORKFLOW:
+        for e in journal.entries(tx, ops):
+            found, body = _body(e.op, steps)
+            rows.append(OpRow(e.op, body, found, e))
+    else:
+        for o in ops:
+            found, body = _body(o, steps)
+            rows.append(OpRow(o, body, found))
     return TxPage(
         tx=tx,
         ops=rows,
@@ -83,6 +97,7 @@ def tx_page(
         drawing=draw(line),
         timeline=line,
         age=ago(tx.created_at, now),
+        waiting=unclaimed.note(tx, now),
     )
 
 

@@ -6,20 +6,33 @@ import os
 from pathlib import Path
 
 from .._errors import LogError
-from .base import Claimed, Log, LogSummary, NewTransaction, TxQuery, TxWrite
+from .base import (
+    UNCLAIMED_GRACE,
+    Claimed,
+    Log,
+    LogSummary,
+    NewTransaction,
+    TxQuery,
+    TxWrite,
+    Unclaimed,
+    unclaimed_since,
+)
 
 __all__ = [
+    "UNCLAIMED_GRACE",
     "Claimed",
     "Log",
     "LogSummary",
     "NewTransaction",
     "TxQuery",
     "TxWrite",
+    "Unclaimed",
     "absolute_url",
     "log_exists",
     "log_file",
     "open_log",
     "outlives_process",
+    "unclaimed_since",
 ]
 
 

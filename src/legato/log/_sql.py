@@ -30,11 +30,13 @@ from .._model import EventRecord, Mode, OpName, OpRecord, OpStatus, TxRecord, Tx
 from ._group import GroupCommit, Job, JobResult, WouldBlock
 from ._queries import migrations, queries
 from .base import (
+    UNCLAIMED_NAMES,
     Claimed,
     LogSummary,
     NewTransaction,
     TxQuery,
     TxWrite,
+    Unclaimed,
     refuse_signal,
     registration_refused,
     requested_event,
@@ -676,7 +678,7 @@ class SqlLog(ABC):
 
         return await self._read(run)
 
-    async def summary(self, since: float) -> LogSummary:
+    async def summary(self, since: float, unclaimed_before: float | None = None) -> LogSummary:
         def run(conn: Conn) -> LogSummary:
             cur = conn.cursor()
             cur.execute(self.q["count_unfinished"], {})
@@ -689,6 +691,15 @@ class SqlLog(ABC):
             started = int(cur.fetchone()["n"])
             cur.execute(self.q["count_ended_since"], {"since": since})
             ended = {str(r["status"]): int(r["n"]) for r in cur.fetchall()}
+            unclaimed = []
+            if unclaimed_before is not None:
+                cur.execute(
+                    self.q["unclaimed"], {"before": unclaimed_before, "limit": UNCLAIMED_NAMES}
+                )
+                unclaimed = [
+                    Unclaimed(str(r["mode"]), str(r["name"]), int(r["n"]), float(r["due_since"]))
+                    for r in cur.fetchall()
+                ]
             conn.commit()
             return LogSummary(
                 counts=counts,
@@ -697,6 +708,7 @@ class SqlLog(ABC):
                 since=since,
                 started=started,
                 ended=ended,
+                unclaimed=unclaimed,
             )
 
         return await self._read(run)

@@ -68,6 +68,42 @@ class TxQuery:
     offset: int = 0
 
 
+UNCLAIMED_GRACE = 60.0
+"""Seconds a transaction may be due with no coordinator holding it before it is said to
+wait for code (``unclaimed_since``). A running coordinator claims what is due within its
+poll interval (1 s by default, at once on a new request), so a minute is many polls
+missed: no running coordinator claims the transaction's name (a workflow's
+``name@version``, a saga's name), or none runs at all, or those running are too far
+behind to claim it."""
+
+UNCLAIMED_NAMES = 50
+"""At most this many names in ``LogSummary.unclaimed`` (the most waiting first)."""
+
+
+def unclaimed_since(tx: TxRecord, now: float) -> float | None:
+    """When ``tx`` became due, if it has waited past ``UNCLAIMED_GRACE`` since with no
+    coordinator holding it (no lease, or one expired as long ago): no coordinator that
+    runs claims its name. None otherwise (ended, not due, held, or not for that long)."""
+    before = now - UNCLAIMED_GRACE
+    due = tx.next_attempt_at
+    if tx.ended_at is not None or due is None or due > before:
+        return None
+    if tx.lease_owner is not None and (tx.lease_expires_at or 0.0) >= before:
+        return None
+    return due
+
+
+@dataclass(frozen=True, slots=True)
+class Unclaimed:
+    """The unended transactions of one mode and name that have been due, held by no
+    coordinator, since before the grace (see ``unclaimed_since``)."""
+
+    mode: str
+    name: str
+    count: int
+    due_since: float  # when the longest-waiting of them became due
+
+
 @dataclass(slots=True)
 class LogSummary:
     """The log at a glance: what the dashboard's header, ``legato stats`` and the
@@ -79,6 +115,14 @@ class LogSummary:
     since: float  # the window the next two count over
     started: int  # created at or after ``since``
     ended: dict[str, int]  # ended at or after ``since``, by status
+    unclaimed: list[Unclaimed] = field(default_factory=list)
+    """By name, the most first (at most ``UNCLAIMED_NAMES``): transactions due before
+    ``summary``'s ``unclaimed_before`` that no coordinator holds; empty when not asked."""
+
+    @property
+    def unclaimed_total(self) -> int:
+        """How many transactions ``unclaimed`` counts, over every name it lists."""
+        return sum(u.count for u in self.unclaimed)
 
     @property
     def unfinished(self) -> int:
@@ -179,10 +223,12 @@ class Log(Protocol):
         tools and tests; what is watched often (the dashboard, ``/health``, the metrics)
         reads ``summary``, which counts the unended ones only."""
 
-    async def summary(self, since: float) -> LogSummary:
+    async def summary(self, since: float, unclaimed_before: float | None = None) -> LogSummary:
         """The unended transactions by status, the stuck, the oldest unfinished, and how
-        many started and ended from ``since`` on. Cheap however many ended transactions
-        the log keeps (indexed), so that it can be asked every few seconds."""
+        many started and ended from ``since`` on; with ``unclaimed_before`` (``now -
+        UNCLAIMED_GRACE``), the unended ones due before it that no coordinator holds (no
+        lease, or one expired before it), by mode and name. Cheap however many ended
+        transactions the log keeps (indexed), so that it can be asked every few seconds."""
 
     async def purge(self, ended_before: float, limit: int) -> int:
         """Delete up to ``limit`` transactions that ended before the time given."""

@@ -15,11 +15,13 @@ from .. import _json
 from .._errors import IllegalStateChange, LeaseLost, TransactionNotFound
 from .._model import EventRecord, Mode, OpRecord, TxRecord, TxStatus
 from .base import (
+    UNCLAIMED_NAMES,
     Claimed,
     LogSummary,
     NewTransaction,
     TxQuery,
     TxWrite,
+    Unclaimed,
     refuse_signal,
     registration_refused,
     requested_event,
@@ -36,6 +38,22 @@ def _stored_ops(ops: list[OpRecord]) -> list[OpRecord]:
     for o in out:
         o.output = _stored(o.output, "output")
     return out
+
+
+def _unclaimed(unended: list[TxRecord], before: float) -> list[Unclaimed]:
+    """As the SQL logs' ``unclaimed`` query: due before ``before``, held by no one."""
+    found: dict[tuple[str, str], tuple[int, float]] = {}
+    for t in unended:
+        due = t.next_attempt_at
+        if due is None or due > before:
+            continue
+        if t.lease_owner is not None and (t.lease_expires_at or 0.0) >= before:
+            continue
+        n, since = found.get((str(t.mode), t.name), (0, due))
+        found[(str(t.mode), t.name)] = (n + 1, min(since, due))
+    rows = [Unclaimed(mode, name, n, since) for (mode, name), (n, since) in found.items()]
+    rows.sort(key=lambda u: (-u.count, u.name, u.mode))
+    return rows[:UNCLAIMED_NAMES]
 
 
 def _stored_events(events: list[EventRecord]) -> list[EventRecord]:
@@ -254,7 +272,7 @@ class MemoryLog:
         out["stuck"] = sum(1 for t in self._tx.values() if t.stuck and t.ended_at is None)
         return out
 
-    async def summary(self, since: float) -> LogSummary:
+    async def summary(self, since: float, unclaimed_before: float | None = None) -> LogSummary:
         unended = [t for t in self._tx.values() if t.ended_at is None]
         counts: dict[str, int] = {}
         for t in unended:
@@ -270,6 +288,7 @@ class MemoryLog:
             since=since,
             started=sum(1 for t in self._tx.values() if t.created_at >= since),
             ended=ended,
+            unclaimed=[] if unclaimed_before is None else _unclaimed(unended, unclaimed_before),
         )
 
     async def purge(self, ended_before: float, limit: int) -> int:

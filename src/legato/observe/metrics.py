@@ -1,10 +1,15 @@
 """Prometheus metrics: a hook counting what this coordinator does, and gauges read
 from the log when scraped.
 
-Labels are bounded: mode, op, outcome; never a gid, a branch or a saga name
-given by a caller. Counters count this process's work (sum them over
-processes); the log-wide gauges (unfinished, stuck, oldest unfinished age)
-read the shared log, so every process reports the same value (take the max).
+Labels are bounded: mode, op, outcome; never a gid or a branch. One gauge has a
+name: ``legato_transactions_unclaimed{mode,name}``, the transactions that have been
+due past ``log.UNCLAIMED_GRACE`` with no coordinator holding them, by the name no
+running coordinator claims; a name in the log is the code's (a registered saga, a
+workflow's ``name@version``) or ``wire:<mode>`` for what came over HTTP, and at most
+``log.UNCLAIMED_NAMES`` are reported. Counters count this process's work (sum them
+over processes); the log-wide gauges (unfinished, stuck, unclaimed, oldest
+unfinished age) read the shared log, so every process reports the same value (take
+the max).
 
 Processes behind one port (``legato serve --workers N``) share their metrics
 through prometheus-client's multiprocess mode: with ``PROMETHEUS_MULTIPROC_DIR``
@@ -30,6 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from .._hooks import Hooks
 from .._model import OpName, TxRecord, TxStatus
 from .._process_settings import process_settings
+from ..log import UNCLAIMED_GRACE
 
 if TYPE_CHECKING:
     from ..log import Log
@@ -141,6 +147,15 @@ class Metrics(Hooks):
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.unclaimed = Gauge(
+            "legato_transactions_unclaimed",
+            "Unended transactions due for over a minute that no coordinator holds: no "
+            "running coordinator has their name (a workflow's name@version, a saga's name)",
+            ["mode", "name"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self._unclaimed_shown: set[tuple[str, str]] = set()
         self.oldest_age = Gauge(
             "legato_oldest_unfinished_age_seconds",
             "Age of the oldest unended transaction (0 when there is none)",
@@ -198,8 +213,9 @@ class Metrics(Hooks):
         from .._errors import LogError
 
         self.in_flight.set(coordinator.in_flight)
+        now = time.time()
         try:
-            summary = await coordinator.log.summary(time.time())
+            summary = await coordinator.log.summary(now, unclaimed_before=now - UNCLAIMED_GRACE)
         except LogError:
             self.scrape_errors.inc()
             return
@@ -207,6 +223,14 @@ class Metrics(Hooks):
             if not status.ended:
                 self.unfinished.labels(str(status)).set(summary.counts.get(str(status), 0))
         self.stuck.set(summary.stuck)
+        shown = {(u.mode, u.name): u.count for u in summary.unclaimed}
+        for mode, name in self._unclaimed_shown - set(shown):
+            # claimed since: 0 rather than dropped, for a worker's shared file keeps
+            # whatever was last set in it
+            self.unclaimed.labels(mode, name).set(0)
+        for (mode, name), count in shown.items():
+            self.unclaimed.labels(mode, name).set(count)
+        self._unclaimed_shown |= set(shown)
         oldest = summary.oldest_unfinished_at
         self.oldest_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 

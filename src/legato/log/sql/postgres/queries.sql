@@ -124,6 +124,16 @@ SELECT count(*) AS n FROM legato_tx WHERE stuck IS NOT NULL AND ended_at IS NULL
 -- name: oldest_unfinished
 SELECT min(created_at) AS t FROM legato_tx WHERE ended_at IS NULL
 
+-- name: unclaimed
+-- Due before :before (now less the grace) and held by no coordinator: no one running
+-- claims the name. Through the partial index legato_tx_due, the overdue rows only.
+SELECT mode, name, count(*) AS n, min(next_attempt_at) AS due_since
+FROM legato_tx WHERE ended_at IS NULL AND next_attempt_at <= :before
+    AND (lease_owner IS NULL OR lease_expires_at < :before)
+GROUP BY mode, name
+ORDER BY n DESC, name, mode
+LIMIT :limit
+
 -- name: count_started_since
 SELECT count(*) AS n FROM legato_tx WHERE created_at >= :since
 
