@@ -17,6 +17,8 @@ Points:
 * ``after_op.<op>``: the op ran and returned, its result is not logged yet.
 * ``after_log_write``: a decision was logged, the ops it starts are not run yet.
 * ``before_op.<op>``: the op's start is logged, the op has not run yet.
+* ``after_signal``: a signal for a workflow is kept in the log; its body has not been
+  handed it yet.
 * ``xa.before_decision``: every branch of an XA transaction is prepared, its
   initiator has not asked for the decision yet.
 * ``outbox.after_publish``: the outbox relay published a row, and has not marked it

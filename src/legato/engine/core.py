@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from .._allow import AllowList
 from .._errors import LogError, LogUnavailable, TransactionNotFound
+from .._faults import fault_point
 from .._hooks import HookChain
 from .._model import EventRecord, OpRecord, Request, TxRecord, TxStatus
 from ..log import Log, NewTransaction, TxQuery, TxWrite
@@ -220,6 +221,7 @@ class Engine:
         to its body if it runs here; False if that signal was kept already."""
         self.require_started()
         _, new = await self.log.signal(gid, record, record.updated_at, None, by)
+        fault_point("after_signal")
         runner = self.runners.get(gid)
         if new and runner is not None and runner.live is not None:
             runner.signals.add(record.branch)
