@@ -24,15 +24,12 @@ sagas whose write failed must still end, driven by the same process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -42,8 +39,8 @@ import pytest
 import legato
 from tests.support.invariants import ops_left_running
 from tests.support.processes import REPOSITORY
-from tests.support.services import PG_ADMIN, new_pg_database
-from tests.support.travel import STEPS, check_outcomes, create_tables
+from tests.support.services import PG_ADMIN
+from tests.support.travel import STEPS, Setup, check_outcomes, create_tables
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -58,27 +55,6 @@ FAULTS = {
     "after_op.compensate": 30,  # a compensation ran; its result is not logged
     "before_op.compensate": 30,  # a compensation's start is logged; it has not run
 }
-
-
-@dataclass
-class Setup:
-    log_url: str
-    locations: dict[str, str]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
-    """The log and the three services' databases, all SQLite files or all PostgreSQL."""
-    if request.param == "sqlite":
-        locations = {step: str(tmp_path / f"{step}.db") for step in STEPS}
-        create_tables(locations)
-        yield Setup(f"sqlite:///{tmp_path / 'log.db'}", locations)
-        return
-    log_url = request.getfixturevalue("pg_database")  # skips (or fails under CI) without PG
-    with contextlib.ExitStack() as stack:
-        locations = {step: stack.enter_context(new_pg_database("legato_svc")) for step in STEPS}
-        create_tables(locations)
-        yield Setup(log_url, locations)
 
 
 def _popen(

@@ -85,6 +85,14 @@ def _loses_reply(i: int, step: str, op: OpName, attempt: int) -> bool:
     return step == "flight" and i % 5 == 0
 
 
+@dataclass
+class Setup:
+    """Where a chaos run keeps its log, and each service its database (by step)."""
+
+    log_url: str
+    locations: dict[str, str]
+
+
 def is_postgres(location: str) -> bool:
     return location.startswith(("postgresql:", "postgres:"))
 
@@ -187,65 +195,73 @@ class Service:
         return self.tracker.run(ctx) if self.tracker else contextlib.nullcontext()
 
     def _reserve(self, ctx: StepContext) -> str:
-        i = ctx.payload["i"]
         answer = f"{self.step}:{ctx.gid}"
         if self.step == "car" and ctx.payload["fail"]:
             raise legato.Failure("no car left")
-        with self.db.transaction() as tx:
-            inserted = tx.execute(
-                "INSERT INTO barrier (gid, step, op, reason) VALUES (?, ?, 'action', 'action') "
-                "ON CONFLICT DO NOTHING",
-                (ctx.gid, self.step),
-            ).rowcount
-            if not inserted:
-                (reason,) = tx.execute(
-                    "SELECT reason FROM barrier WHERE gid = ? AND step = ? AND op = 'action'",
-                    (ctx.gid, self.step),
-                ).fetchone()
-                if reason == "null-compensate":
-                    raise legato.Failure("refused: this reservation was already compensated")
-                return answer  # a repeat: it took effect the first time
-            tx.execute(
-                "INSERT INTO reservation (gid, step, status) VALUES (?, ?, 'active')",
-                (ctx.gid, self.step),
-            )
-            tx.execute(
-                "INSERT INTO effect (gid, step, kind) VALUES (?, ?, 'reserve')",
-                (ctx.gid, self.step),
-            )
-        if _loses_reply(i, self.step, ctx.op, ctx.attempt):
+        if not reserve_once(self.db, ctx.gid, self.step):
+            return answer  # a repeat: it took effect the first time
+        if _loses_reply(ctx.payload["i"], self.step, ctx.op, ctx.attempt):
             raise LostReply("connection reset after commit")
         return answer
 
     def _cancel(self, ctx: StepContext) -> str:
-        i = ctx.payload["i"]
-        with self.db.transaction() as tx:
-            inserted = tx.execute(
-                "INSERT INTO barrier (gid, step, op, reason) "
-                "VALUES (?, ?, 'compensate', 'compensate') ON CONFLICT DO NOTHING",
-                (ctx.gid, self.step),
-            ).rowcount
-            if not inserted:
-                return "repeat"
-            null = tx.execute(
-                "INSERT INTO barrier (gid, step, op, reason) "
-                "VALUES (?, ?, 'action', 'null-compensate') ON CONFLICT DO NOTHING",
-                (ctx.gid, self.step),
-            ).rowcount
-            if null:
-                return "null"  # the action never took effect; a late one is refused now
-            tx.execute(
-                "UPDATE reservation SET status = 'cancelled' "
-                "WHERE gid = ? AND step = ? AND status = 'active'",
-                (ctx.gid, self.step),
-            )
-            tx.execute(
-                "INSERT INTO effect (gid, step, kind) VALUES (?, ?, 'cancel')",
-                (ctx.gid, self.step),
-            )
-        if _loses_reply(i, self.step, ctx.op, ctx.attempt):
+        done = cancel_once(self.db, ctx.gid, self.step)
+        if done == "cancelled" and _loses_reply(ctx.payload["i"], self.step, ctx.op, ctx.attempt):
             raise LostReply("connection reset after commit")
-        return "cancelled"
+        return done
+
+
+def reserve_once(db: Database, gid: str, step: str) -> bool:
+    """Reserve ``step`` for ``gid`` behind its barrier row, in one local transaction:
+    True if this call took effect, False for a repeat. Raises ``legato.Failure`` where a
+    compensation came first (and left its null-compensate row)."""
+    with db.transaction() as tx:
+        inserted = tx.execute(
+            "INSERT INTO barrier (gid, step, op, reason) VALUES (?, ?, 'action', 'action') "
+            "ON CONFLICT DO NOTHING",
+            (gid, step),
+        ).rowcount
+        if not inserted:
+            (reason,) = tx.execute(
+                "SELECT reason FROM barrier WHERE gid = ? AND step = ? AND op = 'action'",
+                (gid, step),
+            ).fetchone()
+            if reason == "null-compensate":
+                raise legato.Failure("refused: this reservation was already compensated")
+            return False
+        tx.execute(
+            "INSERT INTO reservation (gid, step, status) VALUES (?, ?, 'active')", (gid, step)
+        )
+        tx.execute("INSERT INTO effect (gid, step, kind) VALUES (?, ?, 'reserve')", (gid, step))
+    return True
+
+
+def cancel_once(db: Database, gid: str, step: str) -> str:
+    """Cancel the reservation of ``step`` for ``gid`` behind its barrier row, in one local
+    transaction: ``cancelled``, ``repeat``, or ``null`` (it never took effect: nothing to
+    undo, and a late reservation is refused now)."""
+    with db.transaction() as tx:
+        inserted = tx.execute(
+            "INSERT INTO barrier (gid, step, op, reason) "
+            "VALUES (?, ?, 'compensate', 'compensate') ON CONFLICT DO NOTHING",
+            (gid, step),
+        ).rowcount
+        if not inserted:
+            return "repeat"
+        null = tx.execute(
+            "INSERT INTO barrier (gid, step, op, reason) "
+            "VALUES (?, ?, 'action', 'null-compensate') ON CONFLICT DO NOTHING",
+            (gid, step),
+        ).rowcount
+        if null:
+            return "null"
+        tx.execute(
+            "UPDATE reservation SET status = 'cancelled' "
+            "WHERE gid = ? AND step = ? AND status = 'active'",
+            (gid, step),
+        )
+        tx.execute("INSERT INTO effect (gid, step, kind) VALUES (?, ?, 'cancel')", (gid, step))
+    return "cancelled"
 
 
 def build_saga(
