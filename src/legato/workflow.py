@@ -27,23 +27,19 @@ from . import _initiator, _json
 from ._bounds import check_branch_id, check_headers
 from ._errors import Failure, GidConflict, ResourceError, WorkflowError
 from ._model import Json, Mode, OpName, OpRecord, OpStatus, TxRecord, TxStatus
-from .drivers.workflow import (
+from .drivers.workflow import Pending, Workflow, WorkflowDriver, WorkflowMode
+from .drivers.workflow_calls import (
     Call,
-    Pending,
-    Replayed,
     SagaCall,
-    Workflow,
     WorkflowDefinition,
-    WorkflowDriver,
-    WorkflowMode,
     XaEnd,
     XaStep,
     call,
     current_step,
-    replay,
     step,
     workflow,
 )
+from .drivers.workflow_replay import Replayed, replay
 from .engine.handle import Handle
 from .engine.port import Engine
 from .log import NewTransaction

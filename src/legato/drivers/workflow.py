@@ -20,29 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
-import functools
-import hashlib
-import importlib
-import inspect
-import json
 import logging
 import math
 import random as _random
-import re
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from .. import _json
 from .._bounds import check_branch_id
 from .._errors import DefinitionError, Failure, PayloadError, WorkflowError
 from .._model import (
-    DEFAULT_ACTION_RETRY,
-    DEFAULT_COMPENSATE_RETRY,
     Json,
     Mode,
     OpKey,
@@ -54,12 +45,27 @@ from .._model import (
     TxStatus,
 )
 from ..engine.port import Live, Unreadable
-from ..engine.records import state_from_log
 from ..modes import workflow as machine
 from ..modes._core import Event, Park, Transition, TxState
 from ..transports.broker import BrokerCall
 from ..transports.http import HttpCall
-from ..transports.local import LocalCall, StepContext
+from ..transports.local import LocalCall
+from .workflow_calls import (
+    Call,
+    SagaCall,
+    WorkflowDefinition,
+    XaEnd,
+    XaStep,
+    args_digest,
+    bound,
+    bound_conn,
+    digest_of,
+    jsonable,
+    name_of,
+    target_of,
+    undo_call,
+    undo_spec,
+)
 
 logger = logging.getLogger("legato.workflow")
 
@@ -75,334 +81,6 @@ T = TypeVar("T")
 class _Diverged(BaseException):
     """Raised into a body whose journal says otherwise: it stops (the workflow is parked).
     A BaseException, so that a body's ``except Exception`` does not swallow it."""
-
-
-# -- the definition ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowDefinition:
-    """A workflow: its name, its version, and its body (``async def body(wf, *args)``).
-    Made by ``@legato.workflow``; started by ``Coordinator.start_workflow``."""
-
-    name: str
-    version: str
-    fn: Callable[..., Awaitable[Any]]
-    timeout_to_fail: float | None = None
-    retry: RetryPolicy = DEFAULT_ACTION_RETRY
-    compensate_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
-
-    @property
-    def key(self) -> str:
-        """What the log names its transactions by: ``name@version`` (a coordinator claims
-        only the versions it has)."""
-        return f"{self.name}@{self.version}"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise WorkflowError(
-            f"workflow {self.name!r} is started with coordinator.start_workflow(...), not called"
-        )
-
-
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-~+=]{0,63}")
-
-
-def workflow(
-    name: str | None = None,
-    *,
-    version: str = "1",
-    timeout_to_fail: float | None = None,
-    retry: RetryPolicy | None = None,
-    compensate_retry: RetryPolicy | None = None,
-) -> Callable[[Callable[..., Awaitable[Any]]], WorkflowDefinition]:
-    """Make ``async def body(wf: legato.Workflow, *args)`` a durable workflow.
-
-    ``version`` names this code: a workflow runs only on a coordinator that has its
-    version (change it when the body changes what it does at a position, or use
-    ``wf.patched``). ``retry`` and ``compensate_retry`` are the steps' defaults.
-    """
-
-    def make(fn: Callable[..., Awaitable[Any]]) -> WorkflowDefinition:
-        if not inspect.iscoroutinefunction(fn):
-            raise DefinitionError(f"a workflow is an async def, not {fn!r}")
-        wf_name = name or fn.__name__
-        for what, value in (("name", wf_name), ("version", version)):
-            if not isinstance(value, str) or not _NAME.fullmatch(value) or "@" in value:
-                raise DefinitionError(
-                    f"a workflow's {what} is 1-64 of letters, digits and _ . : - ~ + =, "
-                    f"not {value!r}"
-                )
-        if timeout_to_fail is not None and not (
-            isinstance(timeout_to_fail, int | float) and 0 < timeout_to_fail < math.inf
-        ):
-            raise DefinitionError(f"timeout_to_fail must be positive, not {timeout_to_fail!r}")
-        return WorkflowDefinition(
-            wf_name,
-            version,
-            fn,
-            timeout_to_fail,
-            retry or DEFAULT_ACTION_RETRY,
-            compensate_retry or DEFAULT_COMPENSATE_RETRY,
-        )
-
-    return make
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A callable with its arguments: ``legato.call(cancel_room, booking_id)`` as a
-    step's ``compensate=`` when it takes other arguments than the step's."""
-
-    fn: Any
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SagaCall:
-    """A declarative saga run as a workflow step (``wf.saga``): submitted as a
-    transaction of its own, ``gid``, and waited for."""
-
-    saga: Any
-    payload: Json = None
-    gid: str = ""
-
-    @property
-    def target(self) -> str:
-        return f"saga {getattr(self.saga, 'name', '?')}"
-
-
-@dataclass(frozen=True, slots=True)
-class XaStep:
-    """A workflow's XA branch (``wf.xa``): ``fn(conn)`` run in a two-phase transaction on
-    the coordinator's resource ``resource``, then prepared; committed once the workflow
-    has succeeded, rolled back if it rolls back."""
-
-    resource: str
-    fn: Any
-
-
-@dataclass(frozen=True, slots=True)
-class XaEnd:
-    """Phase 2 of a workflow's XA branch: ``op`` is ``commit`` or ``rollback``."""
-
-    resource: str
-    op: OpName
-
-
-def call(fn: Any, /, *args: Any, **kwargs: Any) -> Call:
-    """``fn`` with its arguments, for a step's ``compensate=``."""
-    return Call(fn, args, kwargs)
-
-
-def step(fn: Callable[..., Any] | None = None, /, *, in_thread: bool = True) -> Any:
-    """Mark a workflow step's function: ``@legato.step(in_thread=False)`` runs a quick
-    sync one on the event loop instead of a step thread (as a saga step's
-    ``in_thread=False``); bare ``@legato.step`` changes nothing but says what it is."""
-
-    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        if not callable(f):
-            raise DefinitionError(f"@legato.step marks a function, not {f!r}")
-        f.legato_in_thread = in_thread  # type: ignore[attr-defined]
-        return f
-
-    return mark(fn) if fn is not None else mark
-
-
-# -- the current step, for a step's code ------------------------------------------------
-
-_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
-    "legato_step", default=None
-)
-
-
-def current_step() -> StepContext:
-    """The attempt a workflow step (or compensation) is running in: its gid, branch,
-    attempt and idempotency key, and for a compensation the step's output, if any."""
-    ctx = _current.get()
-    if ctx is None:
-        raise WorkflowError("current_step() is called from a workflow step's code only")
-    return ctx
-
-
-class _Bound:
-    """A step's callable with its arguments, called as a ``LocalCall`` is."""
-
-    __slots__ = ("args", "fn", "kwargs")
-    __hash__ = None  # type: ignore[assignment]  # made per call: never a cache's key
-    legato_async = False  # what the local transport would otherwise ask inspect
-
-    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]):
-        self.fn, self.args, self.kwargs = fn, tuple(args), dict(kwargs)
-
-    def __call__(self, ctx: StepContext) -> Any:
-        token = _current.set(ctx)
-        try:
-            return self.fn(*self.args, **self.kwargs)
-        finally:
-            _current.reset(token)
-
-
-class _AsyncBound(_Bound):
-    __slots__ = ()
-    legato_async = True
-
-    async def __call__(self, ctx: StepContext) -> Any:
-        token = _current.set(ctx)
-        try:
-            return await self.fn(*self.args, **self.kwargs)
-        finally:
-            _current.reset(token)
-
-
-def _bound(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Bound:
-    try:
-        is_async = _async_fn(fn)
-    except TypeError:  # an unhashable callable object
-        is_async = _async_fn.__wrapped__(fn)
-    return (_AsyncBound if is_async else _Bound)(fn, args, kwargs)
-
-
-@functools.lru_cache(maxsize=4096)
-def _async_fn(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004
-    )
-
-
-def _bound_conn(
-    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> Callable[[Any], Any]:
-    """``fn`` with its arguments after the connection: what an XA branch runs."""
-
-    def branch(conn: Any) -> Any:
-        return fn(conn, *args, **kwargs)
-
-    return branch
-
-
-def _import_path(fn: Any) -> str | None:
-    """``module:qualname`` of a module-level function (or a static method of a
-    module-level class) that imports back to the same object; None for a lambda, a
-    closure, a bound method..."""
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
-        return None
-    try:
-        found = _resolve(f"{module}:{qualname}")
-    except (ImportError, AttributeError):
-        return None
-    return f"{module}:{qualname}" if found is fn or getattr(found, "__func__", None) is fn else None
-
-
-def _resolve(path: str) -> Any:
-    module, _, qualname = path.partition(":")
-    found: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
-    return found
-
-
-def _digest(value: Json) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-def _args_digest(args: Sequence[Any], kwargs: Mapping[str, Any], what: str) -> str:
-    """A digest of a step's arguments; arguments JSON cannot carry are refused, naming
-    what is wrong (the fast path encodes once; the slow one says why it failed)."""
-    try:
-        text = _DIGEST.encode([args, kwargs])
-        text.encode()
-    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
-        _jsonable([list(args), dict(kwargs)], what)
-        raise
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-_DIGEST = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def _jsonable(value: Any, what: str) -> Json:
-    try:
-        return _json.check(value, what=what)
-    except PayloadError as exc:
-        raise PayloadError(f"{exc} (a workflow journals it, so it must be JSON)") from None
-
-
-def _step_name(fn: Any) -> str:
-    if isinstance(fn, XaStep):
-        raw = getattr(fn.fn, "__name__", None) or f"xa:{fn.resource}"
-    elif isinstance(fn, SagaCall):
-        raw = f"saga:{getattr(fn.saga, 'name', 'saga')}"
-    elif isinstance(fn, HttpCall):
-        raw = fn.url.rstrip("/").rsplit("/", 1)[-1] or "http"
-    elif isinstance(fn, BrokerCall):
-        raw = f"publish:{fn.topic}"
-    else:
-        raw = getattr(fn, "__name__", None) or type(fn).__name__
-    name = re.sub(r"[^A-Za-z0-9_.:\-~+=]", "_", raw).lstrip("@")[:48]
-    return name or "step"
-
-
-def _target(fn: Any) -> str:
-    if isinstance(fn, XaEnd):
-        return f"xa {fn.op} on {fn.resource}"
-    if isinstance(fn, XaStep):
-        return f"xa prepare on {fn.resource}"
-    if isinstance(fn, SagaCall):
-        return fn.target
-    if isinstance(fn, HttpCall):
-        return fn.target
-    if isinstance(fn, BrokerCall):
-        return f"{fn.broker}:{fn.topic}"
-    module, qualname = getattr(fn, "__module__", ""), getattr(fn, "__qualname__", None)
-    return f"{module}.{qualname}" if qualname else type(fn).__name__
-
-
-def _undo_spec(undo: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Json:
-    """A compensation as the journal keeps it, so that any coordinator can run it."""
-    if isinstance(undo, XaEnd):
-        return {"xa": {"resource": undo.resource, "op": str(undo.op)}}
-    if isinstance(undo, HttpCall):
-        return {"http": undo.to_json()}
-    if isinstance(undo, BrokerCall):
-        return {"broker": {"broker": undo.broker, "topic": undo.topic, "body": undo.body,
-                           "key": undo.key}}  # fmt: skip
-    if isinstance(undo, Call):
-        fn, args, kwargs = undo.fn, undo.args, undo.kwargs
-        if isinstance(fn, HttpCall | BrokerCall):
-            return _undo_spec(fn, (), {})
-    else:
-        fn = undo
-    if not callable(fn):
-        raise DefinitionError(
-            f"compensate= takes a function, an HttpCall or a BrokerCall, not {fn!r}"
-        )
-    path = _import_path(fn)
-    if path is None:
-        raise DefinitionError(
-            f"compensate={fn!r} must be a module-level function (or an HttpCall): a "
-            "compensation may have to run in another process, after a crash, found by "
-            "its import path"
-        )
-    return {
-        "fn": path,
-        "args": _jsonable(list(args), "a compensation's arguments"),
-        "kwargs": _jsonable(dict(kwargs), "a compensation's arguments"),
-    }
-
-
-def _undo_call(spec: Mapping[str, Any]) -> object:
-    if "xa" in spec:
-        return XaEnd(str(spec["xa"]["resource"]), OpName(spec["xa"]["op"]))
-    if "http" in spec:
-        return HttpCall.from_json(spec["http"])
-    if "broker" in spec:
-        return BrokerCall(**spec["broker"])
-    return LocalCall(_bound(_resolve(spec["fn"]), spec.get("args") or (), spec.get("kwargs") or {}))
 
 
 # -- the body's handle -------------------------------------------------------------------
@@ -503,10 +181,10 @@ class Workflow:
         prepared; it commits once the workflow has succeeded and rolls back if it rolls
         back. Its output is what ``fn`` returned."""
         check_branch_id(resource, "resource")
-        step = XaStep(resource, _bound_conn(fn, args, kwargs))
+        step = XaStep(resource, bound_conn(fn, args, kwargs))
         return self._d.step(
             step, args, kwargs, XaEnd(resource, OpName.ROLLBACK),
-            XaEnd(resource, OpName.COMMIT), name or _step_name(fn), None, None,
+            XaEnd(resource, OpName.COMMIT), name or name_of(fn), None, None,
         )  # fmt: skip
 
     def saga(self, saga: Any, payload: Json = None, /, *, compensate: Any = None) -> Pending:
@@ -582,7 +260,7 @@ class Workflow:
 
 
 @dataclass(slots=True)
-class _Entry:
+class Entry:
     branch: str
     payload: Mapping[str, Any]
 
@@ -604,7 +282,7 @@ class WorkflowDriver:
         self.plan = machine.WorkflowPlan(
             default_action=definition.retry, default_compensate=definition.compensate_retry
         )
-        self.entries: dict[int, _Entry] = {}
+        self.entries: dict[int, Entry] = {}
         self.payloads: dict[OpKey, Any] = {}
         self.signals: list[OpRecord] = []
         for o in ops:
@@ -613,7 +291,7 @@ class WorkflowDriver:
                 continue
             self.payloads[o.key] = o.payload
             if o.op is ACTION and o.branch != machine.RESULT and isinstance(o.payload, dict):
-                self.entries[o.seq] = _Entry(o.branch, o.payload)
+                self.entries[o.seq] = Entry(o.branch, o.payload)
         self.signals.sort(key=lambda o: (o.updated_at, o.branch))
         self.rows: dict[OpKey, OpRecord] = {}
         self.calls: dict[OpKey, object] = {}
@@ -644,7 +322,7 @@ class WorkflowDriver:
             return found
         payload = self.payloads.get(key)
         if key[1] is not ACTION and isinstance(payload, dict):
-            found = self.calls[key] = _undo_call(payload)
+            found = self.calls[key] = undo_call(payload)
             return found
         raise LookupError(f"{key[0]}: its call is not known here (the body has not reached it)")
 
@@ -812,7 +490,7 @@ class WorkflowDriver:
         self.feed(Park(time.time(), reason))
         raise _Diverged(reason)
 
-    def _next(self, kind: str, name: str, digest: str) -> tuple[int, _Entry | None]:
+    def _next(self, kind: str, name: str, digest: str) -> tuple[int, Entry | None]:
         """The next position, and the journal's entry there (checked to be the same)."""
         self.pos += 1
         pos = self.pos
@@ -831,7 +509,7 @@ class WorkflowDriver:
         payload = {"kind": kind, "name": name, "digest": digest, **more}
         row = OpRecord(self.tx.gid, b, ACTION, pos, target, payload=payload)
         self.rows[(b, ACTION)] = row
-        self.entries[pos] = _Entry(b, payload)
+        self.entries[pos] = Entry(b, payload)
         return b
 
     def _future(self, key: OpKey) -> asyncio.Future[Any]:
@@ -860,24 +538,24 @@ class WorkflowDriver:
             check_branch_id(name, "step name")
             if name.startswith("@"):
                 raise DefinitionError(f"step names starting with '@' are Legato's: {name!r}")
-        step_name = name or _step_name(fn)
+        step_name = name or name_of(fn)
         if not (callable(fn) or isinstance(fn, HttpCall | BrokerCall | SagaCall | XaStep)):
             raise DefinitionError(f"a step is a callable, an HttpCall or a BrokerCall, not {fn!r}")
         shown_args = (fn.payload,) if isinstance(fn, SagaCall) else args
-        digest = _args_digest(shown_args, kwargs, f"the arguments of step {step_name}")
-        undo = None if compensate is None else _undo_spec(compensate, args, kwargs)
-        commit = None if on_commit is None else _undo_spec(on_commit, args, kwargs)
+        digest = args_digest(shown_args, kwargs, f"the arguments of step {step_name}")
+        undo = None if compensate is None else undo_spec(compensate, args, kwargs)
+        commit = None if on_commit is None else undo_spec(on_commit, args, kwargs)
         pos, entry = self._next("step", step_name, digest)
         if entry is None:
-            b = self._new(pos, "step", step_name, digest, _target(fn))
+            b = self._new(pos, "step", step_name, digest, target_of(fn))
             if undo is not None:
-                target = _target(compensate.fn if isinstance(compensate, Call) else compensate)
+                target = target_of(compensate.fn if isinstance(compensate, Call) else compensate)
                 self.rows[(b, COMPENSATE)] = OpRecord(
                     self.tx.gid, b, COMPENSATE, pos, target, payload=undo
                 )
                 self.payloads[(b, COMPENSATE)] = undo
             if commit is not None:
-                target = _target(on_commit.fn if isinstance(on_commit, Call) else on_commit)
+                target = target_of(on_commit.fn if isinstance(on_commit, Call) else on_commit)
                 self.rows[(b, CONFIRM)] = OpRecord(
                     self.tx.gid, b, CONFIRM, pos, target, payload=commit
                 )
@@ -890,9 +568,7 @@ class WorkflowDriver:
         self.calls[key] = (
             fn
             if isinstance(fn, HttpCall | BrokerCall | SagaCall | XaStep)
-            else LocalCall(
-                _bound(fn, args, kwargs), in_thread=getattr(fn, "legato_in_thread", True)
-            )
+            else LocalCall(bound(fn, args, kwargs), in_thread=getattr(fn, "legato_in_thread", True))
         )
         if retry is not None:
             self.plan.action[b] = retry
@@ -976,7 +652,7 @@ class WorkflowDriver:
         self._in_body("wf.child")
         if not isinstance(definition, WorkflowDefinition):
             raise WorkflowError(f"wf.child runs a @legato.workflow, not {definition!r}")
-        digest = _digest(_jsonable(list(args), f"the arguments of child {definition.key}"))
+        digest = digest_of(jsonable(list(args), f"the arguments of child {definition.key}"))
         pos, entry = self._next("child", definition.key, digest)
         if entry is None:
             b = self._new(pos, "child", definition.key, digest, definition.key)
@@ -1005,12 +681,12 @@ class WorkflowDriver:
         if not steps:
             raise DefinitionError("select needs at least one step")
         names = ",".join(p.key[0] for p in steps)
-        pos, entry = self._next("select", "select", _digest(names))
+        pos, entry = self._next("select", "select", digest_of(names))
         if entry is not None:
             s = self.state.ops.get((entry.branch, ACTION))
             index = int(s.output) if s is not None and isinstance(s.output, int) else 0
             return index, await steps[index]
-        b = self._new(pos, "select", "select", _digest(names), "")
+        b = self._new(pos, "select", "select", digest_of(names), "")
         first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         async def watch(i: int, p: Pending) -> None:
@@ -1055,84 +731,6 @@ def _resolve_future(fut: asyncio.Future[Any], key: OpKey, s: Any) -> bool:
     return False
 
 
-# -- replaying a journal without running anything -----------------------------------------
-
-
-class _End(BaseException):
-    """The body reached the end of its journal: the replay is over."""
-
-
-@dataclass(frozen=True, slots=True)
-class Replayed:
-    """What replaying one workflow's journal came to: ``ok``, or where and how the code
-    departs from it (``detail`` names both records)."""
-
-    gid: str
-    ok: bool
-    entries: int  # journal positions the code went through
-    detail: str
-
-
-class _ReplayDriver(WorkflowDriver):
-    """A driver whose body only reads its journal: at its end, or at an outcome the
-    journal does not have yet, it stops; nothing is called and nothing is written."""
-
-    def __init__(self, definition: WorkflowDefinition, tx: TxRecord, ops: Sequence[OpRecord]):
-        super().__init__(definition, tx, ops)
-        self.fed: list[Any] = []
-        self.feed = self.fed.append
-        self.state = state_from_log(tx, ops)
-
-    def _next(self, kind: str, name: str, digest: str) -> tuple[int, _Entry | None]:
-        pos, entry = super()._next(kind, name, digest)
-        if entry is None:
-            self.pos -= 1
-            raise _End()
-        return pos, entry
-
-    def patched(self, change: str) -> bool:
-        if self.entries.get(self.pos + 1) is None:
-            raise _End()
-        return super().patched(change)
-
-    def _future(self, key: OpKey) -> asyncio.Future[Any]:
-        fut = super()._future(key)
-        if not fut.done():
-            raise _End()  # in flight where the journal ends
-        return fut
-
-
-async def replay(definition: WorkflowDefinition, tx: TxRecord, ops: Sequence[OpRecord]) -> Replayed:
-    """Run ``definition``'s body against the journal of ``tx`` without calling any step,
-    and say whether the code does what the journal recorded, up to where it ends."""
-    d = _ReplayDriver(definition, tx, ops)
-    d.task = asyncio.current_task()
-    try:
-        await d._run_body()
-    except _End:
-        return Replayed(tx.gid, True, d.pos, f"matches its journal ({d.pos} entries)")
-    parked = next((e for e in d.fed if isinstance(e, Park)), None)
-    if parked is not None:
-        return Replayed(tx.gid, False, d.pos, parked.reason)
-    crashed = next((e for e in d.fed if isinstance(e, machine.BodyCrashed)), None)
-    if crashed is not None:
-        return Replayed(tx.gid, False, d.pos, f"the body raised {crashed.error}")
-    returned = next((e for e in d.fed if isinstance(e, machine.BodyReturned)), None)
-    recorded = d.state.ops.get((machine.RESULT, ACTION))
-    if returned is not None and recorded is not None and recorded.output != returned.output:
-        return Replayed(
-            tx.gid, False, d.pos,
-            f"the body returns {returned.output!r}; the journal has {recorded.output!r}",
-        )  # fmt: skip
-    failed = next((e for e in d.fed if isinstance(e, machine.BodyFailed)), None)
-    if failed is not None and tx.status is TxStatus.SUCCEEDED:
-        return Replayed(
-            tx.gid, False, d.pos,
-            f"the body now fails ({failed.reason}) where the run succeeded",
-        )  # fmt: skip
-    return Replayed(tx.gid, True, d.pos, f"matches its journal ({d.pos} entries)")
-
-
 class WorkflowMode:
     """Workflows, by the definitions registered here (name and version)."""
 
@@ -1160,18 +758,4 @@ class WorkflowMode:
         return WorkflowDriver(definition, tx, ops)
 
 
-__all__ = [
-    "Call",
-    "Pending",
-    "Replayed",
-    "Workflow",
-    "WorkflowDefinition",
-    "WorkflowDriver",
-    "WorkflowError",
-    "WorkflowMode",
-    "call",
-    "current_step",
-    "replay",
-    "step",
-    "workflow",
-]
+__all__ = ["ACTION", "Entry", "Pending", "Workflow", "WorkflowDriver", "WorkflowMode"]
