@@ -203,16 +203,19 @@ class Xa:
             for xid in await asyncio.to_thread(listed):
                 loaded = await self.engine.log.load(xid.gid)
                 tx, ops = loaded if loaded else (None, [])
-                if tx is not None and tx.mode is not Mode.XA:
-                    tx, ops = None, []  # not an XA transaction of this log: nothing decided it
-                # a transaction a live coordinator holds is in its phase 2 already: running it
-                # here too would only collide with it ("prepared transaction is busy")
+                # a transaction a live coordinator holds is in its phase 2 already (or, a
+                # workflow, running): ending the branch here too would collide with it
                 driven = (
                     tx is not None
                     and tx.lease_owner is not None
                     and ((tx.lease_expires_at or 0) > time.time())
                 )
-                what = None if driven else decide(tx, ops, xid.branch_id)
+                if tx is not None and tx.mode is Mode.WORKFLOW:
+                    what = None if driven else workflow_decision(tx)
+                else:
+                    if tx is not None and tx.mode is not Mode.XA:
+                        tx, ops = None, []  # not an XA transaction of this log: none decided it
+                    what = None if driven else decide(tx, ops, xid.branch_id)
                 name = f"{resource.name}:{xid.gid}/{xid.branch_id}"
                 if what is None:
                     report.left.append(name)
@@ -292,6 +295,17 @@ class RecoveryReport:
     rolled_back: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # undecided, or driven: not ours to end
     failed: list[str] = field(default_factory=list)  # tried, and tried again next round
+
+
+def workflow_decision(tx: TxRecord) -> OpName | None:
+    """What a workflow's XA branch (``wf.xa``) left prepared must become: committed once the
+    workflow has succeeded, rolled back once it has failed; None while it runs or waits
+    (its own commit or compensation op ends the branch when it gets there)."""
+    if tx.status is TxStatus.SUCCEEDED:
+        return OpName.COMMIT
+    if tx.status is TxStatus.FAILED:
+        return OpName.ROLLBACK
+    return None
 
 
 def decide(tx: TxRecord | None, ops: Sequence[OpRecord], branch: str) -> OpName | None:

@@ -307,3 +307,40 @@ async def test_a_workflows_xa_branches_commit_when_it_succeeds_and_roll_back_whe
     assert outcome.status is status, outcome
     assert ledgers.balances() == balances
     assert ledgers.left_prepared() == []
+
+
+@legato.workflow("xa_then_wait")
+async def xa_then_wait(wf: legato.Workflow, amount: int) -> str:
+    await wf.xa("maria", wf_credit, amount)
+    await wf.xa("pg", wf_debit, amount)
+    go = await wf.wait_for("go")
+    if go != "yes":
+        raise legato.Failure("not approved")
+    return "moved"
+
+
+@pytest.mark.parametrize(("answer", "status", "balances"), [
+    ("yes", TxStatus.SUCCEEDED, (70, 130)),
+    ("no", TxStatus.FAILED, (100, 100)),
+])  # fmt: skip
+async def test_xa_recovery_leaves_a_waiting_workflows_branches_to_the_workflow(
+    coordinator_xa: Coordinator,
+    ledgers: Ledgers,
+    answer: str,
+    status: TxStatus,
+    balances: tuple[int, int],
+) -> None:
+    h = await coordinator_xa.start_workflow(xa_then_wait, 30)
+    for _ in range(200):  # both branches prepared, and the workflow let go while it waits
+        tx, _ = await coordinator_xa.get(h.gid)
+        if tx.lease_owner is None and len(ledgers.left_prepared()) == 2:
+            break
+        await asyncio.sleep(0.05)
+    report = await coordinator_xa.recover_xa()
+    assert report.committed == [] and report.rolled_back == [] and len(report.left) == 2
+    assert len(ledgers.left_prepared()) == 2
+    await coordinator_xa.signal(h.gid, "go", answer)
+    outcome = await h.result(timeout=15)
+    assert outcome.status is status, outcome
+    assert ledgers.balances() == balances
+    assert ledgers.left_prepared() == []
