@@ -134,9 +134,8 @@ async def test_a_late_action_after_its_compensation_is_refused_as_hanging(
 BROKERS = {
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672),
     "redis": ("redis://127.0.0.1:6379/0", 6379),
+    "nats": ("nats://127.0.0.1:4222", 4222),
 }
-"""Two of the brokers: the step's transport is the one every broker's adapter sits
-behind, and the adapters' own contract is tests/brokers'."""
 
 
 @legato.workflow("announce")

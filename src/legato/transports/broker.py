@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import BrokerError, DefinitionError
-from .._model import Json
+from .._model import Json, OpName
 from ..brokers.base import Broker, Message, check_name
 from .base import AttemptResult, Done, OpAttempt
 
@@ -102,7 +102,10 @@ class BrokerTransport:
             call.topic,
             call.key or attempt.gid,
             data,
-            id=f"{attempt.gid}/{attempt.branch}",
+            # unique per op: a compensation's message is not its action's repeated (a
+            # broker or an inbox that drops repeats by id would drop it)
+            id=f"{attempt.gid}/{attempt.branch}"
+            + ("" if attempt.op is OpName.ACTION else f"/{attempt.op}"),
             # the transaction's headers and the attempt span's: the consumer continues
             # its trace
             headers={**attempt.headers, "gid": attempt.gid},
