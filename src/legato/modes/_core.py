@@ -286,6 +286,27 @@ class Draft(Generic[P]):
         self.set(key, status=OpStatus.RUNNING, attempts=attempt, budget=s.budget + 1, next_at=None)
         self.commands.append(RunOp(key, attempt, self.plan.policy(key).timeout))
 
+    def retry_later(self, key: OpKey, attempt: int, error: str, now: float) -> bool:
+        """After attempt ``attempt`` of ``key`` failed with an unknown outcome: wait and
+        retry per the op's policy. False (nothing changed) once its attempts are spent:
+        what then is each machine's rule (``given_up`` says it)."""
+        policy = self.plan.policy(key)
+        if self.ops[key].budget >= policy.max_attempts:
+            return False
+        at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
+        self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
+        self.commands.append(Wake(key, attempt, at))
+        return True
+
+    def given_up(self, key: OpKey, error: str) -> str:
+        """How an op out of attempts is said."""
+        return f"{key[0]}.{key[1]} gave up after {self.ops[key].attempts} attempts: {error}"
+
+    def park(self, key: OpKey, error: str, why: str) -> None:
+        """Park ``key`` (an operator's retry starts it again): the transaction is stuck."""
+        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
+        self.stuck = why
+
     def wait_ongoing(self, key: OpKey, attempt: int, now: float, error: str) -> None:
         """The participant answered "not yet": ask again at the op's fixed interval,
         without using up an attempt."""
@@ -317,15 +338,8 @@ class RetryingDraft(Draft[P]):
     and past its attempts an op is parked and the transaction stuck."""
 
     def retry_or_park(self, key: OpKey, attempt: int, error: str, now: float) -> None:
-        s = self.ops[key]
-        policy = self.plan.policy(key)
-        if s.budget < policy.max_attempts:
-            at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
-            self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
-            self.commands.append(Wake(key, attempt, at))
-            return
-        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
-        self.stuck = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
+        if not self.retry_later(key, attempt, error, now):
+            self.park(key, error, self.given_up(key, error))
 
     def advance(self) -> None:
         raise NotImplementedError

@@ -111,10 +111,6 @@ class _Draft(Draft[SagaPlan]):
     def end_action(self, key: OpKey, status: OpStatus, error: str | None) -> None:
         self.set(key, status=status, error=error, next_at=None, completed=self.next_completion())
 
-    def park(self, key: OpKey, error: str, why: str) -> None:
-        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
-        self.stuck = why
-
     def pivot_passed(self) -> bool:
         pivot = self.plan.pivot
         return pivot is not None and self.ops[(pivot, ACTION)].status is OpStatus.SUCCEEDED
@@ -133,14 +129,9 @@ class _Draft(Draft[SagaPlan]):
 
     def retry_or_give_up(self, key: OpKey, attempt: int, error: str, now: float) -> None:
         """An attempt's outcome is unknown: wait and retry, or give up per the rules."""
-        s = self.ops[key]
-        policy = self.plan.policy(key)
-        if s.budget < policy.max_attempts:
-            at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
-            self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
-            self.commands.append(Wake(key, attempt, at))
+        if self.retry_later(key, attempt, error, now):
             return
-        given_up = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
+        given_up = self.given_up(key, error)
         if key[1] is COMPENSATE:
             self.park(key, error, f"compensation {given_up}")
         elif key[0] in self.plan.after_pivot and self.pivot_passed():

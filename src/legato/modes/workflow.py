@@ -130,8 +130,20 @@ class WorkflowPlan:
 # -- the body's events -------------------------------------------------------------------
 
 
+class _AtEntry:
+    """An event about one journal entry (its ``branch``): the op it concerns, for its
+    record in the timeline, is the entry's."""
+
+    __slots__ = ()
+    branch: str
+
+    @property
+    def key(self) -> OpKey:
+        return (self.branch, ACTION)
+
+
 @dataclass(frozen=True, slots=True)
-class StepCalled:
+class StepCalled(_AtEntry):
     """The body called a step at a new position: journal it (and its compensation,
     pending) and run it. No event of its own: the op's row says it started, and its
     outcome's event when and how it ended."""
@@ -142,13 +154,9 @@ class StepCalled:
     compensable: bool
     commits: bool = False  # it has an op to run once the workflow succeeds (a TCC confirm)
 
-    @property
-    def key(self) -> OpKey:
-        return (self.branch, ACTION)
-
 
 @dataclass(frozen=True, slots=True)
-class StepReached:
+class StepReached(_AtEntry):
     """Replaying, the body reached a step whose outcome was lost in a restart: run it
     again (another attempt)."""
 
@@ -156,13 +164,9 @@ class StepReached:
     now: float
     branch: str
 
-    @property
-    def key(self) -> OpKey:
-        return (self.branch, ACTION)
-
 
 @dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(_AtEntry):
     """A value the body asked for (a time, a random number, a patch's answer, a pivot,
     a signal already there): journaled as is."""
 
@@ -171,13 +175,9 @@ class Recorded:
     branch: str
     output: Json
 
-    @property
-    def key(self) -> OpKey:
-        return (self.branch, ACTION)
-
 
 @dataclass(frozen=True, slots=True)
-class Waiting:
+class Waiting(_AtEntry):
     """The body waits (a sleep, or a signal) until ``until``."""
 
     kind: ClassVar[str] = "wf.waiting"
@@ -185,13 +185,9 @@ class Waiting:
     branch: str
     until: float
 
-    @property
-    def key(self) -> OpKey:
-        return (self.branch, ACTION)
-
 
 @dataclass(frozen=True, slots=True)
-class Delivered:
+class Delivered(_AtEntry):
     """A signal reached a wait: it ends with ``output``."""
 
     kind: ClassVar[str] = "wf.signal_taken"
@@ -199,13 +195,9 @@ class Delivered:
     branch: str
     output: Json
 
-    @property
-    def key(self) -> OpKey:
-        return (self.branch, ACTION)
-
 
 @dataclass(frozen=True, slots=True)
-class UndoSince:
+class UndoSince(_AtEntry):
     """``compensate_since(mark)``: undo the steps after position ``mark``; the entry
     ``branch`` succeeds once they are."""
 
@@ -213,10 +205,6 @@ class UndoSince:
     now: float
     branch: str
     mark: int
-
-    @property
-    def key(self) -> OpKey:
-        return (self.branch, ACTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,26 +264,15 @@ class WorkflowDraft(Draft[WorkflowPlan]):
     def retry_or(self, key: OpKey, attempt: int, error: str, now: float, *, give_up: bool) -> None:
         """Retry ``key`` per its policy; past its attempts, roll back (``give_up``) or
         park the workflow as stuck."""
-        s = self.ops[key]
-        policy = self.plan.policy(key)
-        if s.budget < policy.max_attempts:
-            at = now + policy.delay(attempt, f"{self.gid}:{key[0]}:{key[1]}")
-            self.set(key, status=OpStatus.RETRY_WAIT, next_at=at, error=error)
-            self.commands.append(Wake(key, attempt, at))
+        if self.retry_later(key, attempt, error, now):
             return
         if give_up:
+            attempts = self.ops[key].attempts
             self.set(key, status=OpStatus.FAILED, error=f"{GAVE_UP}{error}",
                      completed=self.next_completed())  # fmt: skip
-            self.roll_back(
-                f"step {entry_name(key[0])} gave up after {s.attempts} attempts: {error}"
-            )
+            self.roll_back(f"step {entry_name(key[0])} gave up after {attempts} attempts: {error}")
             return
-        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
-        self.stuck = f"{key[0]}.{key[1]} gave up after {s.attempts} attempts: {error}"
-
-    def park_step(self, key: OpKey, error: str, why: str) -> None:
-        self.set(key, status=OpStatus.RETRY_WAIT, next_at=None, error=error)
-        self.stuck = why
+        self.park(key, error, self.given_up(key, error))
 
     def roll_back(self, reason: str) -> None:
         if self.status is not TxStatus.SUBMITTED:
@@ -489,7 +466,7 @@ def apply(plan: WorkflowPlan, state: TxState, event: WorkflowEvent) -> Transitio
                 d.set(key, status=OpStatus.FAILED, error=error)
                 d.advance()
             elif pivoted(state.ops):
-                d.park_step(key, error, f"step {entry_name(key[0])} failed past the pivot: {error}")
+                d.park(key, error, f"step {entry_name(key[0])} failed past the pivot: {error}")
             else:
                 d.set(key, status=OpStatus.FAILED, error=error)
         case OpUnknown(key=key, attempt=attempt, now=now, error=error):
