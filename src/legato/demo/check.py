@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +236,20 @@ def _check_payments(path: Path, report: Report) -> dict[str, tuple[int, int]]:
         report.repeats += db.execute(
             "SELECT coalesce(sum(deliveries - 1), 0) FROM barrier"
         ).fetchone()[0]
+    applied = {op: barrier.get(("pay", op), 0) for op in ("action", "compensate")}
+    return judge_payments(report, payments, balances, funded, applied)
+
+
+def judge_payments(
+    report: Report,
+    payments: Sequence[tuple[str, str, int]],
+    balances: Mapping[str, int],
+    funded: int,
+    applied: Mapping[str, int],
+) -> dict[str, tuple[int, int]]:
+    """The payment service's checks, whichever demo read it: the money adds up, and one
+    effect per op (``applied``: the barrier's applied ops by op name). Returns (charges,
+    net amount) per trip."""
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     net: dict[str, int] = defaultdict(int)
     for gid, kind, amount in payments:
@@ -243,20 +257,18 @@ def _check_payments(path: Path, report: Report) -> dict[str, tuple[int, int]]:
         net[gid] += amount if kind == "charge" else -amount
     charged = sum(a for _, k, a in payments if k == "charge")
     refunded = sum(a for _, k, a in payments if k == "refund")
-    total = sum(balances.values())
+    total, merchant = sum(balances.values()), balances.get(MERCHANT, 0)
     problems = []
     if total != funded:
         problems.append(f"the balances add up to {money(total)}, not the {money(funded)} paid in")
-    if balances.get(MERCHANT) != charged - refunded:
+    if merchant != charged - refunded:
         problems.append(
-            f"the merchant holds {money(balances.get(MERCHANT, 0))}, but charges minus refunds"
+            f"the merchant holds {money(merchant)}, but charges minus refunds"
             f" are {money(charged - refunded)}"
         )
     problems += [f"{a} is overdrawn" for a, b in balances.items() if b < 0]
     report.add(
-        "payments: money adds up",
-        problems,
-        f"{money(total)} total, merchant {money(balances.get(MERCHANT, 0))}",
+        "payments: money adds up", problems, f"{money(total)} total, merchant {money(merchant)}"
     )
     problems = [
         f"{g}: {c['charge']} charges, {c['refund']} refunds"
@@ -265,8 +277,8 @@ def _check_payments(path: Path, report: Report) -> dict[str, tuple[int, int]]:
     ]
     counts = Counter(k for _, k, _ in payments)
     for kind, op in (("charge", "action"), ("refund", "compensate")):
-        if counts[kind] != barrier.get(("pay", op), 0):
-            problems.append(f"{counts[kind]} {kind}s but {barrier.get(('pay', op), 0)} applied ops")
+        if counts[kind] != applied[op]:
+            problems.append(f"{counts[kind]} {kind}s but {applied[op]} applied ops in the barrier")
     problems += [
         f"{g} was charged but never submitted" for g in sorted(set(kinds) - set(report.trips))
     ]

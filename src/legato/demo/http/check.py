@@ -19,7 +19,7 @@ check can run again on its own: ``legato demo --http --check-only --dir DIR``.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,8 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, text
 
-from ..check import BOOKED, ROLLED_BACK, Report, check_log, money
-from ..workload import MERCHANT
+from ..check import BOOKED, ROLLED_BACK, Report, check_log, judge_payments, money
 from .apps import RESERVATION_KINDS
 
 SERVICES = "services.json"
@@ -148,44 +147,7 @@ def _payments(conn: Connection, report: Report) -> dict[str, tuple[int, int]]:
         for g, k, a in conn.execute(text("SELECT gid, kind, amount FROM payments"))
     ]
     ran = _ran(conn)
-    kinds: dict[str, Counter[str]] = defaultdict(Counter)
-    net: Counter[str] = Counter()
-    for gid, kind, amount in rows:
-        kinds[gid][kind] += 1
-        net[gid] += amount if kind == "charge" else -amount
-    charged = sum(a for _, k, a in rows if k == "charge")
-    refunded = sum(a for _, k, a in rows if k == "refund")
-    total, merchant = sum(balances.values()), balances.get(MERCHANT, 0)
-    problems = []
-    if total != funded:
-        problems.append(f"the balances add up to {money(total)}, not the {money(funded)} paid in")
-    if merchant != charged - refunded:
-        problems.append(
-            f"the merchant holds {money(merchant)}, but charges minus refunds"
-            f" are {money(charged - refunded)}"
-        )
-    problems += [f"{a} is overdrawn" for a, b in balances.items() if b < 0]
-    report.add(
-        "payments: money adds up", problems, f"{money(total)} total, merchant {money(merchant)}"
-    )
-    problems = [
-        f"{g}: {c['charge']} charges, {c['refund']} refunds"
-        for g, c in kinds.items()
-        if c["charge"] > 1 or c["refund"] > c["charge"]
-    ]
-    counts = Counter(k for _, k, _ in rows)
-    for kind, op in (("charge", "action"), ("refund", "compensate")):
-        if counts[kind] != ran[op]:
-            problems.append(f"{counts[kind]} {kind}s but {ran[op]} applied ops in the barrier")
-    problems += [
-        f"{g} was charged but never submitted" for g in sorted(set(kinds) - set(report.trips))
-    ]
-    report.add(
-        "payments: one effect per op",
-        problems,
-        f"{counts['charge']} charges, {counts['refund']} refunds",
-    )
-    return {g: (kinds[g]["charge"], net[g]) for g in kinds}
+    return judge_payments(report, rows, balances, funded, ran)
 
 
 def _trips(report: Report, holds: dict[str, Holds], charged: dict[str, tuple[int, int]]) -> None:
