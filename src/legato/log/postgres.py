@@ -9,11 +9,13 @@ server has gone (see ``_alive``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
 from typing import Any, cast
 
+import asyncpg
 import psycopg
 from psycopg.rows import dict_row
 
@@ -41,7 +43,8 @@ class PostgresLog(SqlLog):
 
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         super().__init__(url, auto_migrate=auto_migrate)
-        self._async_conns: list[psycopg.AsyncConnection[Any]] = []  # idle ones
+        self._async_conns: list[asyncpg.Connection] = []  # idle ones
+        self._write_all = self.q["write_all"].replace(":creates", "$1").replace(":writes", "$2")
         self.q = {name: _PARAM.sub(r"%(\1)s", sql) for name, sql in self.q.items()}
 
     def _connect(self, role: str) -> Conn:
@@ -81,16 +84,14 @@ class PostgresLog(SqlLog):
             return LogUnavailable(f"PostgreSQL log: {exc}")
         return LogError(f"PostgreSQL log: {type(exc).__name__}: {exc}")
 
-    # PostgreSQL runs each write as one statement, and a group commit sends all of its
-    # statements in one pipeline (psycopg's pipeline mode, see _async_batch): round
-    # trips, not SQL, are what a write costs here. SQLite's statements are local calls
-    # and stay as they are.
+    # PostgreSQL runs each write as one statement, and a group commit's writes as one
+    # statement too (``write_all``, see _run_batch): round trips, not SQL, are what a
+    # write costs here. SQLite's statements are local calls and stay as they are.
 
     def _create_job(
         self, gid: str, tx_params: Params, op_params: list[Params], event_params: list[Params]
     ) -> Job[Conn]:
-        params = {**tx_params, "ops": _json.dumps(op_params), "events": _json.dumps(event_params)}
-        return _Create(self.q["create_all"], params, self.q["get_tx"])
+        return _Create(self.q["create_all"], tx_params, op_params, event_params, self.q["get_tx"])
 
     def _write_job(
         self,
@@ -105,118 +106,87 @@ class PostgresLog(SqlLog):
         return _Write(self.q["write_batch"], record)
 
     # -- the event loop's own connection ------------------------------------------------
-    # Writes (the hot path: creates and fenced writes, all one statement each) go over
-    # an asyncio connection on the event loop, so that the loop never waits for a
-    # writer thread to win the GIL back between its network waits (measured: that
-    # wait tripled a batch's time under load). Claims, renewals and other jobs, which
-    # are rare, take the writer thread and SqlLog's one-job-at-a-time batch, in a batch
-    # that runs alone (GroupCommit's gate), so its connection and the loop's never hold
-    # row locks at the same time.
+    # Creates and fenced writes (the hot path) go over an asyncpg connection on the
+    # event loop: a group commit's whole batch is one statement (``write_all``), one
+    # round trip, atomic without BEGIN and COMMIT. asyncpg speaks the binary protocol
+    # from an asyncio protocol and keeps the statement prepared: measured, about half
+    # the client CPU per statement of psycopg's async connection, which mattered most
+    # for a lone write (one saga at a time) whose every microsecond is on its path.
+    # Claims, renewals and other jobs, which are rare, take the writer thread and
+    # SqlLog's one-job-at-a-time batch, in a batch that runs alone (GroupCommit's gate),
+    # so its connection and the loop's never hold row locks at the same time.
 
     def _shared_batch(self, jobs: list[Job[Conn]]) -> bool:
         return all(isinstance(j, _Create | _Write) for j in jobs)
 
     async def _run_batch(self, jobs: list[Job[Conn]]) -> list[JobResult]:
-        if not self._shared_batch(jobs):
+        if not self._shared_batch(jobs) or not _distinct(jobs):
+            # the rare batch that writes one gid twice (two submits of one gid) runs
+            # its jobs one statement after another in the writer thread
             return await super()._run_batch(jobs)
         try:
             conn = await self._aconn()
         except LogUnavailable:
             return await super()._run_batch(jobs)
+        pjobs = cast(list[_Create | _Write], jobs)
+        creates = [j.doc() for j in pjobs if isinstance(j, _Create)]
+        writes = [j.record for j in pjobs if isinstance(j, _Write)]
         try:
-            outcomes = await self._async_batch(conn, jobs)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
-        if not conn.closed and not conn.broken:
-            self._async_conns.append(conn)
-        for i, outcome in enumerate(outcomes):
-            if not outcome[0] and isinstance(outcome[1], _Redo):
-                job = jobs[i]
-                outcomes[i] = await self._in(self._writer_pool, lambda j=job: self._alone(j))  # type: ignore[misc]
+            rows = await conn.fetch(
+                self._write_all,
+                _json.dumps(creates, what="log write"),
+                _json.dumps(writes, what="log write"),
+            )
+        except Exception as exc:
+            lost = _async_lost(conn, exc)
+            conn.terminate()  # not returned to the idle ones
+            if lost:
+                # Cut off mid-flight: the statement commits by itself, so whether it
+                # did is unknown. What may run twice runs again, in the writer thread.
+                cut = LogUnavailable(f"PostgreSQL log: {_describe(exc)}")
+                return await self._in(self._writer_pool, lambda: self._after_cut(jobs, cut))
+            # a refused statement failed the whole batch: each job runs again on its own
+            # (in the writer thread), so that only the bad one fails
+            return [await self._in(self._writer_pool, lambda j=j: self._alone(j)) for j in jobs]  # type: ignore[misc]
+        self._async_conns.append(conn)
+        landed = {(r["kind"], r["gid"]) for r in rows}
+        outcomes: list[JobResult] = []
+        for job in pjobs:
+            if isinstance(job, _Write):
+                try:
+                    job.check(("w", job.record["gid"]) in landed)
+                    outcomes.append((True, None))
+                except LegatoError as exc:
+                    outcomes.append((False, exc))
+            elif ("c", job.tx["gid"]) in landed:
+                outcomes.append((True, None))
+            else:  # the gid was taken: read what holds it, in the writer thread
+                outcomes.append(await self._in(self._writer_pool, lambda j=job: self._alone(j)))  # type: ignore[misc]
         return outcomes
 
-    async def _aconn(self) -> psycopg.AsyncConnection[Any]:
+    async def _aconn(self) -> asyncpg.Connection:
         while self._async_conns:
             conn = self._async_conns.pop()
-            if _alive(conn):
+            if not conn.is_closed():
                 return conn
-            with contextlib.suppress(Exception):
-                await conn.close()
+            conn.terminate()
         try:
-            return await psycopg.AsyncConnection.connect(
+            return await asyncpg.connect(
                 self.url,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=10,
-                application_name="legato-writer",
+                timeout=10,
+                statement_cache_size=16,
+                server_settings={"application_name": "legato-writer"},
             )
-        except psycopg.OperationalError as exc:
-            raise LogUnavailable(f"PostgreSQL log unreachable: {exc}") from exc
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise LogUnavailable(f"PostgreSQL log unreachable: {_describe(exc)}") from exc
 
     async def close(self) -> None:
         await super().close()
         conns, self._async_conns = self._async_conns, []
         for conn in conns:
             with contextlib.suppress(Exception):
-                await conn.close()
-
-    async def _async_batch(
-        self, conn: psycopg.AsyncConnection[Any], jobs: list[Job[Conn]]
-    ) -> list[JobResult]:
-        pjobs = cast(list[_Create | _Write], jobs)
-        writes = [j for j in pjobs if isinstance(j, _Write)]
-        gids = [w.record["gid"] for w in writes]
-        together = len(writes) > 1 and len(set(gids)) == len(gids)
-        rest = [j for j in pjobs if not (together and isinstance(j, _Write))]
-        try:
-            if len(pjobs) == 1:  # one statement is atomic alone: no BEGIN, no COMMIT
-                cur = conn.cursor()
-                await cur.execute(pjobs[0].sql, pjobs[0].params)
-                rows: dict[int, Any] = {id(pjobs[0]): await cur.fetchone()}
-                landed: set[str] = set()
-            else:
-                async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    batch_cur = conn.cursor() if together else None
-                    if batch_cur is not None:
-                        records = _json.dumps([w.record for w in writes])
-                        await batch_cur.execute(self.q["write_batch"], {"writes": records})
-                    cursors = {}
-                    for j in rest:
-                        cursors[id(j)] = cur = conn.cursor()
-                        await cur.execute(j.sql, j.params)
-                    await conn.execute("COMMIT")
-                landed = {r["gid"] for r in await batch_cur.fetchall()} if batch_cur else set()
-                rows = {key: await c.fetchone() for key, c in cursors.items()}
-        except Exception as exc:
-            lost = self._lost(conn, exc)
-            with contextlib.suppress(Exception):
-                await conn.close()  # not returned to the idle ones: it is closed
-            if lost:
-                # Cut off mid-flight: a lone statement commits by itself, and a batch's
-                # COMMIT went out in the same pipeline, so whether any of it committed
-                # is unknown. What may run twice runs again, in the writer thread.
-                cut = self._unavailable(exc)
-                return await self._in(self._writer_pool, lambda: self._after_cut(jobs, cut))
-            error = self._translate(exc)
-            if isinstance(error, LogUnavailable):
-                raise error from exc
-            # a refused statement failed the whole batch: each job runs again on its own
-            # (in the writer thread), so that only the bad one fails
-            return [await self._in(self._writer_pool, lambda j=j: self._alone(j)) for j in jobs]  # type: ignore[misc]
-        outcomes: list[JobResult] = []
-        for job in pjobs:
-            try:
-                if together and isinstance(job, _Write):
-                    job.check(job.record["gid"] in landed)
-                    outcomes.append((True, None))
-                else:
-                    outcomes.append((True, job.finish(None, rows[id(job)])))
-            except (LegatoError, _Redo) as exc:
-                outcomes.append((False, exc))
-        return outcomes
+                await asyncio.wait_for(conn.close(), 2)
+            conn.terminate()
 
     def _array(self, values: Sequence[str]) -> Any:
         return list(values)
@@ -239,32 +209,37 @@ class PostgresLog(SqlLog):
         return {r["version"] for r in conn.execute("SELECT version FROM legato_migrations")}
 
 
-class _Redo(Exception):
-    """The job needs a second query: run it again in the writer thread."""
-
-
 class _Create(Repeatable):
-    """A new transaction, its ops and its first events as one statement (``create_all``);
-    runs alone when called, or inside a pipelined batch (``PostgresLog._async_batch``).
+    """A new transaction, its ops and its first events: one statement (``create_all``)
+    when called in the writer thread, or one element of a group commit's ``write_all``
+    (``PostgresLog._run_batch``).
 
     It may run again after its commit was cut off: it then knows a row holding the
     lease owner and the creation time it wrote for its own first write, committed
     before the connection went, not another submit's."""
 
-    __slots__ = ("get", "params", "sql")
+    __slots__ = ("events", "get", "ops", "sql", "tx")
 
-    def __init__(self, sql: str, params: Params, get: str) -> None:
-        self.sql, self.params, self.get = sql, params, get
+    def __init__(
+        self, sql: str, tx: Params, ops: list[Params], events: list[Params], get: str
+    ) -> None:
+        self.sql, self.tx, self.ops, self.events, self.get = sql, tx, ops, events, get
 
-    def finish(self, conn: Conn | None, row: Any, again: bool = False) -> TxRecord | None:
+    @property
+    def params(self) -> Params:
+        return {**self.tx, "ops": _json.dumps(self.ops), "events": _json.dumps(self.events)}
+
+    def doc(self) -> Params:
+        """This create as one element of ``write_all``'s ``creates``."""
+        return {**self.tx, "ops": self.ops, "events": self.events}
+
+    def finish(self, conn: Conn, row: Any, again: bool = False) -> TxRecord | None:
         if row["n"] == 1:
             return None
-        if conn is None:  # on the event loop's connection: fetch it the plain way
-            raise _Redo
-        found = conn.cursor().execute(self.get, {"gid": self.params["gid"]}).fetchone()
+        found = conn.cursor().execute(self.get, {"gid": self.tx["gid"]}).fetchone()
         mine = (found["lease_owner"], found["created_at"]) == (
-            self.params["lease_owner"],
-            self.params["created_at"],
+            self.tx["lease_owner"],
+            self.tx["created_at"],
         )
         return None if again and mine else tx_from_row(found)
 
@@ -276,8 +251,8 @@ class _Create(Repeatable):
 
 
 class _Write:
-    """One fenced write, sent as ``write_batch`` of one, or with the other writes of
-    its group commit in one ``write_batch``."""
+    """One fenced write: ``write_batch`` of one when called in the writer thread, or
+    one element of a group commit's ``write_all`` (``PostgresLog._run_batch``)."""
 
     __slots__ = ("record", "sql")
 
@@ -288,7 +263,7 @@ class _Write:
     def params(self) -> Params:
         return {"writes": _json.dumps([self.record])}
 
-    def finish(self, conn: Conn | None, row: Any) -> None:
+    def finish(self, conn: Conn, row: Any) -> None:
         self.check(row is not None)  # the statement returns the gids that landed
 
     def check(self, landed: bool) -> None:
@@ -312,3 +287,24 @@ def _alive(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool
     except psycopg.OperationalError:
         return False
     return not conn.closed
+
+
+def _distinct(jobs: list[Job[Conn]]) -> bool:
+    """Does every create and every write of this batch name a gid of its own?"""
+    gids = [j.tx["gid"] if isinstance(j, _Create) else cast(_Write, j).record["gid"] for j in jobs]
+    return len(set(gids)) == len(gids)
+
+
+def _async_lost(conn: asyncpg.Connection, exc: Exception) -> bool:
+    """Did ``exc`` cut the connection off (rather than the server refusing the statement)?"""
+    if conn.is_closed() or isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        # SQLSTATE class 08 is a connection exception; 57P, a server shutting down,
+        # crashed, or not accepting connections yet
+        return str(exc.sqlstate or "").startswith(("08", "57P"))
+    return isinstance(exc, asyncpg.InterfaceError)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -242,6 +242,96 @@ WITH w AS (
 )
 SELECT gid FROM fenced
 
+-- name: write_all
+-- A group commit's creates and fenced writes as one statement, sent alone on the event
+-- loop's connection (asyncpg): one round trip, atomic without BEGIN and COMMIT. The
+-- creates are new gids and the writes' gids have rows already, so the two halves touch
+-- disjoint rows. Returns ('c', gid) for each create that landed (a gid already taken
+-- inserts nothing) and ('w', gid) for each write whose lease held.
+WITH c AS (
+    SELECT a.doc FROM jsonb_array_elements(CAST(:creates AS jsonb)) AS a(doc)
+), tx AS (
+    INSERT INTO legato_tx (gid, mode, name, fingerprint, status, payload, payload_version,
+        options, reason, stuck, created_at, updated_at, timeout_at, next_attempt_at,
+        lease_owner, lease_expires_at, version)
+    SELECT r.gid, r.mode, r.name, r.fingerprint, r.status, r.payload, r.payload_version,
+        r.options, r.reason, r.stuck, r.created_at, r.updated_at, r.timeout_at,
+        r.next_attempt_at, r.lease_owner, r.lease_expires_at, 1
+    FROM c, jsonb_populate_record(NULL::legato_tx, c.doc) AS r
+    ON CONFLICT (gid) DO NOTHING
+    RETURNING gid
+), c_ops AS (
+    INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at,
+        output, error, completed, updated_at, payload)
+    SELECT tx.gid, x.branch, x.op, x.seq, x.target, x.status, x.attempts, x.budget, x.next_at,
+        x.output, x.error, x.completed, x.updated_at, x.payload
+    FROM c JOIN tx ON tx.gid = c.doc ->> 'gid',
+        jsonb_populate_recordset(NULL::legato_op, c.doc -> 'ops') AS x
+), c_events AS (
+    INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
+    SELECT tx.gid, CAST(e.doc ->> 'at' AS double precision), e.doc ->> 'kind',
+        e.doc ->> 'branch', e.doc ->> 'op', CAST(e.doc ->> 'attempt' AS integer),
+        e.doc ->> 'detail'
+    FROM c JOIN tx ON tx.gid = c.doc ->> 'gid',
+        jsonb_array_elements(c.doc -> 'events') WITH ORDINALITY AS e(doc, n)
+    ORDER BY tx.gid, e.n
+), w AS (
+    SELECT a.ord, a.doc ->> 'gid' AS gid, a.doc ->> 'owner' AS owner,
+        CAST(a.doc ->> 'at' AS double precision) AS at, a.doc ->> 'status' AS status,
+        a.doc ->> 'reason' AS reason, a.doc ->> 'stuck' AS stuck,
+        CAST(a.doc ->> 'next_attempt_at' AS double precision) AS next_attempt_at,
+        CAST(a.doc ->> 'ended_at' AS double precision) AS ended_at,
+        CAST(a.doc ->> 'release' AS boolean) AS release, a.doc ->> 'handled' AS handled,
+        a.doc -> 'ops' AS ops, a.doc -> 'events' AS events, a.doc -> 'new_ops' AS new_ops
+    FROM jsonb_array_elements(CAST(:writes AS jsonb)) WITH ORDINALITY AS a(doc, ord)
+), fenced AS (
+    UPDATE legato_tx AS t SET status = w.status, reason = w.reason, stuck = w.stuck,
+        next_attempt_at = CASE WHEN w.release AND w.ended_at IS NULL
+            AND t.requested IS NOT NULL AND t.requested IS DISTINCT FROM w.handled
+            THEN w.at ELSE w.next_attempt_at END,
+        updated_at = w.at, ended_at = w.ended_at,
+        version = t.version + 1,
+        lease_owner = CASE WHEN w.release THEN NULL ELSE t.lease_owner END,
+        lease_expires_at = CASE WHEN w.release THEN NULL ELSE t.lease_expires_at END,
+        requested = CASE WHEN t.requested = w.handled THEN NULL ELSE t.requested END
+    FROM w
+    WHERE t.gid = w.gid AND t.lease_owner = w.owner
+    RETURNING t.gid
+), w_ops AS (
+    UPDATE legato_op AS o SET status = x.status, attempts = x.attempts, budget = x.budget,
+        next_at = x.next_at, output = x.output, error = x.error, completed = x.completed,
+        updated_at = x.updated_at
+    FROM (
+        SELECT w.gid, r.*
+        FROM w JOIN fenced ON fenced.gid = w.gid,
+            jsonb_to_recordset(w.ops) AS r(branch text, op text, status text,
+                attempts integer, budget integer, next_at double precision, output text,
+                error text, completed integer, updated_at double precision)
+    ) AS x
+    WHERE o.gid = x.gid AND o.branch = x.branch AND o.op = x.op
+), w_added AS (
+    INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at,
+        output, error, completed, updated_at, payload)
+    SELECT w.gid, x.branch, x.op, x.seq, x.target, x.status, x.attempts, x.budget, x.next_at,
+        x.output, x.error, x.completed, x.updated_at, x.payload
+    FROM w JOIN fenced ON fenced.gid = w.gid,
+        jsonb_to_recordset(COALESCE(w.new_ops, '[]')) AS x(branch text, op text, seq integer,
+            target text, status text, attempts integer, budget integer,
+            next_at double precision, output text, error text, completed integer,
+            updated_at double precision, payload text)
+), w_events AS (
+    INSERT INTO legato_event (gid, at, kind, branch, op, attempt, detail)
+    SELECT w.gid, CAST(e.doc ->> 'at' AS double precision), e.doc ->> 'kind',
+        e.doc ->> 'branch', e.doc ->> 'op', CAST(e.doc ->> 'attempt' AS integer),
+        e.doc ->> 'detail'
+    FROM w JOIN fenced ON fenced.gid = w.gid,
+        jsonb_array_elements(w.events) WITH ORDINALITY AS e(doc, n)
+    ORDER BY w.ord, e.n
+)
+SELECT 'c' AS kind, gid FROM tx
+UNION ALL
+SELECT 'w' AS kind, gid FROM fenced
+
 -- name: register_op
 -- A branch's op joins a transaction only while it is prepared and no coordinator holds
 -- it: once one has claimed it (to submit, abort or time it out) its set of branches is
