@@ -105,6 +105,10 @@ def _finite(text: str) -> float:
     return value
 
 
+# made once: json.loads(text, parse_float=...) builds a decoder at every call
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def check_json(body: bytes, max_depth: int) -> Any:
     """Refuse a body that is not JSON every log backend can store (see the module);
     return its value."""
@@ -113,7 +117,7 @@ def check_json(body: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError as exc:
         raise Refused(400, f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise Refused(400, f"the body is nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # JSONDecodeError, or our own two
