@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _services  # noqa: E402
+from _machine import cpu_busy, fsync_us  # noqa: E402
 from _services import Backend  # noqa: E402
 
 TARGET_RATIO = 10.0
@@ -95,39 +96,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "?"
-
-
-def fsync_us(directory: str, n: int = 100) -> float:
-    """How long one small write + fsync takes here: the floor under every durable commit."""
-    path = Path(directory) / "fsync-probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        start = time.perf_counter()
-        for _ in range(n):
-            os.write(fd, b"x" * 128)
-            os.fsync(fd)
-        return (time.perf_counter() - start) / n * 1e6
-    finally:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-
-
-def _cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies over all cores, from /proc/stat."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def cpu_busy(seconds: float = 1.0) -> float:
-    """How many cores are busy right now (0 .. cores), sampled over ``seconds``."""
-    try:
-        b0, t0 = _cpu_times()
-        time.sleep(seconds)
-        b1, t1 = _cpu_times()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return (b1 - b0) / max(t1 - t0, 1.0) * (os.cpu_count() or 1)
 
 
 def wait_idle(max_wait: float, threshold: float = 0.3) -> float:

@@ -37,6 +37,7 @@ from ..observe.logs import TxLogging
 from ..observe.metrics import Metrics
 from ..settings import Settings, from_environment, process_settings
 from . import api, dtm, telemetry
+from ._lean import lean_routes
 from ._unavailable import unavailable_headers
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
@@ -112,6 +113,12 @@ def create_app(
     app.include_router(api.health)
     app.include_router(dtm.router)
     app.include_router(dtm.misc)
+    # the endpoints every transaction comes through, first in line without FastAPI's
+    # per-request machinery (its routes stay, for the OpenAPI document)
+    app.router.routes[:0] = [
+        *lean_routes(api.router, api.submit_saga),
+        *lean_routes(dtm.router, dtm.prepare, dtm.submit, dtm.register_branch, dtm.abort),
+    ]
     from ..dashboard import mount as mount_dashboard  # pages at /, over this coordinator
 
     mount_dashboard(app, c)

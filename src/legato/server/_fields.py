@@ -44,7 +44,8 @@ def http_url(value: str) -> str:
     """An absolute http(s) URL with a host, at most 2048 characters, nothing unsafe."""
     if len(value) > MAX_URL:
         raise ValueError(f"a URL is at most {MAX_URL} characters")
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
+    # isprintable() is False for every blank and control character but the space
+    if " " in value or not value.isprintable():
         raise ValueError("a URL holds no blanks or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:

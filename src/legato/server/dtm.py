@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .._bounds import check_gid
+from .._edge import PARSED
 from .._errors import (
     BadRequest,
     DefinitionError,
@@ -157,6 +158,8 @@ def parse(model: type[BaseModel], data: Any) -> Any:
 
 
 async def _json(request: Request) -> Any:
+    if PARSED in request.scope:  # the edge has parsed it
+        return request.scope[PARSED]
     try:
         return await request.json()
     except ValueError as exc:  # the edge checked it is JSON; an empty body is not
