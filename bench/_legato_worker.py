@@ -6,7 +6,8 @@ SQLite file or a PostgreSQL database, submit + ``await handle.result()``.
 ``kind: "workflow"`` runs the same three steps, with the same compensations, as a
 durable workflow (``@legato.workflow``, ``start_workflow`` + ``await
 handle.result()``); ``kind: "asleep"`` measures the memory that many workflows
-asleep at once hold in the coordinator.
+asleep at once hold in the coordinator, ``kind: "inflight"`` the memory that many
+sagas in flight at once (each held in its first step) hold.
 """
 
 from __future__ import annotations
@@ -181,6 +182,8 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
     kind = cfg.get("kind", "saga")
     if kind == "asleep":
         return await _asleep(cfg, backend)
+    if kind == "inflight":
+        return await _inflight(cfg, backend, in_thread)
     saga = travel_saga(in_thread)
     booked = 0
     expected = {False: legato.TxStatus.SUCCEEDED, True: legato.TxStatus.FAILED}
@@ -377,6 +380,145 @@ async def _asleep(cfg: dict[str, Any], backend: Backend) -> dict[str, Any]:
     }
     out["durability"] = _log_durability(backend) + _where_steps(
         "workflow", backend.name != "sqlite"
+    )
+    return out
+
+
+# -- memory: many sagas in flight at once ---------------------------------------------
+
+
+class Gate:
+    """Holds the sagas' first step until opened, and counts the steps waiting in it."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.waiting = 0
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        try:
+            await self.open.wait()
+        finally:
+            self.waiting -= 1
+
+
+def held_saga(gate: Gate, in_thread: bool) -> legato.Saga:
+    """The travel saga whose first step (an async one, on the event loop) waits at
+    ``gate`` before it books the flight: while the gate is shut, every saga submitted
+    is in flight (leased, its runner and its step's task alive) and stays there."""
+
+    async def book_flight_held(ctx: legato.StepContext) -> None:
+        await gate.wait()
+        if in_thread:
+            await asyncio.to_thread(_svc.flight.book, ctx.gid)
+        else:
+            _svc.flight.book(ctx.gid)
+
+    return (
+        legato.Saga("travel-held")
+        .step("flight", action=book_flight_held, compensate=cancel_flight)
+        .step("hotel", action=book_hotel, compensate=cancel_hotel, in_thread=in_thread)
+        .step("car", action=book_car, compensate=cancel_car, in_thread=in_thread)
+    )
+
+
+async def _inflight(cfg: dict[str, Any], backend: Backend, in_thread: bool) -> dict[str, Any]:
+    """Submit ``cfg["inflight"]`` sagas whose first step waits at a shut gate; once all
+    are in flight, how much more memory the coordinator's process holds than before
+    they started. Then open the gate: every one must end, booked everywhere."""
+    n = int(cfg["inflight"])
+    out: dict[str, Any] = {"framework": "legato", "backend": backend.name, "n": n}
+    gate = Gate()
+    saga = held_saga(gate, in_thread)
+    threads = cfg.get("step_threads")
+    async with legato.Coordinator(backend.legato_log_url, step_threads=threads) as coordinator:
+        coordinator.register(saga)
+
+        async def submit_all(count: int, width: int) -> None:
+            # the handles are dropped: what is measured is the coordinator's own memory,
+            # and the log says how each saga ended
+            todo = iter(range(count))
+
+            async def submitter() -> None:
+                for _ in todo:
+                    await coordinator.submit(saga, {"fail_car": False}, gid=uuid.uuid4().hex)
+
+            await asyncio.gather(*(submitter() for _ in range(width)))
+
+        async def all_ended(timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while coordinator.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        # warm-up, the gate open: the log's connections, the step threads, the code
+        # paths and the caches are there before "before" is read
+        warm = max(10, min(200, n // 10))
+        gate.open.set()
+        await submit_all(warm, 16)
+        await all_ended(60)
+        gate.open.clear()
+        gc.collect()
+        await asyncio.sleep(0.2)
+        blocks0, before = sys.getallocatedblocks(), rss_mb()
+
+        t0 = time.perf_counter()
+        await submit_all(n, 64)
+        started_s = time.perf_counter() - t0
+        deadline = time.monotonic() + float(cfg.get("inflight_timeout", 120))
+        while gate.waiting < n and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        held, driven = gate.waiting, coordinator.in_flight
+        gc.collect()
+        await asyncio.sleep(0.2)
+        during, blocks1 = rss_mb(), sys.getallocatedblocks()
+        # what the log says: every one of them submitted and leased by this coordinator
+        rows = await coordinator.list(
+            legato.TxQuery(name=saga.name, status=[legato.TxStatus.SUBMITTED], limit=n + 10)
+        )
+        leased = sum(1 for r in rows if r.lease_owner is not None)
+
+        t1 = time.perf_counter()
+        gate.open.set()
+        await all_ended(float(cfg.get("inflight_timeout", 120)))
+        drain_s = time.perf_counter() - t1
+        left = coordinator.in_flight
+        gc.collect()
+        await asyncio.sleep(0.2)
+        after = rss_mb()
+        ended = await coordinator.list(
+            legato.TxQuery(name=saga.name, status=[legato.TxStatus.SUCCEEDED], limit=n + warm + 10)
+        )
+    out.update(
+        warmup=warm,
+        rss_before_mb=before,
+        rss_during_mb=during,
+        rss_after_mb=after,
+        growth_mb=during - before,
+        per_saga_kb=(during - before) * 1024 / n if n else 0.0,
+        peak_rss_mb=peak_rss_mb(),
+        python_blocks_growth=blocks1 - blocks0,
+        start_s=started_s,
+        held=held,
+        driven=driven,
+        leased_in_log=leased,
+        drain_s=drain_s,
+        drained_per_s=n / drain_s if drain_s else 0.0,
+        rss_source="psutil" if _has_psutil() else "/proc/self/status VmRSS",
+    )
+    counts = _svc.counts()
+    _svc.close()
+    out["check"] = {
+        "booked_sagas": n + warm,
+        "rows": counts,
+        "succeeded": len(ended),
+        "ok": all(counts[s] == n + warm for s in SERVICES)
+        and len(ended) == n + warm
+        and held == driven == leased == n
+        and not left,
+    }
+    out["durability"] = _log_durability(backend) + (
+        "; first step async, waiting at the gate, the others "
+        + ("in the step threads" if in_thread else "on the event loop")
     )
     return out
 

@@ -12,7 +12,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,13 @@ class Backend:
         if self.name == "sqlite":
             return f"sqlite:///{Path(self.workdir) / 'legato-log.db'}"
         return PG_URL.format(db="bench_legato_log")
+
+    @property
+    def hand_log_url(self) -> str:
+        """The hand-written saga's log: a SQLite file path, or a PostgreSQL URL."""
+        if self.name == "sqlite":
+            return str(Path(self.workdir) / "hand-log.db")
+        return PG_URL.format(db="bench_hand_log")
 
     @property
     def dbos_system_url(self) -> str:
@@ -97,7 +104,8 @@ def _remove_sqlite(path: str) -> None:
 
 def prepare(backend: Backend, framework: str) -> None:
     """Fresh participant databases, and a fresh log / system database for ``framework``
-    (``dbos``; anything else is Legato's: its saga, its workflow, the memory run)."""
+    (``dbos``, ``hand``; anything else is Legato's: its saga, its workflow, the memory
+    runs)."""
     if backend.name == "sqlite":
         Path(backend.workdir).mkdir(parents=True, exist_ok=True)
         for s in SERVICES:
@@ -113,6 +121,7 @@ def prepare(backend: Backend, framework: str) -> None:
             conn.close()
         _remove_sqlite(backend.legato_log_url[len("sqlite:///") :])
         _remove_sqlite(backend.dbos_sqlite_path)
+        _remove_sqlite(backend.hand_log_url)
         if framework == "dbos":
             # DBOS's default SQLite system database uses the rollback journal (DELETE
             # mode, two fsyncs per commit and more). WAL is a property of the file and
@@ -131,12 +140,18 @@ def prepare(backend: Backend, framework: str) -> None:
                 "CREATE TABLE booking (gid text NOT NULL, step text NOT NULL, "
                 "PRIMARY KEY (gid, step))"
             )
-    pg_recreate("bench_dbos_sys" if framework == "dbos" else "bench_legato_log")
+    logs = {"dbos": "bench_dbos_sys", "hand": "bench_hand_log"}
+    pg_recreate(logs.get(framework, "bench_legato_log"))
 
 
 def cleanup(backend: Backend) -> None:
     if backend.name == "postgres":
-        pg_drop(*(f"bench_{s}" for s in SERVICES), "bench_legato_log", "bench_dbos_sys")
+        pg_drop(
+            *(f"bench_{s}" for s in SERVICES),
+            "bench_legato_log",
+            "bench_dbos_sys",
+            "bench_hand_log",
+        )
 
 
 def pg_settings() -> dict[str, str]:
@@ -160,42 +175,17 @@ def pg_settings() -> dict[str, str]:
 # -- the services at run time -------------------------------------------------------
 
 
-class Service:
-    """One participant: a bounded pool of connections to its database.
+class Pool:
+    """A bounded LIFO pool of connections, made on first need: a thread usually gets
+    back the connection it just used. ``connect()`` makes one."""
 
-    A pool rather than a connection per thread: DBOS at 64 concurrent threads
-    would need 64 x 3 PostgreSQL connections, past max_connections=100. LIFO, so
-    a thread usually gets back the connection it just used.
-    """
-
-    def __init__(self, backend: Backend, name: str) -> None:
-        self.backend = backend
-        self.name = name
-        self.url = backend.service_url(name)
-        self._size = backend.connections_per_service
+    def __init__(self, connect: Callable[[], Any], size: int) -> None:
+        self._connect = connect
+        self._size = size
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._made = 0
         self._lock = threading.Lock()
         self._all: list[Any] = []
-        if backend.name == "sqlite":
-            self._insert = "INSERT INTO booking (gid, step) VALUES (?, ?)"
-            self._delete = "DELETE FROM booking WHERE gid = ? AND step = ?"
-        else:
-            self._insert = "INSERT INTO booking (gid, step) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-            self._delete = "DELETE FROM booking WHERE gid = %s AND step = %s"
-
-    def _connect(self) -> Any:
-        if self.backend.name == "sqlite":
-            conn = sqlite3.connect(
-                self.url, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            for p in SQLITE_PARTICIPANT_PRAGMAS:
-                conn.execute(p)
-            return conn
-        import psycopg
-
-        # autocommit: each insert/delete is its own durable transaction
-        return psycopg.connect(self.url, autocommit=True)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
@@ -216,6 +206,47 @@ class Service:
         finally:
             self._idle.put(conn)
 
+    def close(self) -> None:
+        for conn in self._all:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class Service:
+    """One participant: a bounded pool of connections to its database.
+
+    A pool rather than a connection per thread: DBOS at 64 concurrent threads
+    would need 64 x 3 PostgreSQL connections, past max_connections=100.
+    """
+
+    def __init__(self, backend: Backend, name: str) -> None:
+        self.backend = backend
+        self.name = name
+        self.url = backend.service_url(name)
+        self._pool = Pool(self._connect, backend.connections_per_service)
+        if backend.name == "sqlite":
+            self._insert = "INSERT INTO booking (gid, step) VALUES (?, ?)"
+            self._delete = "DELETE FROM booking WHERE gid = ? AND step = ?"
+        else:
+            self._insert = "INSERT INTO booking (gid, step) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            self._delete = "DELETE FROM booking WHERE gid = %s AND step = %s"
+
+    def _connect(self) -> Any:
+        if self.backend.name == "sqlite":
+            conn = sqlite3.connect(
+                self.url, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            for p in SQLITE_PARTICIPANT_PRAGMAS:
+                conn.execute(p)
+            return conn
+        import psycopg
+
+        # autocommit: each insert/delete is its own durable transaction
+        return psycopg.connect(self.url, autocommit=True)
+
+    def connection(self) -> contextlib.AbstractContextManager[Any]:
+        return self._pool.connection()
+
     def book(self, gid: str) -> None:
         with self.connection() as conn:
             if self.backend.name == "sqlite":
@@ -233,9 +264,7 @@ class Service:
             return int(row[0])
 
     def close(self) -> None:
-        for conn in self._all:
-            with contextlib.suppress(Exception):
-                conn.close()
+        self._pool.close()
 
 
 class Services:
