@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from _measure import sequential_sync, throughput_async, throughput_threads
+from _measure import run_cpu, sequential_sync, throughput_async, throughput_threads
 from _services import SERVICES, Backend, CarUnavailable, Services
 from dbos import DBOS, DBOSConfig
 
@@ -191,11 +191,15 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         for c in cfg["concurrency"]:
             tried: dict[str, Any] = {}
             if "threads" in modes:
-                tried["threads"] = throughput_threads(run_sync, c, cfg["duration"])
+                tried["threads"] = throughput_threads(
+                    run_sync, c, cfg["duration"], run_cpu(backend, backend.dbos_system_url)
+                )
             if "async" in modes:
 
                 async def go(c: int = c) -> dict[str, Any]:
-                    return await throughput_async(run_async, c, cfg["duration"])
+                    return await throughput_async(
+                        run_async, c, cfg["duration"], run_cpu(backend, backend.dbos_system_url)
+                    )
 
                 tried["async"] = asyncio.run(go())
             best = max(tried, key=lambda m: tried[m]["per_s"])

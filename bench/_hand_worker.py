@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from _measure import sequential_sync, throughput_async, throughput_threads
+from _measure import run_cpu, sequential_sync, throughput_async, throughput_threads
 from _services import SERVICES, Backend, CarUnavailable, Pool, Services
 
 SCHEMA = (
@@ -188,14 +188,18 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     for c in cfg["concurrency"]:
         tried: dict[str, Any] = {}
         if "threads" in modes:
-            tried["threads"] = throughput_threads(run_sync, c, cfg["duration"])
+            tried["threads"] = throughput_threads(
+                run_sync, c, cfg["duration"], run_cpu(backend, backend.hand_log_url)
+            )
         if "async" in modes:
 
             async def go(c: int = c) -> dict[str, Any]:
                 # a thread for every task's call, as the threads mode has
                 pool = concurrent.futures.ThreadPoolExecutor(c, "hand")
                 asyncio.get_running_loop().set_default_executor(pool)
-                return await throughput_async(run_async, c, cfg["duration"])
+                return await throughput_async(
+                    run_async, c, cfg["duration"], run_cpu(backend, backend.hand_log_url)
+                )
 
             tried["async"] = asyncio.run(go())
         best = max(tried, key=lambda m: tried[m]["per_s"])

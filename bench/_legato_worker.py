@@ -21,7 +21,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from _measure import sequential_async, throughput_async
+from _measure import run_cpu, sequential_async, throughput_async
 from _services import SERVICES, Backend, Services
 
 import legato
@@ -228,7 +228,9 @@ async def _run(cfg: dict[str, Any]) -> dict[str, Any]:
         out["seq_b"] = await sequential_async(run_one, True, n, warmup)
         for c in cfg["concurrency"]:
             before = getattr(coordinator.log, "group_stats", (0, 0))
-            tput = await throughput_async(run_one, c, cfg["duration"])
+            tput = await throughput_async(
+                run_one, c, cfg["duration"], run_cpu(backend, backend.legato_log_url)
+            )
             after = getattr(coordinator.log, "group_stats", (0, 0))
             commits, writes = after[0] - before[0], after[1] - before[1]
             tput["log_writes_per_commit"] = writes / commits if commits else None

@@ -228,11 +228,30 @@ def render(backend: str, per: dict[str, dict[str, Any]], concurrency: list[int])
             f"check {LABELS[fw]}: {status}: {chk['booked_sagas']} runs booked, "
             f"rows {chk['rows']}{in_log}"
         )
+    out += _cpu_lines(per, concurrency)
     verdicts = _targets(backend, rows, concurrency)
     if verdicts:
         out.append("targets:")
         out += [f"  {v}" for v in verdicts]
     return "\n".join(out)
+
+
+def _cpu_lines(per: dict[str, Any], concurrency: list[int]) -> list[str]:
+    """Where the CPU goes: ms of CPU per saga in each throughput run, by process group
+    (the row's own process; on PostgreSQL also the server processes of its log and of
+    the three services)."""
+    cols = [(fw, c) for fw in ROWS if fw in per for c in concurrency]
+    cpu = {(fw, c): per[fw][f"tput_{c}"].get("cpu_ms") or {} for fw, c in cols}
+    groups = list(dict.fromkeys(g for v in cpu.values() for g in v))
+    if not groups:
+        return []
+    short = {"legato": "saga", "legato-workflow": "wf", "hand": "hand", "dbos": "dbos"}
+    head = "".join(f"{short.get(fw, fw) + '@' + str(c):>12}" for fw, c in cols)
+    lines = ["where the CPU goes (ms of CPU per saga, throughput runs):", f"{'':<22}{head}"]
+    for g in [*groups, "total"]:
+        vals = [sum(cpu[k].values()) if g == "total" else cpu[k].get(g, float("nan")) for k in cols]
+        lines.append(f"{g:<22}" + "".join(f"{v:>12.2f}" for v in vals))
+    return lines
 
 
 def _verdict(ok: bool) -> str:

@@ -207,7 +207,12 @@ WITH w AS (
         lease_expires_at = CASE WHEN w.release THEN NULL ELSE t.lease_expires_at END,
         requested = CASE WHEN t.requested = w.handled THEN NULL ELSE t.requested END
     FROM w
-    WHERE t.gid = w.gid AND t.lease_owner = w.owner
+    -- "= ANY" of the gids as an array, beside the join: the planner takes w for a
+    -- hundred rows (a set-returning function's default), and without it prefers
+    -- reading the whole table to looking each gid up in the key (measured: 0.9 ms a
+    -- write at 5,000 transactions, growing with the log)
+    WHERE t.gid = ANY(ARRAY(SELECT w.gid FROM w)) AND t.gid = w.gid
+        AND t.lease_owner = w.owner
     RETURNING t.gid
 ), ops AS (
     UPDATE legato_op AS o SET status = x.status, attempts = x.attempts, budget = x.budget,
@@ -295,7 +300,12 @@ WITH c AS (
         lease_expires_at = CASE WHEN w.release THEN NULL ELSE t.lease_expires_at END,
         requested = CASE WHEN t.requested = w.handled THEN NULL ELSE t.requested END
     FROM w
-    WHERE t.gid = w.gid AND t.lease_owner = w.owner
+    -- "= ANY" of the gids as an array, beside the join: the planner takes w for a
+    -- hundred rows (a set-returning function's default), and without it prefers
+    -- reading the whole table to looking each gid up in the key (measured: 0.9 ms a
+    -- write at 5,000 transactions, growing with the log)
+    WHERE t.gid = ANY(ARRAY(SELECT w.gid FROM w)) AND t.gid = w.gid
+        AND t.lease_owner = w.owner
     RETURNING t.gid
 ), w_ops AS (
     UPDATE legato_op AS o SET status = x.status, attempts = x.attempts, budget = x.budget,
