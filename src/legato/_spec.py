@@ -17,6 +17,12 @@ from .saga import Saga
 from .transports.http import HttpCall
 
 SPEC_VERSION = 1
+_POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(RetryPolicy))
+
+
+def _policy_json(policy: RetryPolicy) -> dict[str, Json]:
+    # what dataclasses.asdict gives (every field a number or None), without its deep copy
+    return {name: getattr(policy, name) for name in _POLICY_FIELDS}
 
 
 def to_spec(saga: Saga) -> dict[str, Json]:
@@ -34,9 +40,9 @@ def to_spec(saga: Saga) -> dict[str, Json]:
         if s.pivot:
             step["pivot"] = True
         if s.retry != DEFAULT_ACTION_RETRY:
-            step["retry"] = dataclasses.asdict(s.retry)
+            step["retry"] = _policy_json(s.retry)
         if s.compensate_retry != DEFAULT_COMPENSATE_RETRY:
-            step["compensate_retry"] = dataclasses.asdict(s.compensate_retry)
+            step["compensate_retry"] = _policy_json(s.compensate_retry)
         steps.append(step)
     return {"version": SPEC_VERSION, "name": saga.name, "steps": steps}
 

@@ -9,14 +9,13 @@ by both APIs' handlers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from .. import _bounds
+from .. import _bounds, _json
 from .._errors import DefinitionError
 
 T = TypeVar("T")
@@ -87,7 +86,7 @@ def check_payload(value: Any, limit: int, field: str) -> None:
     if isinstance(value, str):
         size = len(value.encode("utf-8", "surrogatepass"))
     else:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(_json.compact(value).encode())
     if size > limit:
         raise DefinitionError(
             f"{field}: {size} bytes, and a payload is at most {limit} (--max-payload-bytes)"

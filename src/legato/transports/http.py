@@ -97,7 +97,7 @@ class HttpCall:
             return None
         if isinstance(self.body, str):
             return self.body.encode()
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        return _json.compact(self.body).encode()
 
     def to_json(self) -> dict[str, Json]:
         out: dict[str, Json] = {"url": self.url}
