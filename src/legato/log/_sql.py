@@ -657,9 +657,12 @@ class SqlLog(ABC):
             "offset": query.offset,
         }
 
+        # the stuck ones (the dashboard asks for them on every page) have an index of their own
+        sql = self.q["list_stuck" if query.stuck else "list_tx"]
+
         def run(conn: Conn) -> list[TxRecord]:
             cur = conn.cursor()
-            cur.execute(self.q["list_tx"], params)
+            cur.execute(sql, params)
             out = [tx_from_row(r) for r in cur.fetchall()]
             conn.commit()
             return out

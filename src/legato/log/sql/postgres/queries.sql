@@ -109,6 +109,20 @@ WHERE (:any_status OR status = ANY(:statuses))
 ORDER BY created_at DESC, gid
 LIMIT :limit OFFSET :offset
 
+-- name: list_stuck
+-- list_tx's stuck ones only (the dashboard shows them above every page): through the
+-- partial index legato_tx_stuck, however many transactions the log keeps.
+SELECT * FROM legato_tx
+WHERE stuck IS NOT NULL
+    AND (:any_status OR status = ANY(:statuses))
+    AND (CAST(:mode AS text) IS NULL OR mode = :mode)
+    AND (CAST(:name AS text) IS NULL OR name = :name)
+    AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
+    AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
+    AND (CAST(:search AS text) IS NULL OR strpos(gid, :search) > 0)
+ORDER BY created_at DESC, gid
+LIMIT :limit OFFSET :offset
+
 -- name: count_by_status
 -- Every transaction the log holds: a scan of the whole table (legato tx, tests).
 SELECT status, count(*) AS n FROM legato_tx GROUP BY status

@@ -105,6 +105,20 @@ WHERE (:any_status OR status IN (SELECT value FROM json_each(:statuses)))
 ORDER BY created_at DESC, gid
 LIMIT :limit OFFSET :offset
 
+-- name: list_stuck
+-- list_tx's stuck ones only (the dashboard shows them above every page): through the
+-- partial index legato_tx_stuck, however many transactions the log keeps.
+SELECT * FROM legato_tx
+WHERE stuck IS NOT NULL
+    AND (:any_status OR status IN (SELECT value FROM json_each(:statuses)))
+    AND (:mode IS NULL OR mode = :mode)
+    AND (:name IS NULL OR name = :name)
+    AND (:since IS NULL OR created_at >= :since)
+    AND (:until IS NULL OR created_at < :until)
+    AND (:search IS NULL OR instr(gid, :search) > 0)
+ORDER BY created_at DESC, gid
+LIMIT :limit OFFSET :offset
+
 -- name: count_by_status
 -- Every transaction the log holds: a scan of the whole table (legato tx, tests).
 SELECT status, count(*) AS n FROM legato_tx GROUP BY status
