@@ -27,6 +27,7 @@ EXPECTED = {
     "release_owner": "legato_tx_due",
     "write_tx": PRIMARY_KEY,
     "get_tx": PRIMARY_KEY,
+    "get_txs": PRIMARY_KEY,
     "count_unfinished": "legato_tx_due",
     "count_stuck": "legato_tx_stuck",
     "oldest_unfinished": "legato_tx_due",

@@ -90,6 +90,13 @@ SELECT * FROM legato_tx WHERE gid = :gid
 -- name: get_ops
 SELECT * FROM legato_op WHERE gid = :gid ORDER BY seq, op
 
+-- name: get_txs
+-- Many at once (a claim's batch, read back in one go).
+SELECT * FROM legato_tx WHERE gid IN (SELECT value FROM json_each(:gids))
+
+-- name: get_ops_of
+SELECT * FROM legato_op WHERE gid IN (SELECT value FROM json_each(:gids)) ORDER BY gid, seq, op
+
 -- name: get_events
 SELECT * FROM legato_event WHERE gid = :gid ORDER BY id
 
