@@ -37,30 +37,35 @@ class Backend:
 
     name: str  # "sqlite" | "postgres"
     workdir: str  # SQLite files go here
+    prefix: str = "bench"  # PostgreSQL databases are named <prefix>_<what>
+
+    def db(self, what: str) -> str:
+        """The name of a PostgreSQL database of this bench (``flight``, ``legato_log``...)."""
+        return f"{self.prefix}_{what}"
 
     def service_url(self, service: str) -> str:
         if self.name == "sqlite":
             return str(Path(self.workdir) / f"{service}.db")
-        return PG_URL.format(db=f"bench_{service}")
+        return PG_URL.format(db=self.db(service))
 
     @property
     def legato_log_url(self) -> str:
         if self.name == "sqlite":
             return f"sqlite:///{Path(self.workdir) / 'legato-log.db'}"
-        return PG_URL.format(db="bench_legato_log")
+        return PG_URL.format(db=self.db("legato_log"))
 
     @property
     def hand_log_url(self) -> str:
         """The hand-written saga's log: a SQLite file path, or a PostgreSQL URL."""
         if self.name == "sqlite":
             return str(Path(self.workdir) / "hand-log.db")
-        return PG_URL.format(db="bench_hand_log")
+        return PG_URL.format(db=self.db("hand_log"))
 
     @property
     def dbos_system_url(self) -> str:
         if self.name == "sqlite":
             return f"sqlite:///{Path(self.workdir) / 'dbos-system.db'}"
-        return PG_URL.format(db="bench_dbos_sys")
+        return PG_URL.format(db=self.db("dbos_sys"))
 
     @property
     def dbos_sqlite_path(self) -> str:
@@ -131,7 +136,7 @@ def prepare(backend: Backend, framework: str) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.close()
         return
-    pg_recreate(*(f"bench_{s}" for s in SERVICES))
+    pg_recreate(*(backend.db(s) for s in SERVICES))
     for s in SERVICES:
         import psycopg
 
@@ -140,18 +145,13 @@ def prepare(backend: Backend, framework: str) -> None:
                 "CREATE TABLE booking (gid text NOT NULL, step text NOT NULL, "
                 "PRIMARY KEY (gid, step))"
             )
-    logs = {"dbos": "bench_dbos_sys", "hand": "bench_hand_log"}
-    pg_recreate(logs.get(framework, "bench_legato_log"))
+    logs = {"dbos": "dbos_sys", "hand": "hand_log"}
+    pg_recreate(backend.db(logs.get(framework, "legato_log")))
 
 
 def cleanup(backend: Backend) -> None:
     if backend.name == "postgres":
-        pg_drop(
-            *(f"bench_{s}" for s in SERVICES),
-            "bench_legato_log",
-            "bench_dbos_sys",
-            "bench_hand_log",
-        )
+        pg_drop(*(backend.db(s) for s in (*SERVICES, "legato_log", "dbos_sys", "hand_log")))
 
 
 def pg_settings() -> dict[str, str]:

@@ -114,6 +114,17 @@ async def test_an_unknown_gid_loads_as_none_with_no_events(log: Log) -> None:
     assert await log.events("nope") == []
 
 
+async def test_load_many_reads_back_each_transaction_it_holds_as_load_does(log: Log) -> None:
+    await log.create(new("g1"))
+    await log.create(new("g2", name="shop"))
+    await log.write(change("g2", at=T0 + 1, status=TxStatus.FAILED, reason="no stock"))
+
+    found = await log.load_many(["g2", "nope", "g1"])
+
+    assert found == {"g1": await log.load("g1"), "g2": await log.load("g2")}
+    assert await log.load_many([]) == {}
+
+
 async def test_creating_a_taken_gid_returns_the_existing_row_and_writes_nothing(
     log: Log,
 ) -> None:

@@ -336,6 +336,47 @@ async def test_a_coordinator_that_lost_its_lease_stops_and_another_resumes_the_s
             assert kinds.count("resumed") == 1
 
 
+async def test_a_dead_coordinators_backlog_is_read_back_in_one_read_per_claim(
+    log_url: str,
+) -> None:
+    """A takeover reads each claim's batch from the log at once: a read per transaction
+    made every claim wait on as many round trips."""
+    never = asyncio.Event()
+    ledger = Ledger()
+
+    async def hangs(ctx: StepContext) -> None:
+        await never.wait()
+
+    gids = [f"backlog-{i:02}" for i in range(40)]
+    async with Coordinator(log_url, owner="dead", lease=30, recover=False) as dead:
+        saga = Saga("trip").step("flight", action=hangs, compensate=ledger.record)
+        for gid in gids:
+            await dead.submit(saga, {}, gid=gid)
+        for gid in gids:  # as if it had been killed: its leases run out
+            await _expire_lease(dead, gid)
+
+        log = legato.open_log(log_url)
+        reads: list[list[str]] = []
+        load_many = log.load_many
+
+        async def counted(wanted: Any) -> Any:
+            reads.append(sorted(wanted))
+            return await load_many(wanted)
+
+        log.load_many = counted  # type: ignore[method-assign]
+        async with Coordinator(log, owner="heir", claim_batch=16, poll_interval=0.05) as heir:
+            heir.register(
+                Saga("trip").step("flight", action=ledger.record, compensate=ledger.record)
+            )
+            for gid in gids:
+                assert (await heir.handle(gid).result(timeout=10)).succeeded
+        never.set()
+
+    assert [len(r) for r in reads[:3]] == [16, 16, 8]
+    assert sorted(g for r in reads[:3] for g in r) == gids
+    assert ledger.count("flight.action") == 40
+
+
 async def _expire_lease(coordinator: Coordinator, gid: str) -> None:
     log: Any = coordinator.log
     if hasattr(log, "_tx"):  # the in-memory log

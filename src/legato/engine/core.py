@@ -303,21 +303,52 @@ class Engine:
         self, gid: str, requested: Request | None, previous: str | None = None
     ) -> None:
         """Drive ``gid`` here from the log (claimed, requested, or taken back)."""
-        if gid in self.runners or gid in self._resuming:
-            return  # claimed and requested at once: one runner only
-        self._resuming.add(gid)
+        failed = await self.resume_many([(gid, requested, previous)])
+        if gid in failed:
+            raise failed[gid]
+
+    async def resume_many(
+        self, wanted: Sequence[tuple[str, Request | None, str | None]]
+    ) -> dict[str, Exception]:
+        """Drive each ``(gid, request, previous owner)`` here from the log, all read back in
+        one go (a claim's batch: one read per transaction made the claims wait on as many
+        round trips); returns the error of each that could not be started."""
+        # claimed and requested at once: one runner only
+        todo = {w[0]: w for w in wanted if w[0] not in self.runners and w[0] not in self._resuming}
+        gids = list(todo)
+        if not gids:
+            return {}
+        self._resuming.update(gids)
         try:
-            await self._resume_loaded(gid, requested, previous)
-        except LogUnavailable:
-            self._orphans.add(gid)  # claimed, so ours, and not driven: take it back later
-            raise
+            try:
+                loaded = await self.log.load_many(gids)
+            except LogUnavailable as exc:
+                self._orphans.update(gids)  # claimed, so ours, and not driven: later
+                return dict.fromkeys(gids, exc)
+            # side by side: one parked or released must not keep the others waiting
+            started = await asyncio.gather(
+                *(self._resume_loaded(g, loaded.get(g), r, p) for g, r, p in todo.values()),
+                return_exceptions=True,
+            )
         finally:
-            self._resuming.discard(gid)
+            self._resuming.difference_update(gids)
+        failed: dict[str, Exception] = {}
+        for gid, outcome in zip(gids, started, strict=True):
+            if isinstance(outcome, LogUnavailable):
+                self._orphans.add(gid)
+            if isinstance(outcome, Exception):
+                failed[gid] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return failed
 
     async def _resume_loaded(
-        self, gid: str, requested: Request | None, previous: str | None
+        self,
+        gid: str,
+        loaded: tuple[TxRecord, list[OpRecord]] | None,
+        requested: Request | None,
+        previous: str | None,
     ) -> None:
-        loaded = await self.log.load(gid)
         if loaded is None:
             return
         tx, ops = loaded
@@ -385,19 +416,11 @@ class Engine:
                 claimed = await self.log.claim(
                     self.owner, now, now + self.lease, self.claim_batch, self._claims()
                 )
-                # loaded and started side by side: one after the other, a batch of them
-                # kept the last waiting for every load before it
-                resumed = await asyncio.gather(
-                    *(
-                        self.resume(c.gid, Request.decode(c.requested), c.previous)
-                        for c in claimed
-                        if c.gid not in self.runners
-                    ),
-                    return_exceptions=True,
+                failed = await self.resume_many(
+                    [(c.gid, Request.decode(c.requested), c.previous) for c in claimed]
                 )
-                for error in resumed:
-                    if isinstance(error, Exception):
-                        logger.error("resuming a claimed transaction failed: %s", error)
+                for error in failed.values():
+                    logger.error("resuming a claimed transaction failed: %s", error)
                 if len(claimed) == self.claim_batch:
                     continue  # more is due: claim again at once
             except LogError as exc:
@@ -445,13 +468,11 @@ class Engine:
         """Drive the orphans whose leases were just renewed (``held``: gid -> pending
         request) again here: this engine still holds them, so no other may claim them
         before their leases expire."""
-        resumed = await asyncio.gather(
-            *(self.resume(gid, Request.decode(requested)) for gid, requested in held.items()),
-            return_exceptions=True,
+        failed = await self.resume_many(
+            [(gid, Request.decode(requested), None) for gid, requested in held.items()]
         )
-        for gid, error in zip(held, resumed, strict=True):
-            if isinstance(error, Exception):
-                logger.error("driving %s again failed: %s", gid, error)
+        for gid, error in failed.items():
+            logger.error("driving %s again failed: %s", gid, error)
 
     async def _drain(self, gids: Sequence[str]) -> bool:
         """Wait up to ``lease`` seconds for the step threads to finish, renewing the

@@ -623,6 +623,24 @@ class SqlLog(ABC):
 
         return await self._read(run)
 
+    async def load_many(self, gids: Sequence[str]) -> dict[str, tuple[TxRecord, list[OpRecord]]]:
+        params = {"gids": self._array(list(gids))}
+
+        def run(conn: Conn) -> dict[str, tuple[TxRecord, list[OpRecord]]]:
+            cur = conn.cursor()
+            cur.execute(self.q["get_txs"], params)
+            found: dict[str, tuple[TxRecord, list[OpRecord]]] = {
+                r["gid"]: (tx_from_row(r), []) for r in cur.fetchall()
+            }
+            if found:
+                cur.execute(self.q["get_ops_of"], params)
+                for r in cur.fetchall():
+                    found[r["gid"]][1].append(_op_from_row(r))
+            conn.commit()
+            return found
+
+        return await self._read(run)
+
     async def deployment(self) -> str:
         def run(conn: Conn) -> str:
             row = conn.execute(self.q["deployment"]).fetchone()
@@ -657,9 +675,12 @@ class SqlLog(ABC):
             "offset": query.offset,
         }
 
+        # the stuck ones (the dashboard asks for them on every page) have an index of their own
+        sql = self.q["list_stuck" if query.stuck else "list_tx"]
+
         def run(conn: Conn) -> list[TxRecord]:
             cur = conn.cursor()
-            cur.execute(self.q["list_tx"], params)
+            cur.execute(sql, params)
             out = [tx_from_row(r) for r in cur.fetchall()]
             conn.commit()
             return out

@@ -214,6 +214,9 @@ class Log(Protocol):
 
     async def load(self, gid: str) -> tuple[TxRecord, list[OpRecord]] | None: ...
 
+    async def load_many(self, gids: Sequence[str]) -> dict[str, tuple[TxRecord, list[OpRecord]]]:
+        """``load`` of each of ``gids``, in one read (one snapshot): those the log holds."""
+
     async def events(self, gid: str) -> list[EventRecord]: ...
 
     async def list(self, query: TxQuery) -> list[TxRecord]: ...

@@ -247,6 +247,14 @@ class MemoryLog:
         ops = sorted(self._ops[gid].values(), key=lambda o: (o.seq, str(o.op)))
         return copy.deepcopy(t), copy.deepcopy(ops)
 
+    async def load_many(self, gids: Sequence[str]) -> dict[str, tuple[TxRecord, list[OpRecord]]]:
+        found = {}
+        for gid in gids:
+            loaded = await self.load(gid)
+            if loaded is not None:
+                found[gid] = loaded
+        return found
+
     async def events(self, gid: str) -> list[EventRecord]:
         return copy.deepcopy(self._events.get(gid, []))
 

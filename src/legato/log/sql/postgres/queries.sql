@@ -94,6 +94,13 @@ SELECT * FROM legato_tx WHERE gid = :gid
 -- name: get_ops
 SELECT * FROM legato_op WHERE gid = :gid ORDER BY seq, op
 
+-- name: get_txs
+-- Many at once (a claim's batch, read back in one go).
+SELECT * FROM legato_tx WHERE gid = ANY(:gids)
+
+-- name: get_ops_of
+SELECT * FROM legato_op WHERE gid = ANY(:gids) ORDER BY gid, seq, op
+
 -- name: get_events
 SELECT * FROM legato_event WHERE gid = :gid ORDER BY id
 
@@ -103,6 +110,20 @@ WHERE (:any_status OR status = ANY(:statuses))
     AND (CAST(:mode AS text) IS NULL OR mode = :mode)
     AND (CAST(:name AS text) IS NULL OR name = :name)
     AND (CAST(:stuck AS boolean) IS NULL OR (stuck IS NOT NULL) = CAST(:stuck AS boolean))
+    AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
+    AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
+    AND (CAST(:search AS text) IS NULL OR strpos(gid, :search) > 0)
+ORDER BY created_at DESC, gid
+LIMIT :limit OFFSET :offset
+
+-- name: list_stuck
+-- list_tx's stuck ones only (the dashboard shows them above every page): through the
+-- partial index legato_tx_stuck, however many transactions the log keeps.
+SELECT * FROM legato_tx
+WHERE stuck IS NOT NULL
+    AND (:any_status OR status = ANY(:statuses))
+    AND (CAST(:mode AS text) IS NULL OR mode = :mode)
+    AND (CAST(:name AS text) IS NULL OR name = :name)
     AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
     AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
     AND (CAST(:search AS text) IS NULL OR strpos(gid, :search) > 0)

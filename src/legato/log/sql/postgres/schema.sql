@@ -22,9 +22,9 @@ CREATE TABLE legato_tx (
 );
 
 CREATE INDEX legato_tx_due ON legato_tx (next_attempt_at) WHERE ended_at IS NULL;
-CREATE INDEX legato_tx_owner ON legato_tx (lease_owner) WHERE lease_owner IS NOT NULL;
 CREATE INDEX legato_tx_created ON legato_tx (created_at);
 CREATE INDEX legato_tx_ended ON legato_tx (ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX legato_tx_stuck ON legato_tx (created_at) WHERE stuck IS NOT NULL;
 
 CREATE TABLE legato_op (
     gid text NOT NULL,

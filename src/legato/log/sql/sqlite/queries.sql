@@ -90,6 +90,13 @@ SELECT * FROM legato_tx WHERE gid = :gid
 -- name: get_ops
 SELECT * FROM legato_op WHERE gid = :gid ORDER BY seq, op
 
+-- name: get_txs
+-- Many at once (a claim's batch, read back in one go).
+SELECT * FROM legato_tx WHERE gid IN (SELECT value FROM json_each(:gids))
+
+-- name: get_ops_of
+SELECT * FROM legato_op WHERE gid IN (SELECT value FROM json_each(:gids)) ORDER BY gid, seq, op
+
 -- name: get_events
 SELECT * FROM legato_event WHERE gid = :gid ORDER BY id
 
@@ -99,6 +106,20 @@ WHERE (:any_status OR status IN (SELECT value FROM json_each(:statuses)))
     AND (:mode IS NULL OR mode = :mode)
     AND (:name IS NULL OR name = :name)
     AND (:stuck IS NULL OR (stuck IS NOT NULL) = :stuck)
+    AND (:since IS NULL OR created_at >= :since)
+    AND (:until IS NULL OR created_at < :until)
+    AND (:search IS NULL OR instr(gid, :search) > 0)
+ORDER BY created_at DESC, gid
+LIMIT :limit OFFSET :offset
+
+-- name: list_stuck
+-- list_tx's stuck ones only (the dashboard shows them above every page): through the
+-- partial index legato_tx_stuck, however many transactions the log keeps.
+SELECT * FROM legato_tx
+WHERE stuck IS NOT NULL
+    AND (:any_status OR status IN (SELECT value FROM json_each(:statuses)))
+    AND (:mode IS NULL OR mode = :mode)
+    AND (:name IS NULL OR name = :name)
     AND (:since IS NULL OR created_at >= :since)
     AND (:until IS NULL OR created_at < :until)
     AND (:search IS NULL OR instr(gid, :search) > 0)
