@@ -8,14 +8,15 @@ Two logs per backend, side by side: "empty" (only what the bench itself runs on 
 and "full" (the same, plus ``--fill`` ended transactions copied in bulk SQL from two
 real ones: see ``_log_fill.py``). On each, in its own subprocess and alternating
 empty, full, empty, full for ``--rounds`` rounds (so that a machine getting busier
-weighs on both alike): Legato's travel saga (``_legato_worker.travel_saga``, the
-participants of ``_services.py``) sequentially (variant A, p50) and at 16 and 64 in
-flight; then, with the coordinator idle, the log queries that run however busy the
-log is: the dashboard's header (``summary`` over the last minute, with the
-unclaimed names; ``legato stats`` sends the same, and the metrics' gauges nearly),
-``/health``'s (``summary`` of now), a claim that finds nothing due, and the
-dashboard's front page (the newest 51, and the stuck ones). Printed: the mean of the
-rounds per log, full/empty, and PASS/MISS for throughput within 10%.
+weighs on both alike): first, before any saga of its own, the log queries that run
+however busy the log is: the dashboard's header (``summary`` over the last minute,
+with the unclaimed names; ``legato stats`` sends the same, and the metrics' gauges
+nearly), ``/health``'s (``summary`` of now), a claim that finds nothing due, and the
+dashboard's front page (the newest 51, and the stuck ones); then Legato's travel
+saga (``_legato_worker.travel_saga``, the participants of ``_services.py``, gids
+made by Legato unless ``--random-gids``) sequentially (variant A, p50) and at 16
+and 64 in flight, with the CPU and the bytes written per saga. Printed: the mean of
+the rounds per log, full/empty, and PASS/MISS for throughput within 10%.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ async def _measure(cfg: dict[str, Any]) -> dict[str, Any]:
 
         async def run_saga(fail_car: bool) -> None:
             nonlocal booked
-            handle = await coordinator.submit(saga, {"fail_car": fail_car}, gid=uuid.uuid4().hex)
+            # Legato's own gids (time-ordered), or random ones (as travel_saga.py gives)
+            gid = uuid.uuid4().hex if cfg["random_gids"] else None
+            handle = await coordinator.submit(saga, {"fail_car": fail_car}, gid=gid)
             outcome = await handle.result()
             if outcome.status is not legato.TxStatus.SUCCEEDED:
                 raise RuntimeError(f"{handle.gid}: {outcome}")
@@ -164,16 +167,27 @@ def spawn(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
 # -- setting the two logs up ------------------------------------------------------------
 
 
-async def seed(url: str, backend: Backend) -> None:
-    """Make the log's schema and run the fill's two templates through a coordinator."""
+SEEDED = 100  # variant-A sagas run on each log before the fill
+
+
+async def seed(url: str, backend: Backend) -> int:
+    """Make the log's schema and run the fill's two templates through a coordinator, and
+    ``SEEDED`` more (so that the empty log too has a front page of 51 to list); returns
+    how many were booked."""
     lw._svc = Services(backend)
     saga = lw.travel_saga(in_thread=backend.name != "sqlite")
     async with legato.Coordinator(url) as coordinator:
         coordinator.register(saga)
-        for gid, fail_car in ((_log_fill.TEMPLATE_OK, False), (_log_fill.TEMPLATE_FAILED, True)):
+        runs: list[tuple[str | None, bool]] = [
+            (_log_fill.TEMPLATE_OK, False),
+            (_log_fill.TEMPLATE_FAILED, True),
+        ]
+        runs += [(None, False) for _ in range(SEEDED)]
+        for gid, fail_car in runs:
             handle = await coordinator.submit(saga, {"fail_car": fail_car}, gid=gid)
             await handle.result()
     lw._svc.close()
+    return SEEDED
 
 
 def log_urls(backend: Backend) -> dict[str, str]:
@@ -255,8 +269,7 @@ def _verdict(ok: bool) -> str:
 def run_backend(backend: Backend, args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     urls = prepare(backend)
     out: dict[str, Any] = {"urls": urls}
-    for url in urls.values():
-        asyncio.run(seed(url, backend))
+    seeded = sum(asyncio.run(seed(url, backend)) for url in urls.values())
     print(f"filling the full log with {args.fill:,} ended transactions ...", flush=True)
     took = _log_fill.fill(urls["full"], args.fill, args.span, 600.0, _quiet(args))
     _log_fill.analyze(urls["empty"])
@@ -279,7 +292,7 @@ def run_backend(backend: Backend, args: argparse.Namespace, cfg: dict[str, Any])
             print(f"  {which}: seq p50 A {res['seq_a']['p50_ms']:.2f} ms, {tputs}", flush=True)
     out["runs"] = per
     # + the succeeded template, one gid in both logs: one booking
-    booked = 1 + sum(r["booked"] for runs in per.values() for r in runs)
+    booked = 1 + seeded + sum(r["booked"] for runs in per.values() for r in runs)
     svc = Services(backend)
     counts = svc.counts()
     svc.close()
@@ -319,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="16,64")
     ap.add_argument("--repeats", type=int, default=30, help="calls per timed query")
     ap.add_argument("--explain", action="store_true", help="print the hot queries' plans")
+    ap.add_argument(
+        "--random-gids",
+        action="store_true",
+        help="give each saga a random gid (uuid4, as travel_saga.py does) instead of "
+        "letting Legato make one (time-ordered)",
+    )
     ap.add_argument("--idle-wait", type=float, default=20.0, metavar="S")
     ap.add_argument("--verbose", action="store_true", help="report the fill's progress")
     ap.add_argument("--json", metavar="FILE")
@@ -340,11 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         "duration": args.duration or (1.5 if args.quick else 5.0),
         "concurrency": [int(c) for c in args.concurrency.split(",") if c],
         "repeats": args.repeats,
+        "random_gids": args.random_gids,
     }
     print(
         f"log growth: the travel saga on an empty log and on one with {args.fill:,} ended "
         f"transactions (spread over the {args.span / 3600:g} h before the last 10 min); "
-        f"{args.rounds} round(s) of empty, full"
+        f"{args.rounds} round(s) of empty, full; gids: "
+        + ("random (uuid4)" if args.random_gids else "Legato's own (time-ordered)")
     )
     print(
         f"machine: {os.cpu_count()} cores, {cpu_model()}; fsync {fsync_us(workdir):.0f} us; "

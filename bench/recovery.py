@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ async def _fresh(cfg: dict[str, Any]) -> dict[str, Any]:
 
         async def one(i: int) -> legato.TxStatus:
             fail = _variant_b(i, every)
-            handle = await coordinator.submit(saga, {"fail_car": fail}, gid=uuid.uuid4().hex)
+            handle = await coordinator.submit(saga, {"fail_car": fail})  # Legato's gids
             return (await handle.result()).status
 
         t0 = time.perf_counter()
@@ -142,9 +141,7 @@ async def _killed(cfg: dict[str, Any]) -> None:
     async def submitter() -> None:
         for i in todo:
             fail = _variant_b(i, every)
-            await coordinator.submit(
-                hung, {"fail_car": fail}, gid=f"r{i:06d}-{uuid.uuid4().hex[:8]}"
-            )
+            await coordinator.submit(hung, {"fail_car": fail})
 
     await asyncio.gather(*(submitter() for _ in range(64)))
     while len(hanging) < n:  # noqa: ASYNC110 - polled: a count, no event to wait on

@@ -21,7 +21,9 @@ Each check raises ``DefinitionError`` naming the field.
 from __future__ import annotations
 
 import math
+import os
 import re
+import time
 from collections.abc import Mapping
 
 from ._errors import DefinitionError
@@ -75,6 +77,29 @@ def _identifier(value: object, field: str, limit: int) -> str:
 def check_gid(value: object, field: str = "gid") -> str:
     """``value`` if it is a valid gid (see the module docstring)."""
     return _identifier(value, field, GID_MAX)
+
+
+def make_gid() -> str:
+    """A new gid: a UUIDv7 (RFC 9562) in 32 hex digits, the time in milliseconds first and
+    random bits after, so that gids made later sort later.
+
+    The log, and each participant that keys its rows by gid (a barrier, a booking), keep
+    gids in B-tree indexes: a random gid (a UUIDv4) lands on any page of them, and each
+    commit writes every page it touched. Time-ordered gids land on the last pages, the
+    same few for every write of a batch (measured on SQLite: a third of the bytes written
+    per saga, half again as many sagas/s, and as many with a million ended transactions
+    in the log as with none; bench/log_growth.py). Gids given by the caller are kept.
+    """
+    unix_ms = time.time_ns() // 1_000_000 & (1 << 48) - 1
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits: 12 for rand_a, 62 for rand_b
+    value = (
+        unix_ms << 80
+        | 0x7 << 76  # the version
+        | (rand >> 62 & 0xFFF) << 64
+        | 0b10 << 62  # the variant
+        | rand & (1 << 62) - 1
+    )
+    return f"{value:032x}"
 
 
 def check_branch_id(value: object, field: str = "branch_id") -> str:

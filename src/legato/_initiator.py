@@ -5,10 +5,9 @@ request that the engine holding it carries out."""
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Mapping
 
-from ._bounds import check_gid, check_headers
+from ._bounds import check_gid, check_headers, make_gid
 from ._errors import DefinitionError, IllegalStateChange
 from ._model import EventRecord, Json, Mode, Request, RequestKind, TxRecord, TxStatus
 from .engine.handle import Handle
@@ -17,11 +16,11 @@ from .log import NewTransaction
 
 
 def new_gid(gid: str | None) -> str:
-    """``gid`` once checked (before anything is written), or a new one."""
+    """``gid`` once checked (before anything is written), or a new one (``make_gid``)."""
     if gid is not None:
         check_gid(gid)
         return gid
-    return uuid.uuid4().hex
+    return make_gid()
 
 
 def check_timeout(timeout_to_fail: object) -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .._bounds import check_gid
+from .._bounds import check_gid, make_gid
 from .._edge import PARSED
 from .._errors import (
     BadRequest,
@@ -181,7 +180,7 @@ def _settings(request: Request) -> Settings:
 
 @router.get("/newGid", summary="A new gid")
 async def new_gid() -> dict[str, str]:
-    return {"gid": uuid.uuid4().hex, **SUCCESS}
+    return {"gid": make_gid(), **SUCCESS}
 
 
 @router.post("/prepare", dependencies=guarded, summary="TCC, XA, msg: begin, prepared")
