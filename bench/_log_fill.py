@@ -284,7 +284,10 @@ def _hot_queries(now: float, live_gid: str, owner: str) -> list[tuple[str, dict[
         ("write_tx", write),
         ("update_op", op),
         ("insert_event", event),
-        ("write_batch", {"writes": json.dumps([{**write, "ops": [op], "events": [event]}])}),
+        (
+            "write_batch",
+            {"writes": json.dumps([{**write, "ops": [op], "events": [event]}]), "n": 1},
+        ),
         ("get_tx", {"gid": live_gid}),
         ("get_ops", {"gid": live_gid}),
         ("count_unfinished", {}),

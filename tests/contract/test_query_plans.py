@@ -1,13 +1,15 @@
 """The queries that run however long the log is (the coordinator's, the dashboard's header
 and front page, /health) read an index, never every row: their cost stays flat as ended
 transactions pile up. Checked on SQLite, whose plans do not depend on statistics
-(Legato never runs ANALYZE); bench/log_growth.py --explain shows both backends' plans
-on a log of a million ended transactions.
+(Legato never runs ANALYZE), and PostgreSQL's fenced write, whose plan did depend on
+them; bench/log_growth.py --explain shows both backends' plans on a log of a million
+ended transactions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -65,3 +67,42 @@ def test_a_query_that_runs_whatever_the_logs_size_reads_its_index(log_db: Path, 
     on_tx = [step for step in plan if re.search(r"\blegato_tx\b", step)]
     assert on_tx, plan
     assert all(f"INDEX {EXPECTED[name]}" in step for step in on_tx), plan
+
+
+@pytest.mark.parametrize("query", ["write_all", "write_batch"])
+def test_a_postgres_fenced_write_finds_its_row_by_gid_even_on_a_small_log(
+    pg_database: str, query: str
+) -> None:
+    """PostgreSQL plans jsonb_array_elements as 100 rows: told nothing else, it preferred a
+    sequential scan of legato_tx to 100 lookups by gid, for every write to a log of under
+    some 25,000 transactions (the fenced writes look their gids up with "= ANY")."""
+    import psycopg
+
+    from legato.log.postgres import PostgresLog
+
+    sql = PostgresLog(pg_database).q[query]
+    write = {
+        "gid": "g7",
+        "owner": "alpha",
+        "at": 1.0,
+        "status": "submitted",
+        "reason": None,
+        "stuck": None,
+        "next_attempt_at": None,
+        "ended_at": None,
+        "release": False,
+        "handled": None,
+        "ops": [],
+        "events": [],
+    }
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO legato_tx (gid, mode, name, fingerprint, status, created_at, "
+            "updated_at, lease_owner, version) SELECT 'g' || i, 'saga', 'trip', 'f', "
+            "'succeeded', 0, 0, 'alpha', 1 FROM generate_series(1, 15000) AS i"
+        )
+        conn.execute("ANALYZE legato_tx")
+        params = {"writes": json.dumps([write]), "creates": "[]"}
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+    assert "Seq Scan on legato_tx" not in plan, plan
+    assert "legato_tx_pkey" in plan, plan
