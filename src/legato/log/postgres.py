@@ -129,15 +129,14 @@ class PostgresLog(SqlLog):
         except LogUnavailable:
             return await super()._run_batch(jobs)
         pjobs = cast(list[_Create | _Write], jobs)
-        creates = [j.doc() for j in pjobs if isinstance(j, _Create)]
-        writes = [j.record for j in pjobs if isinstance(j, _Write)]
         try:
-            rows = await conn.fetch(
-                self._write_all,
-                _json.dumps(creates, what="log write"),
-                _json.dumps(writes, what="log write"),
-            )
-        except Exception as exc:
+            creates = _json.dumps([j.doc() for j in pjobs if isinstance(j, _Create)])
+            writes = _json.dumps([j.record for j in pjobs if isinstance(j, _Write)])
+            rows = await conn.fetch(self._write_all, creates, writes)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled mid-statement: its state unknown
+                conn.terminate()
+                raise
             lost = _async_lost(conn, exc)
             conn.terminate()  # not returned to the idle ones
             if lost:
