@@ -285,8 +285,8 @@ def _hot_queries(now: float, live_gid: str, owner: str) -> list[tuple[str, dict[
         ("update_op", op),
         ("insert_event", event),
         (
-            "write_batch",
-            {"writes": json.dumps([{**write, "ops": [op], "events": [event]}]), "n": 1},
+            "write_all",
+            {"creates": "[]", "writes": json.dumps([{**write, "ops": [op], "events": [event]}])},
         ),
         ("get_tx", {"gid": live_gid}),
         ("get_ops", {"gid": live_gid}),
@@ -316,7 +316,7 @@ def explain(url: str) -> list[tuple[str, str]]:
         for name, params in _hot_queries(now, live, owner):
             sql = queries.get(name.split()[0])
             if sql is None:
-                continue  # a PostgreSQL-only statement (create_all, write_batch)
+                continue  # a PostgreSQL-only statement (create_all, write_all)
             p = _sqlite_params(params)
             plan = conn.execute("EXPLAIN QUERY PLAN " + sql, p).fetchall()
             out.append((name, "\n".join(f"{r[3]}" for r in plan)))

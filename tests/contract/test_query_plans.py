@@ -69,9 +69,8 @@ def test_a_query_that_runs_whatever_the_logs_size_reads_its_index(log_db: Path, 
     assert all(f"INDEX {EXPECTED[name]}" in step for step in on_tx), plan
 
 
-@pytest.mark.parametrize("query", ["write_all", "write_batch"])
 def test_a_postgres_fenced_write_finds_its_row_by_gid_even_on_a_small_log(
-    pg_database: str, query: str
+    pg_database: str,
 ) -> None:
     """PostgreSQL plans jsonb_array_elements as 100 rows: told nothing else, it preferred a
     sequential scan of legato_tx to 100 lookups by gid, for every write to a log of under
@@ -80,7 +79,7 @@ def test_a_postgres_fenced_write_finds_its_row_by_gid_even_on_a_small_log(
 
     from legato.log.postgres import PostgresLog
 
-    sql = PostgresLog(pg_database).q[query]
+    sql = PostgresLog(pg_database).q["write_all"]
     write = {
         "gid": "g7",
         "owner": "alpha",

@@ -103,7 +103,7 @@ class PostgresLog(SqlLog):
         record = {**tx_params, "ops": op_params, "events": event_params}
         if change.new_ops:
             record["new_ops"] = [op_row_params(o) for o in change.new_ops]
-        return _Write(self.q["write_batch"], record)
+        return _Write(self.q["write_all"], record)
 
     # -- the event loop's own connection ------------------------------------------------
     # Creates and fenced writes (the hot path) go over an asyncpg connection on the
@@ -250,8 +250,8 @@ class _Create(Repeatable):
 
 
 class _Write:
-    """One fenced write: ``write_batch`` of one when called in the writer thread, or
-    one element of a group commit's ``write_all`` (``PostgresLog._run_batch``)."""
+    """One fenced write: ``write_all`` with this write alone when called in the writer
+    thread, or one element of a group commit's ``write_all`` (``PostgresLog._run_batch``)."""
 
     __slots__ = ("record", "sql")
 
@@ -260,7 +260,7 @@ class _Write:
 
     @property
     def params(self) -> Params:
-        return {"writes": _json.dumps([self.record])}
+        return {"creates": "[]", "writes": _json.dumps([self.record])}
 
     def finish(self, conn: Conn, row: Any) -> None:
         self.check(row is not None)  # the statement returns the gids that landed
