@@ -30,6 +30,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._errors import SettingsError
+from ._moments import age
 from ._process_settings import LogFormat
 from ._process_settings import ProcessSettings as ProcessSettings
 from ._process_settings import process_settings as process_settings
@@ -42,6 +43,8 @@ _UNITS = {"": 1, "b": 1, "k": KiB, "m": MiB, "g": 1024 * MiB}
 
 Bytes = Annotated[int, Field(ge=1, le=1024 * MiB)]
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
+Age = Annotated[float, Field(gt=0, le=3650 * 86400, allow_inf_nan=False)]
+"""A span up to ten years: seconds, or ``90m``, ``12h``, ``7d`` from the environment."""
 
 
 def parse_size(text: str | int) -> int:
@@ -66,7 +69,7 @@ class Settings(BaseModel):
     request_timeout: Seconds = 10.0
     lease: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 15.0
     brokers: dict[str, str] = Field(default_factory=dict)
-    retention: Seconds | None = None
+    retention: Age | None = None
     alert_webhook: str | None = None
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
@@ -101,6 +104,11 @@ class Settings(BaseModel):
     @classmethod
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _age(cls, value: Any) -> Any:
+        return age(value) if isinstance(value, str) else value
 
     @field_validator("xa_namespace")
     @classmethod

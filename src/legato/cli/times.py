@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .._moments import UNITS, moment
+from .._moments import age, moment
 
 
 def parse_time(text: str) -> float:
@@ -20,14 +20,7 @@ def parse_time(text: str) -> float:
 
 def parse_age(text: str) -> float:
     """Seconds, or a span such as ``90s``, ``15m``, ``12h``, ``7d``."""
-    raw = text.strip()
-    unit = UNITS.get(raw[-1:])
-    number = raw[:-1] if unit is not None else raw
     try:
-        value = float(number) * (unit or 1)
-    except ValueError:
-        problem = f"{text!r} is not an age such as 3600, 90m or 7d"
-        raise argparse.ArgumentTypeError(problem) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"an age must be positive, not {text!r}")
-    return value
+        return age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
