@@ -66,5 +66,7 @@ def test_fragments_are_marked_and_found(tmp_path: Path) -> None:
         ("json", False, 15),
     ]
     code_blocks.compile_fragment(found[0])
-    assert code_blocks.shell_script(found[1]) == "echo hi\n"
+    assert code_blocks.shell_script(found[1]) == "echo hi\n"  # the prompt's line only
+    plain = code_blocks.Block(page, 1, "console", "echo a\necho b\n", fragment=False)
+    assert code_blocks.shell_script(plain) == "echo a\necho b\n"  # no prompt: all of it
     code_blocks.parse(found[2])

@@ -4,7 +4,7 @@ The convention (the docs' pages follow it; ``tests/docs/test_code_blocks.py`` ho
 them to it): a fence whose info string is ``python`` is a complete program, run with
 this interpreter in a directory of its own; a ``bash``, ``sh`` or ``console`` block is
 run by ``bash -e`` there, with the venv's ``bin`` first on ``PATH`` (a ``console``
-block's commands are its ``$ `` lines, the rest is their output); ``json``, ``toml``
+block that shows prompts runs its ``$ `` lines, the rest being their output); ``json``, ``toml``
 and ``yaml`` blocks are parsed. A block preceded by the line ``<!-- fragment -->``
 (blank lines allowed between) is a fragment: a python fragment is only compiled
 (top-level ``await`` allowed), any other fragment is left alone. Other languages
@@ -131,10 +131,11 @@ def every_block() -> list[Block]:
 
 
 def shell_script(block: Block) -> str:
-    """What ``bash -e`` runs for a shell block: a console block's ``$`` lines only."""
-    if block.language != "console":
-        return block.source
+    """What ``bash -e`` runs for a shell block: a console block that shows prompts
+    (``$ command``, then its output) runs its ``$`` lines only, any other block whole."""
     commands = [line[2:] for line in block.source.splitlines() if line.startswith("$ ")]
+    if block.language != "console" or not commands:
+        return block.source
     return "\n".join(commands) + "\n"
 
 
