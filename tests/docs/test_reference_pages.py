@@ -4,10 +4,13 @@ every command, flag, path and schema there is: nothing is left for a hand to add
 from __future__ import annotations
 
 import argparse
+import pkgutil
+import re
 
 from docs._hooks import cli_page, http_page
 
 from legato.cli import build_parser
+from tests.support.code_blocks import ROOT
 
 
 def test_the_cli_page_has_every_command_and_every_flag() -> None:
@@ -39,3 +42,18 @@ def test_the_http_page_has_every_path_method_and_schema() -> None:
     for name in document["components"]["schemas"]:
         assert f"### {name} {{ #schema-" in page
     assert "| `limit` | query | integer |  | `100` | (≥ 1; ≤ 1000) |" in page
+
+
+def test_the_api_page_shows_every_public_module_of_the_participant_kit() -> None:
+    import legato.participant
+
+    page = (ROOT / "docs" / "reference" / "api.md").read_text()
+    shown = set(re.findall(r"^::: (legato[\w.]*)$", page, re.MULTILINE))
+    public = {
+        f"legato.participant.{module.name}"
+        for module in pkgutil.iter_modules(legato.participant.__path__)
+        if not module.name.startswith("_")
+    }
+    assert public - shown == set(), "add them to docs/reference/api.md"
+    modes = {"legato.saga", "legato.tcc", "legato.xa", "legato.msg", "legato.workflow"}
+    assert modes | {"legato", "legato.flow", "legato.coordinator", "legato.settings"} <= shown
