@@ -1,5 +1,6 @@
 """The reference pages the site's build writes from the code (``docs/_hooks/``) name
-every command, flag, path and schema there is: nothing is left for a hand to add."""
+every command, flag, path and schema there is, and the API page every public module:
+nothing is left for a hand to add."""
 
 from __future__ import annotations
 
