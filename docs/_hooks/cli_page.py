@@ -51,9 +51,17 @@ def commands(
             yield from commands(sub, (*path, name), helps.get(name), tuple(others))
 
 
+_MARKDOWN = str.maketrans({"\\": "\\\\", "*": "\\*", "_": "\\_", "`": "\\`", "<": "&lt;"})
+
+
+def _text(text: str) -> str:
+    """argparse's plain text, shown as written: ``*.svc:8000`` is not emphasis."""
+    return text.translate(_MARKDOWN)
+
+
 def _cell(text: str) -> str:
-    """Text made safe for one cell of a Markdown table."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
+    """Plain text made safe for one cell of a Markdown table."""
+    return _text(" ".join(text.split())).replace("|", "\\|")
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:
@@ -86,13 +94,13 @@ def _default(action: argparse.Action) -> str:
 
 
 def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
-    text = parser._get_formatter()._expand_help(action) if action.help else ""
+    text = _cell(parser._get_formatter()._expand_help(action)) if action.help else ""
     if action.choices is not None and not action.option_strings:
         choices = ", ".join(f"`{c}`" for c in action.choices)
         text = f"{text} (one of {choices})" if text else f"one of {choices}"
     if action.required and action.option_strings:
         text = f"**required**. {text}"
-    return _cell(text)
+    return text
 
 
 def _arguments(parser: argparse.ArgumentParser) -> list[str]:
@@ -145,11 +153,11 @@ def page(parser: argparse.ArgumentParser) -> str:
             also = (" ".join((*command.path[:-1], alias)) for alias in command.aliases)
             lines += ["Also " + ", ".join(f"`{name}`" for name in also) + ".", ""]
         if command.parser.description and command.parser.description != command.help:
-            lines += [command.parser.description.strip(), ""]
+            lines += [_text(command.parser.description.strip()), ""]
         lines += ["```text", _usage(command.parser), "```", ""]
         children = [c for c in everything if c.path[:-1] == command.path]
         lines += _subcommands(command, children)
         lines += _arguments(command.parser)
         if command.parser.epilog:
-            lines += [command.parser.epilog.strip(), ""]
+            lines += [_text(command.parser.epilog.strip()), ""]
     return "\n".join(lines)
