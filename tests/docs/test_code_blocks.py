@@ -7,6 +7,7 @@ fresh directory of its own: a block that writes ``legato.db`` or prints writes t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,14 @@ def test_the_readme_s_first_python_example_is_a_complete_program() -> None:
         b for b in code_blocks.blocks(code_blocks.ROOT / "README.md") if b.language == "python"
     )
     assert not first.fragment
+
+
+def test_the_readme_s_links_reach_files_of_the_repository() -> None:
+    readme = (code_blocks.ROOT / "README.md").read_text()
+    targets = [t for t in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme) if "://" not in t]
+    assert targets, "the README links into the docs"
+    missing = [t for t in targets if not (code_blocks.ROOT / t).exists()]
+    assert missing == []
 
 
 def test_fragments_are_marked_and_found(tmp_path: Path) -> None:
