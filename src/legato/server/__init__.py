@@ -5,9 +5,9 @@
 
 The app answers the native API under ``/v1`` (OpenAPI at ``/openapi.json``),
 DTM's API under ``/api/dtmsvr``, ``/health``, and the API's pages ``/docs`` and
-``/redoc`` (their scripts served by the app itself, so they work offline). It owns one ``Coordinator``,
-started and stopped with the app; any number of such processes may share one
-PostgreSQL log.
+``/redoc`` (their scripts served by the app itself, so they work offline). It owns
+one ``Coordinator``, started and stopped with the app; any number of such processes
+may share one PostgreSQL log.
 """
 
 from __future__ import annotations
@@ -171,7 +171,11 @@ def app_from_env() -> FastAPI:
     from ..observe import logs
 
     settings = from_environment()
-    logs.configure(log_format=settings.log_format, level=settings.log_level.upper())
+    logs.configure(
+        log_format=settings.log_format,
+        level=settings.log_level.upper(),
+        loggers=logs.SERVER_LOGGERS,
+    )
     tracing.configure("legato", endpoint=process_settings().traces_endpoint)
     c = Coordinator(
         open_log(settings.log, serving=True),
