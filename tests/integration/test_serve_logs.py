@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,10 +22,10 @@ import pytest
 from tests.support.servers import free_port
 
 
-def _serve(log_url: str, port: int, workers: int, **streams: int) -> subprocess.Popen[bytes]:
+def _serve(log_url: str, port: int, workers: int, **streams: Any) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
     command = ["serve", "--log", log_url, "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen([sys.executable, "-m", "legato.cli", *command], env=env, **streams)  # type: ignore[call-overload, no-any-return]
+    return subprocess.Popen([sys.executable, "-m", "legato.cli", *command], env=env, **streams)
 
 
 def _exercise(port: int, process: subprocess.Popen[bytes]) -> None:
