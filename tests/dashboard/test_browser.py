@@ -229,3 +229,25 @@ def test_a_workflow_reads_on_its_page_and_one_no_coordinator_has_is_seen_waiting
     expect(late).to_contain_text("approval#late = false; never taken")
     expect(page.locator("table.journal")).to_contain_text('wait for "approval"')
     screenshot(page, "workflow-waited-and-undone", tmp_path)
+
+
+def test_the_api_page_draws_the_api_with_every_outside_address_blocked(
+    serve: Process, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    elsewhere: list[str] = []
+
+    def only_the_server(route: Any) -> None:
+        if route.request.url.startswith(serve.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.goto(serve.url + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Legato coordinator")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    screenshot(page, "api-docs", tmp_path)
+    assert elsewhere == []

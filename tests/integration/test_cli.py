@@ -27,6 +27,16 @@ def legato_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_version_prints_the_one_version_the_package_is_built_with() -> None:
+    done = legato_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"legato {legato.__version__}"
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    # hatch reads the version from _version.py: pyproject.toml names none of its own
+    assert 'dynamic = ["version"]' in pyproject
+    assert not [line for line in pyproject.splitlines() if line.startswith("version =")]
+
+
 def test_migrate_builds_the_schema_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     first = legato_cli("migrate", "--log", url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ from legato.demo.check import MANIFEST, Report, check
 from legato.demo.faults import Faults, ReplyLost
 from legato.demo.services import CarService, PaymentService
 from legato.demo.workload import MERCHANT, Item
+from tests.support.demo_steps import run_next_commands
 
 
 @contextmanager
@@ -84,6 +86,39 @@ def test_the_demo_runs_as_a_command_and_says_where_its_log_is(tmp_path: Path) ->
     assert "all checks passed" in done.stdout
     assert "legato tx show trip-3-" in done.stdout
     assert checked(tmp_path).ok
+
+
+def test_right_after_the_demo_legato_tx_list_shows_its_trips_and_its_next_commands_run(
+    tmp_path: Path,
+) -> None:
+    legato_bin = Path(sys.executable).parent / "legato"
+    env = {k: v for k, v in os.environ.items() if k != "LEGATO_LOG"}
+    done = subprocess.run(
+        [str(legato_bin), "demo", "--n", "30", "--seed", "5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the log the other commands read when told none, beside the services' directory
+    assert (tmp_path / "legato.db").exists() and (tmp_path / "legato-demo").is_dir()
+    assert "--log" not in done.stdout.split("next:")[1]
+    listed = subprocess.run(
+        [str(legato_bin), "tx", "list", "--status", "failed"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    shown = run_next_commands(done.stdout, tmp_path)
+    assert shown and all(gid.startswith("trip-5-") for gid in shown)
+    rolled_back = [line for line in done.stdout.splitlines() if line.endswith("# rolled back")]
+    assert rolled_back and rolled_back[0].split()[-4] in listed.stdout
 
 
 # -- the same trips as workflows ----------------------------------------------------------

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="legato", description="Distributed transactions for Python."
     )
+    from .._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"legato {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="book trips through four in-process services, with faults")
     from ..demo.command import add_arguments

@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from .edge import add_edge_arguments, check_exposure, edge_settings, server_options
+from .edge import (
+    add_edge_arguments,
+    check_exposure,
+    configure_logs,
+    edge_settings,
+    server_options,
+)
 from .log_access import add_log_argument, check_log_exists
 
 
@@ -37,7 +43,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     from ..dashboard import create_app
     from ..log import open_log
 
-    settings = edge_settings(args, log=args.log)
+    settings = edge_settings(args, log=args.log, log_level=args.log_level.upper())
+    configure_logs(settings)
     check_exposure("dashboard", args.host, settings, args.insecure)
     os.environ.update(settings.to_env())  # the HTTP protocol's deadlines read them
     check_log_exists(args.log)

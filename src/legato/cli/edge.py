@@ -1,7 +1,8 @@
 """What ``legato serve`` and ``legato dashboard`` share at their edge: the flags of
 who may call and how much a request may hold, read into ``Settings`` once, the
-refusal to serve an open API on a reachable address, and the HTTP server's own
-options (proxies believed, deadlines, connections)."""
+refusal to serve an open API on a reachable address, the log lines (Legato's and
+uvicorn's through one handler), and the HTTP server's own options (proxies believed,
+deadlines, connections)."""
 
 from __future__ import annotations
 
@@ -114,12 +115,26 @@ def check_exposure(command: str, host: str, settings: Settings, insecure: bool) 
     )
 
 
+def configure_logs(settings: Settings) -> None:
+    """Legato's and uvicorn's lines through Legato's handler, as the settings say: JSON
+    off a terminal, Legato's text on one (uvicorn is told to leave logging alone)."""
+    from ..observe import logs
+
+    logs.configure(
+        log_format=settings.log_format,
+        level=settings.log_level.upper(),
+        loggers=logs.SERVER_LOGGERS,
+    )
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for these settings: its protocol with deadlines, the proxies
-    whose forwarded headers it believes (none unless named), the connection cap."""
+    whose forwarded headers it believes (none unless named), the connection cap, and
+    no logging set-up of its own (``configure_logs`` did it)."""
     from ..server._protocol import GuardedProtocol
 
     return {
+        "log_config": None,
         "http": GuardedProtocol,
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.trusted_proxies) or "",

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from .._errors import LogError
-from ..log import Log, log_exists, open_log
+from ..log import DEFAULT_URL, Log, default_url, log_exists, open_log
 
 T = TypeVar("T")
-DEFAULT_LOG = "sqlite:///legato.db"
 
 
 def add_log_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log",
-        default=os.environ.get("LEGATO_LOG", DEFAULT_LOG),
-        help="log URL (default: $LEGATO_LOG or %(default)s)",
+        default=default_url(),
+        help=f"log URL (default: $LEGATO_LOG or {DEFAULT_URL})",
     )
 
 

@@ -8,7 +8,13 @@ import shutil
 import tempfile
 
 from ..settings import process_settings
-from .edge import add_edge_arguments, check_exposure, edge_settings, server_options
+from .edge import (
+    add_edge_arguments,
+    check_exposure,
+    configure_logs,
+    edge_settings,
+    server_options,
+)
 from .log_access import add_log_argument
 from .times import parse_age
 
@@ -119,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_answer_bytes=args.max_answer_bytes,
         xa_namespace=args.xa_namespace,
     )
+    configure_logs(settings)
     check_exposure("serve", args.host, settings, args.insecure)
     # the app is built in each worker process from these (uvicorn's factory mode)
     os.environ.update(settings.to_env())

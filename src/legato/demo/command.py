@@ -8,6 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from legato.log import DEFAULT_URL
+
+DEFAULT_DIR = "legato-demo"
+
 
 def _rate(text: str) -> float:
     value = float(text)
@@ -87,16 +91,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dir",
         type=Path,
-        default=Path("legato-demo"),
-        help="where the services' databases go (default ./legato-demo)",
+        default=None,
+        help=f"where the services' databases go (default ./{DEFAULT_DIR})",
     )
     parser.add_argument(
-        "--log", metavar="URL", help="the coordinator's log (default sqlite:///DIR/legato.db)"
+        "--log",
+        metavar="URL",
+        help=f"the coordinator's log (default {DEFAULT_URL}, the log the other legato "
+        "commands read, so that 'legato tx list' shows the trips; with --dir, "
+        "sqlite:///DIR/legato.db)",
     )
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the databases and log of earlier runs (default: start afresh)",
+        help="keep the databases of earlier runs, and the log if it is in --dir "
+        "(default: start afresh; a log elsewhere is always kept)",
     )
     parser.add_argument(
         "--workflow",
@@ -190,7 +199,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _where(args: argparse.Namespace) -> None:
+    """Fill in ``--dir`` and ``--log``: a run in the default directory writes to the log
+    the other commands read by default, so that ``legato tx list`` shows it next; a run in
+    a directory of its own keeps its log there."""
+    if args.dir is None:
+        args.dir = Path(DEFAULT_DIR)
+        args.log = args.log or DEFAULT_URL
+    elif args.log is None:
+        home = args.dir / "shop" if args.scenario == "shop" else args.dir
+        args.log = f"sqlite:///{home / 'legato.db'}"
+
+
 def main(args: argparse.Namespace) -> int:
+    _where(args)
     # each demo is imported once chosen: the others' dependencies (SQLAlchemy, Starlette
     # and httpx over HTTP; the brokers and the outbox for the shop) stay unloaded
     if args.workflow and (args.http or args.scenario == "shop"):

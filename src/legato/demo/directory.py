@@ -1,12 +1,12 @@
 """A travel demo's directory (``--dir``): what a run leaves there (the services'
 SQLite files, the manifest the check reads, the log if it is a SQLite file of its
-own), and wiping it for a fresh run."""
+own), and readying it for a run (wiped, unless the run keeps it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from legato.log import absolute_url, log_file
+from legato.log import absolute_url, log_exists, log_file
 
 from .check import MANIFEST
 from .services import DATABASES
@@ -31,3 +31,11 @@ def wipe(directory: Path, log_url: str) -> bool:
         for extra in ("", "-wal", "-shm", "-journal"):
             Path(f"{f}{extra}").unlink(missing_ok=True)
     return ours
+
+
+def ready_for_run(directory: Path, log_url: str, keep: bool) -> bool:
+    """Ready ``directory`` for a run (wiped unless ``keep``). Whether the log is new to
+    this run (wiped with the directory, or not made yet), so that its gids need no tag
+    to be new to it."""
+    wiped = not keep and wipe(directory, log_url)
+    return wiped or not log_exists(log_url)

@@ -1,16 +1,20 @@
 """What both travel demos print, in process and over HTTP: the booking bar, the table of
-checks, the verdict, why a trip was rolled back, and the commands that inspect the log."""
+checks, the verdict, why a trip was rolled back; and what every demo ends with, the
+commands to run next on its own gids."""
 
 from __future__ import annotations
 
 import functools
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from legato.log import absolute_url, default_url
 
 from .check import BOOKED, ROLLED_BACK, STUCK, Report
 
@@ -73,16 +77,28 @@ def show_checks(console: Console, report: Report) -> None:
 
 
 def show_log(console: Console, report: Report, log_url: str) -> None:
-    """Where the log is, and the commands that show it: every trip, and one of each
-    outcome. Whole lines, never wrapped: they are meant to be copied."""
-    say = functools.partial(console.print, soft_wrap=True)
-    cli = cli_name()
-    say(f"log:      {log_url}")
-    say(f"inspect:  {cli} tx list --log {log_url}")
+    """A travel demo's next commands: every trip, and one of each outcome."""
+    examples = []
     for status in (STUCK, ROLLED_BACK, BOOKED):
         example = next((g for g, s in report.trips.items() if s == status), None)
         if example is not None:
-            say(f"          {cli} tx show {example} --log {log_url}   # {status}")
+            examples.append((example, status))
+    next_steps(console, log_url, examples)
+
+
+def next_steps(console: Console, log_url: str, examples: Iterable[tuple[str, str]]) -> None:
+    """Where the log is, and the commands to run next: every transaction, each of
+    ``examples`` (a gid of this run, and what became of it), and the dashboard. ``--log``
+    is named unless the commands read this log without it. Whole lines, never wrapped:
+    they are meant to be copied."""
+    say = functools.partial(console.print, soft_wrap=True)
+    cli = cli_name()
+    flag = "" if log_url == absolute_url(default_url()) else f" --log {log_url}"
+    say(f"log:      {log_url}")
+    say(f"next:     {cli} tx list{flag}")
+    for gid, what in examples:
+        say(f"          {cli} tx show {gid}{flag}   # {what}")
+    say(f"          {cli} serve{flag}   # then the dashboard: http://127.0.0.1:36789/")
 
 
 def verdict(console: Console, report: Report) -> None:

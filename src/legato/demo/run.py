@@ -21,7 +21,7 @@ from legato.log import outlives_process
 from .approver import Approver
 from .booking import Booking, SagaBooking, WorkflowBooking
 from .check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, Report, check, write_manifest
-from .directory import absolute_log_url, wipe
+from .directory import absolute_log_url, ready_for_run
 from .faults import Faults
 from .report import Line, booking_progress, show_checks, show_log, verdict, why
 from .services import DATABASES, Services
@@ -56,14 +56,14 @@ async def _main(args: argparse.Namespace) -> int:
         show_checks(console, report)
         verdict(console, report)
         return 0 if report.ok else 1
-    log_url = absolute_log_url(args.log or f"sqlite:///{directory / 'legato.db'}")
+    log_url = absolute_log_url(args.log)
     if not outlives_process(log_url):
         console.print(
             "[bold red]--log:[/] the check reads the log after the run: "
             "use sqlite:///... or postgresql://..."
         )
         return 2
-    fresh = not args.keep and wipe(directory, log_url)
+    fresh = ready_for_run(directory, log_url, args.keep)
     # gids must be new to the log: on a log kept from earlier runs, tag this run's
     prefix = f"trip-{args.seed}" if fresh else f"trip-{args.seed}-{secrets.token_hex(3)}"
     faults = Faults(

@@ -19,6 +19,7 @@ from .base import (
 )
 
 __all__ = [
+    "DEFAULT_URL",
     "UNCLAIMED_GRACE",
     "Claimed",
     "Log",
@@ -28,12 +29,22 @@ __all__ = [
     "TxWrite",
     "Unclaimed",
     "absolute_url",
+    "default_url",
     "log_exists",
     "log_file",
     "open_log",
     "outlives_process",
     "unclaimed_since",
 ]
+
+# the log of the ``legato`` commands (and the demo) when none is named: a file here
+DEFAULT_URL = "sqlite:///legato.db"
+
+
+def default_url() -> str:
+    """The log the ``legato`` commands read when ``--log`` is not given: ``$LEGATO_LOG``,
+    else ``DEFAULT_URL``."""
+    return os.environ.get("LEGATO_LOG") or DEFAULT_URL
 
 
 def open_log(url: str, *, auto_migrate: bool = True, serving: bool = False) -> Log:

@@ -5,7 +5,8 @@ trace.
 ``configure()`` sets the ``legato`` loggers up the way ``legato serve`` does:
 human-readable (rich) on a terminal, one JSON object per line when the output is
 not a terminal or when asked (``log_format="json"``; by default, this process's
-``LEGATO_LOG_FORMAT``). ``TxLogging`` is the
+``LEGATO_LOG_FORMAT``); the servers pass ``SERVER_LOGGERS``, so that uvicorn's lines
+(startup, errors) come out the same way. ``TxLogging`` is the
 hook that writes the coordinator's lines: attempts that failed or whose outcome
 is unknown, transactions that ended or became stuck (each attempt's success
 too, at DEBUG).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from .._hooks import Hooks
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from ..modes._core import TxState
 
 logger = logging.getLogger("legato.tx")
+
+# the loggers ``legato serve`` and ``legato dashboard`` send through one handler
+SERVER_LOGGERS = ("legato", "uvicorn")
 
 FIELDS = ("gid", "branch_id", "op", "attempt", "trace_id", "mode", "status")
 
@@ -103,6 +108,13 @@ class _TerminalFormatter(logging.Formatter):
         return f"{text}  [{' '.join(pairs)}]" if pairs else text
 
 
+def _without_colours(record: logging.LogRecord) -> bool:
+    """uvicorn gives some lines a copy of their message with terminal colour codes
+    (``color_message``): a JSON line would carry it as a field."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
 def json_formatter() -> logging.Formatter:
     from pythonjsonlogger.json import JsonFormatter
 
@@ -119,11 +131,12 @@ def configure(
     log_format: LogFormat | None = None,
     level: str | int = "INFO",
     stream: IO[str] | None = None,
+    loggers: Sequence[str] = ("legato",),
 ) -> logging.Handler:
-    """Send the ``legato`` loggers' lines to ``stream`` (stderr): JSON when
-    ``json_output``; when it is None, as ``log_format`` says (default: this process's
-    ``LEGATO_LOG_FORMAT``), ``auto`` being JSON unless the stream is a terminal; rich
-    text otherwise. Returns the handler."""
+    """Send the lines of ``loggers`` (and theirs below them: ``legato.tx``...) to
+    ``stream`` (stderr): JSON when ``json_output``; when it is None, as ``log_format``
+    says (default: this process's ``LEGATO_LOG_FORMAT``), ``auto`` being JSON unless the
+    stream is a terminal; rich text otherwise. Returns the handler."""
     out = stream or sys.stderr
     if json_output is None:
         if log_format is None:
@@ -139,11 +152,13 @@ def configure(
 
         handler = RichHandler(console=Console(file=out), show_path=False, rich_tracebacks=True)
         handler.setFormatter(_TerminalFormatter("%(message)s"))
-    root = logging.getLogger("legato")
-    for old in [h for h in root.handlers if getattr(h, "_legato", False)]:
-        root.removeHandler(old)
+    handler.addFilter(_without_colours)
     setattr(handler, "_legato", True)  # noqa: B010  (marks the handler this function owns)
-    root.addHandler(handler)
-    root.setLevel(level if isinstance(level, int) else level.upper())
-    root.propagate = False
+    for name in loggers:
+        root = logging.getLogger(name)
+        for old in [h for h in root.handlers if getattr(h, "_legato", False)]:
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(level if isinstance(level, int) else level.upper())
+        root.propagate = False
     return handler

@@ -4,9 +4,10 @@
 >>> uvicorn.run(app, port=36789)                          # doctest: +SKIP
 
 The app answers the native API under ``/v1`` (OpenAPI at ``/openapi.json``),
-DTM's API under ``/api/dtmsvr`` and ``/health``. It owns one ``Coordinator``,
-started and stopped with the app; any number of such processes may share one
-PostgreSQL log.
+DTM's API under ``/api/dtmsvr``, ``/health``, and the API's pages ``/docs`` and
+``/redoc`` (their scripts served by the app itself, so they work offline). It owns
+one ``Coordinator``, started and stopped with the app; any number of such processes
+may share one PostgreSQL log.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from .._edge import EdgeGuard
 from .._errors import (
@@ -82,7 +84,11 @@ def create_app(
 
     from .._version import __version__
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files this package's dependency
+    # ships (served under /docs-assets), not from a CDN: they work offline
+    app = FastAPIOffline(
+        static_url="/docs-assets",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from elsewhere
         title="Legato coordinator",
         version=__version__,
         description="Distributed transactions over HTTP: sagas, TCC, and DTM's wire API.",
@@ -165,7 +171,11 @@ def app_from_env() -> FastAPI:
     from ..observe import logs
 
     settings = from_environment()
-    logs.configure(log_format=settings.log_format, level=settings.log_level.upper())
+    logs.configure(
+        log_format=settings.log_format,
+        level=settings.log_level.upper(),
+        loggers=logs.SERVER_LOGGERS,
+    )
     tracing.configure("legato", endpoint=process_settings().traces_endpoint)
     c = Coordinator(
         open_log(settings.log, serving=True),

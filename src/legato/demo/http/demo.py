@@ -25,7 +25,7 @@ from legato import open_log
 from legato.log import outlives_process
 
 from ..check import BOOKED, MANIFEST, ROLLED_BACK, STUCK, UNSETTLED, write_manifest
-from ..directory import absolute_log_url, wipe
+from ..directory import absolute_log_url, ready_for_run
 from ..faults import Faults
 from ..report import booking_progress, show_checks, verdict, why
 from ..services import DATABASES
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
         show_checks(console, report)
         verdict(console, report)
         return 0 if report.ok else 1
-    log_url = absolute_log_url(args.log or f"sqlite:///{directory / 'legato.db'}")
+    log_url = absolute_log_url(args.log)
     if not outlives_process(log_url):
         console.print("[bold red]--log:[/] the coordinator is its own process: use a database")
         return 2
@@ -82,7 +82,7 @@ def prepare(args: argparse.Namespace, directory: Path, log_url: str) -> Plan:
     directory.mkdir(parents=True, exist_ok=True)
     databases = {kind: f"sqlite:///{directory / DATABASES[kind]}" for kind in KINDS}
     databases.update(args.service_db or {})
-    fresh = not args.keep and wipe(directory, log_url)
+    fresh = ready_for_run(directory, log_url, args.keep)
     if not args.keep:
         for url in databases.values():
             store.reset(url)  # a SQLite file is gone already: this makes it empty

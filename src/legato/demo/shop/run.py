@@ -53,6 +53,7 @@ class ShopReport:
     redelivered: int = 0  # deliveries the inbox skipped
     crashes: int = 0  # consumers that "crashed" before their ack
     checks: list[Check] = field(default_factory=list)
+    examples: dict[str, str] = field(default_factory=dict)  # an order's status -> its gid
 
     @property
     def ok(self) -> bool:
@@ -239,6 +240,8 @@ async def _check(shop: Shop, log: Log, report: ShopReport) -> None:
     orders = dict(_rows(s["orders"], "SELECT gid, status FROM orders"))
     report.confirmed = sum(1 for v in orders.values() if v == "confirmed")
     report.cancelled = sum(1 for v in orders.values() if v == "cancelled")
+    for gid, status in sorted(orders.items()):
+        report.examples.setdefault(status, gid)
     payments = dict(_rows(s["payments"], "SELECT gid, status FROM payment"))
     reserved = {
         g: (i, q) for g, i, q in _rows(s["inventory"], "SELECT gid, item, qty FROM reservation")
