@@ -50,6 +50,12 @@ def django_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(tmp_path_factory.mktemp("django") / "bank.db"),
         },
+        # every request in a transaction of its own: the op's block is a savepoint in it
+        "atomic_requests": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(tmp_path_factory.mktemp("django") / "atomic.db"),
+            "ATOMIC_REQUESTS": True,
+        },
     }
     with contextlib.ExitStack() as stack:
         if not absent["postgresql"]:
@@ -190,6 +196,21 @@ def test_query_prepared_answers_for_a_msg_local_transaction(alias: str) -> None:
     assert (lost.status_code, lost.json()["dtm_result"]) == (409, "FAILURE")
     assert (empty.status_code, empty.json()["field"]) == (400, "gid")
     assert barrier_rows(alias, never) == [("00", "msg", "rollback")]
+
+
+def test_under_atomic_requests_the_op_is_a_savepoint_of_the_request_transaction(
+    django_site: dict[str, str],
+) -> None:
+    alias = "atomic_requests"
+    django_bank.reset(alias, {1: 100, 2: 0})
+    gid = uuid.uuid4().hex
+    ran = _post(alias, "debit", _q(gid), 1, 30)
+    short = _post(alias, "debit", _q(gid, branch="02"), 2, 5)
+    again = _post(alias, "debit", _q(gid), 1, 30)
+    assert [a.status_code for a in (ran, short, again)] == [200, 409, 200]
+    assert again.json()["barrier"] == "duplicate"
+    assert (balance(alias, 1), balance(alias, 2)) == (70, 0)
+    assert barrier_rows(alias, gid) == [("01", "action", "action")]
 
 
 def test_an_async_view_is_refused_when_decorated(django_site: dict[str, str]) -> None:
