@@ -11,7 +11,7 @@ tests and compares after them:
 or names every setting that changed and every server that restarted, and exits 1.
 
 What is read, per server (values that change on their own, counters and uptimes, are
-left out; a start time is derived and compared within a few seconds):
+left out; a start time derived from an uptime is compared within two seconds):
 
 - PostgreSQL: ``pg_settings``, ``pg_file_settings`` (an ``ALTER SYSTEM`` not yet
   reloaded) and ``pg_postmaster_start_time()``;
@@ -40,9 +40,11 @@ Snapshot = dict[str, dict[str, str]]
 """Per server, its settings as text; a server not reachable has the one key ``absent``."""
 
 START = "start time"
-"""The key of a server's start time (seconds since the epoch, as text)."""
-START_TOLERANCE = 5.0
-"""A start time derived from an uptime in whole seconds moves by a second or two."""
+"""The key of a server's start time derived from its uptime (seconds since the epoch)."""
+START_TOLERANCE = 2.0
+"""Such a start time moves by up to a second (an uptime in whole seconds) and a bit."""
+STARTED = "started at"
+"""The key of a start time the server gives exactly (PostgreSQL's)."""
 
 ABSENT = "absent"
 
@@ -106,9 +108,9 @@ def postgresql() -> dict[str, str]:
         )
         for sourcefile, line, name, setting, applied in files:
             out[f"file {sourcefile}:{line} {name}"] = f"{setting} (applied: {applied})"
-        row = conn.execute("SELECT extract(epoch FROM pg_postmaster_start_time())").fetchone()
+        row = conn.execute("SELECT pg_postmaster_start_time()::text").fetchone()
         assert row is not None
-        out[START] = str(float(row[0]))
+        out[STARTED] = str(row[0])
     return out
 
 
@@ -226,6 +228,8 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
                 if abs(float(a) - float(b)) > START_TOLERANCE:
                     moved = time.strftime("%H:%M:%S", time.gmtime(float(b)))
                     changes.append(f"{server}: restarted (started again at {moved} UTC)")
+            elif key == STARTED and a != b:
+                changes.append(f"{server}: restarted (started again at {b})")
             elif a != b:
                 changes.append(f"{server}: {key} was {_shorten(a)}, now {_shorten(b)}")
     return changes

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import server_settings as ss
-from tests.support.server_settings import ABSENT, START, compare, report, snapshot
+from tests.support.server_settings import ABSENT, START, STARTED, compare, report, snapshot
 
 
 def _pg(start: float = 1000.0, **settings: str) -> dict[str, str]:
@@ -43,6 +43,15 @@ def test_a_start_time_that_moves_a_little_is_not_a_restart_but_a_new_one_is() ->
     assert compare({"mariadb": _pg(1000.0)}, {"mariadb": _pg(1000.0 + 1.7)}) == []
     (change,) = compare({"mariadb": _pg(1000.0)}, {"mariadb": _pg(1000.0 + 600)})
     assert change.startswith("mariadb: restarted (started again at ")
+
+
+def test_an_exact_start_time_that_differs_at_all_is_a_restart() -> None:
+    at = "2026-12-05 15:23:01.123456+00"
+    assert compare({"postgresql": {STARTED: at}}, {"postgresql": {STARTED: at}}) == []
+    later = "2026-12-05 15:23:01.923456+00"  # within a second, but another start
+    assert compare({"postgresql": {STARTED: at}}, {"postgresql": {STARTED: later}}) == [
+        f"postgresql: restarted (started again at {later})"
+    ]
 
 
 def test_a_restart_and_a_changed_setting_are_both_reported() -> None:
