@@ -10,7 +10,9 @@ Legato's coordinator against Django's WSGI application under a real WSGI server.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,6 +281,29 @@ def test_a_saga_whose_step_fails_compensates_through_the_served_project(
         ("first", "compensate", "compensate"),  # the credit ran
         ("second", "action", "compensate"),  # the action never committed
         ("second", "compensate", "compensate"),  # a null compensation
+    ]
+
+
+def test_a_compensation_racing_its_action_waits_for_it_and_undoes_it(alias: str) -> None:
+    gid = uuid.uuid4().hex
+    move = {"account": 1, "amount": 30}
+    with django_bank.serve() as url, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        # the action writes its barrier row, debits, then holds its transaction open
+        action = pool.submit(
+            httpx.post, f"{url}/{alias}/slow-debit{_q(gid)}&hold=1.0", json=move, timeout=30
+        )
+        time.sleep(0.4)
+        # its compensation comes in meanwhile: its insert of the action's row waits on the
+        # database's lock until the action commits, then finds that row: not a null one
+        undo = pool.submit(
+            httpx.post, f"{url}/{alias}/debit-undo{_q(gid, 'compensate')}", json=move, timeout=30
+        )
+        answers = [action.result().json()["barrier"], undo.result().json()["barrier"]]
+    assert answers == ["ran", "ran"]
+    assert balance(alias) == 100
+    assert barrier_rows(alias, gid) == [
+        ("01", "action", "action"),
+        ("01", "compensate", "compensate"),
     ]
 
 

@@ -4,7 +4,9 @@
 the process's) with the given ``DATABASES`` aliases, each a different backend; the
 URL conf then serves, per alias, ``/<alias>/debit`` (a saga action: fails definitely
 when the balance is short), ``/<alias>/debit-undo`` (its compensation),
-``/<alias>/balance-echo`` (returns extra fields) and ``/<alias>/query-prepared``.
+``/<alias>/slow-debit`` (a debit that holds its transaction open a while),
+``/<alias>/balance-echo`` (returns extra fields), ``/<alias>/wrong`` (returns a
+response, which a barrier view must not) and ``/<alias>/query-prepared``.
 ``serve()`` runs Django's WSGI application under a real WSGI server in a thread.
 
 The views use Django's own connection, ``connections[alias]``, with raw SQL: the bank
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -98,8 +101,7 @@ def _paths(alias: str) -> list[Any]:
     from django.http import HttpResponse
     from django.urls import path
 
-    @barrier_view(using=alias)
-    def debit(request: Any) -> None:
+    def take(request: Any) -> None:
         account, amount = _move(request)
         with connections[alias].cursor() as cur:
             cur.execute(
@@ -108,6 +110,15 @@ def _paths(alias: str) -> list[Any]:
             )
             if cur.rowcount == 0:
                 raise Failure(f"account {account} has less than {amount}")
+
+    @barrier_view(using=alias)
+    def debit(request: Any) -> None:
+        take(request)
+
+    @barrier_view(using=alias)
+    def slow_debit(request: Any) -> None:
+        take(request)  # then hold the transaction open
+        time.sleep(float(request.GET.get("hold", "0.5")))
 
     @barrier_view(using=alias)
     def debit_undo(request: Any) -> None:
@@ -134,6 +145,7 @@ def _paths(alias: str) -> list[Any]:
 
     views: list[tuple[str, Callable[..., Any]]] = [
         ("debit", debit),
+        ("slow-debit", slow_debit),
         ("debit-undo", debit_undo),
         ("balance-echo", balance_echo),
         ("wrong", wrong),
