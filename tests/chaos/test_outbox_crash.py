@@ -1,6 +1,7 @@
-"""The outbox under SIGKILL and a broker restart, with real processes: a publishing
-service (orders + outbox rows, in its own PostgreSQL database), ``legato relay``, and a
+"""The outbox under SIGKILL and a broker restart, with real processes: a publishing service
+(orders + outbox rows, in its own PostgreSQL database), ``legato relay``, and a
 consumer (payments through the inbox, in its own SQLite database), over a real broker.
+The broker restart happens on a throwaway RabbitMQ node, never on the shared one.
 
 Each test ends by reading both databases: every committed order has exactly one
 payment, and nothing else does.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +26,7 @@ from legato._dburl import connect
 from legato.brokers import broker_from_url
 from legato.participant import outbox
 from tests.support.processes import REPOSITORY
+from tests.support.servers import RabbitServer, rabbit_problem
 from tests.support.services import need_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -194,15 +195,9 @@ def test_a_consumer_killed_before_its_ack_applies_each_event_once(flow: Flow) ->
     assert flow.check() == 15
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
 def test_a_rabbitmq_restart_mid_flow_loses_nothing(empty_pg_database: str, tmp_path: Path) -> None:
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("this test restarts the local RabbitMQ with rabbitmqctl")
-    url = BROKERS["rabbitmq"]
-    need_service("rabbitmq", _broker_up(url))
+    # a node of the test's own, on free ports: the shared RabbitMQ is never stopped
+    need_service("RabbitMQ's server programs, for a throwaway node", rabbit_problem())
     with psycopg.connect(empty_pg_database, autocommit=True) as c:
         c.execute("CREATE TABLE orders (id text PRIMARY KEY)")
         outbox.create_table(c)
@@ -210,29 +205,29 @@ def test_a_rabbitmq_restart_mid_flow_loses_nothing(empty_pg_database: str, tmp_p
     conn = connect(consumer_db)
     conn.execute("CREATE TABLE payments (order_id TEXT NOT NULL)")
     conn.close()
-    f = Flow(empty_pg_database, consumer_db, url, tmp_path)
+    with RabbitServer() as rabbit:
+        f = Flow(empty_pg_database, consumer_db, rabbit.url, tmp_path)
 
-    async def declare() -> None:
-        b = broker_from_url(url)
-        await b.connect()
-        await b.declare(f.topic, "payments")
-        await b.close()
+        async def declare() -> None:
+            b = broker_from_url(rabbit.url)
+            await b.connect()
+            await b.declare(f.topic, "payments")
+            await b.close()
 
-    asyncio.run(declare())
-    try:
-        assert f.publish(10) == 0
-        f.relay()
-        wait_sent(f)
-        _rabbitmqctl("stop_app")
+        asyncio.run(declare())
         try:
-            assert f.publish(10, start=10) == 0  # committed while the broker is down
-            time.sleep(1.0)
-            assert f.unsent() == 10, "nothing can be sent while RabbitMQ is down"
+            assert f.publish(10) == 0
+            f.relay()
+            wait_sent(f)
+            rabbit.stop()
+            try:
+                assert f.publish(10, start=10) == 0  # committed while the broker is down
+                time.sleep(1.0)
+                assert f.unsent() == 10, "nothing can be sent while RabbitMQ is down"
+            finally:
+                rabbit.start()
+            wait_sent(f, timeout=90)  # the relay reconnects and sends the rest
+            assert f.consume(20) == 0
+            assert f.check() == 20
         finally:
-            _rabbitmqctl("start_app")
-            _rabbitmqctl("await_startup")
-        wait_sent(f, timeout=90)  # the relay reconnects and sends the rest
-        assert f.consume(20) == 0
-        assert f.check() == 20
-    finally:
-        f.stop()
+            f.stop()

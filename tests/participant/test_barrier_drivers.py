@@ -265,10 +265,22 @@ def test_importing_the_participant_kit_imports_no_database_driver() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_importing_the_framework_helpers_imports_no_database_driver() -> None:
+    code = (
+        "import sys, legato.participant.fastapi, legato.participant.django; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'psycopg', 'asyncpg', 'pymysql', 'aiomysql', 'sqlalchemy', 'MySQLdb'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert out.stdout.strip() == "[]"
+
+
 def test_the_public_api_is_what_all_lists_sorted_and_complete() -> None:
     names = legato.participant.__all__
 
     assert names == sorted(names)
     assert all(hasattr(legato.participant, n) for n in names)
     public = {n for n in vars(legato.participant) if not n.startswith("_")}
-    assert public - set(names) <= {"barrier", "starlette", "tracing"}  # submodules
+    submodules = {"barrier", "starlette", "fastapi", "django", "tracing"}
+    assert public - set(names) <= submodules

@@ -13,6 +13,10 @@ server it may stop, kill or restart, starts its own here:
         maria.kill()                             # kill -9 the server
         maria.start()
 
+    with RabbitServer() as rabbit:
+        url = rabbit.url                         # amqp://guest:guest@127.0.0.1:PORT/
+        rabbit.restart()                         # a clean stop (SIGTERM), then start again
+
 PostgreSQL refuses to run as root: as root, ``initdb`` and the server run as the
 ``postgres`` user, in a directory that user owns.
 """
@@ -100,6 +104,18 @@ def _mariadbd() -> str | None:
         if os.access(candidate, os.X_OK):
             return candidate
     return shutil.which("mariadbd")
+
+
+def rabbit_problem() -> str | None:
+    """Why a throwaway RabbitMQ node cannot be started here, or None."""
+    if not os.access(_RABBIT, os.X_OK):
+        return f"RabbitMQ's server program ({_RABBIT}) is not installed"
+    if shutil.which("epmd") is None:
+        return "Erlang's epmd is not installed"
+    return None
+
+
+_RABBIT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
 class _Server:
@@ -380,3 +396,117 @@ class MariaServer(_Server):
     def create_database(self, name: str) -> str:
         self.execute(f"CREATE DATABASE `{name}`")
         return self.url(name)
+
+
+class RabbitServer(_Server):
+    """A RabbitMQ node of its own on free ports, with its own epmd, files and config.
+
+    Everything the shared node reads is replaced: its node name, its data and log
+    directories, its config (a listener on the free port, no plugins: no management
+    listener to collide with), its env file, and ``HOME`` (its own Erlang cookie). Its
+    epmd listens on a port of its own, so the node registers nowhere shared.
+    """
+
+    def __init__(self) -> None:
+        problem = rabbit_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="legato-rabbit-"))
+        self.node = f"legato-test-{self.port}@localhost"
+        self.proc: subprocess.Popen[bytes] | None = None
+        (self.root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "rabbitmq-env.conf").write_text("")
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        r = self.root
+        return {
+            **os.environ,
+            "HOME": str(r),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(r / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(r / "log"),
+            "RABBITMQ_CONFIG_FILE": str(r / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(r / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(r / "rabbitmq-env.conf"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def start(self) -> None:
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server's, closed by it
+        self.proc = subprocess.Popen(
+            [_RABBIT], env=self._env(), cwd=self.root, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + 120
+        while not self._ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the throwaway RabbitMQ did not start:\n{tail}")
+            time.sleep(0.2)
+
+    def _ready(self) -> bool:
+        """Whether the node completes an AMQP handshake (the port opens before it can)."""
+        if not _port_open(self.port):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"AMQP\x00\x00\x09\x01")
+                return s.recv(1) == b"\x01"  # a method frame: connection.start
+        except OSError:
+            return False
+
+    def _beam(self) -> int | None:
+        """The Erlang VM's pid: the script runs it as its child."""
+        if self.proc is None:
+            return None
+        kids = _children(self.proc.pid)
+        return kids[0] if kids else None
+
+    def _end(self, sig: signal.Signals) -> None:
+        if self.proc is None:
+            return
+        beam = self._beam()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(beam if beam is not None else self.proc.pid, sig)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            for pid in (beam, self.proc.pid):
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        """A clean stop: RabbitMQ shuts down on SIGTERM, durable queues kept on disk."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """kill -9 the node: a crash, not a shutdown."""
+        self._end(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        self.kill()
+        # the node's own epmd outlives it (Erlang starts it as a daemon): end it by its port
+        subprocess.run(
+            ["epmd", "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10
+        )
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -14,8 +14,11 @@ that arrives after its compensation::
 
 Sync and asyncio drivers (``acall``, ``acreate_table``, ...): sqlite3, psycopg,
 asyncpg, PyMySQL, aiomysql and SQLAlchemy sessions and connections. Drivers are
-never imported here. A Starlette / FastAPI adapter is in
-``legato.participant.starlette``; the XA resources (a branch of a two-phase
+never imported here. The framework helpers answer the coordinator as it expects:
+``legato.participant.starlette`` (``run_in_barrier(request, conn, fn)``),
+``legato.participant.fastapi`` (a ``BarrierParam`` dependency) and
+``legato.participant.django`` (``@barrier_view``, inside ``transaction.atomic``
+on Django's own connection); the XA resources (a branch of a two-phase
 commit: ``xa.prepare_branch``, ``xa.commit_branch``, ``xa.rollback_branch``,
 ``xa.recover``, in a namespace per deployment) are in ``legato.participant.xa``;
 the transactional outbox (``outbox.add`` inside the business transaction,

@@ -31,8 +31,9 @@ from enum import StrEnum
 from typing import Generic, Literal, TypeVar
 
 from .._errors import BarrierRequestError
+from ._drivers import SyncDriver
 from ._sql import Commit, Execute, Fetch, Plan, first_row, rowcount
-from ._transaction import atransaction, transaction
+from ._transaction import SyncTransaction, atransaction, transaction
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -174,6 +175,15 @@ class Barrier:
             value = await fn(conn) if outcome is BarrierOutcome.RAN else None
             return BarrierResult(outcome, value)
 
+    def run_inside(self, driver: SyncDriver) -> BarrierOutcome:
+        """Write the barrier's rows through ``driver``, inside a transaction its caller owns.
+
+        For a framework that runs the transaction itself (Django's ``transaction.atomic``):
+        the caller runs the business code when the outcome is ``RAN``, in the same
+        transaction, and commits or rolls back both. The barrier commits nothing here.
+        """
+        return SyncTransaction(driver).run(self._plan())
+
     def _plan(self) -> Plan[BarrierOutcome]:
         barrier_id = f"{next(self._calls):02d}"
         return barrier_plan(self.trans_type, self.gid, self.branch_id, self.op, barrier_id)
@@ -261,6 +271,17 @@ async def acreate_table(conn: object) -> None:
     """Create ``legato_barrier`` and its index where they do not exist yet (asyncio)."""
     async with atransaction(conn) as tx:
         await tx.run(_create_plan())
+
+
+def create_table_inside(driver: SyncDriver) -> None:
+    """As :func:`create_table`, through a driver whose transaction (or autocommit) the
+    caller owns."""
+    SyncTransaction(driver).run(_create_plan())
+
+
+def query_prepared_inside(driver: SyncDriver, gid: str) -> PreparedStatus:
+    """As :func:`query_prepared`, inside a transaction the caller owns and commits."""
+    return SyncTransaction(driver).run(_query_prepared_plan(gid))
 
 
 def query_prepared(conn: object, gid: str) -> PreparedStatus:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .._errors import BarrierRequestError, Failure
+from . import _answers
 from ._drivers import is_async
 from .barrier import Barrier, aquery_prepared, query_prepared
 
@@ -43,18 +44,19 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 
-__all__ = ["answer_query_prepared", "run_in_barrier"]
+__all__ = [
+    "answer_query_prepared",
+    "answer_query_prepared_for",
+    "run_barrier",
+    "run_in_barrier",
+]
 
 
-def _json(status: int, body: dict[str, str]) -> JSONResponse:
+def _json(answer: _answers.Answer) -> JSONResponse:
     from starlette.responses import JSONResponse
 
+    status, body = answer
     return JSONResponse(body, status_code=status)
-
-
-def _bad_request(exc: BarrierRequestError) -> JSONResponse:
-    # no "FAILURE" here: a malformed request is not a business failure of the op
-    return _json(400, {"error": str(exc), "field": exc.field})
 
 
 async def run_in_barrier(request: Request, conn: C, fn: Callable[[C], object]) -> JSONResponse:
@@ -65,7 +67,16 @@ async def run_in_barrier(request: Request, conn: C, fn: Callable[[C], object]) -
     try:
         barrier = Barrier.from_query(request.query_params)
     except BarrierRequestError as exc:
-        return _bad_request(exc)
+        return _json(_answers.bad_request(exc))
+    return await run_barrier(barrier, conn, fn)
+
+
+async def run_barrier(barrier: Barrier, conn: C, fn: Callable[[C], object]) -> JSONResponse:
+    """Run ``fn(conn)`` in ``barrier``; answer 200 SUCCESS, or 409 FAILURE on :class:`Failure`.
+
+    An asyncio connection runs here; a sync one (with a sync ``fn``) in Starlette's
+    thread pool.
+    """
     try:
         if is_async(conn):
 
@@ -79,8 +90,8 @@ async def run_in_barrier(request: Request, conn: C, fn: Callable[[C], object]) -
 
             result = await run_in_threadpool(barrier.call, conn, fn)
     except Failure as exc:
-        return _json(409, {"dtm_result": "FAILURE", "message": str(exc)})
-    return _json(200, {"dtm_result": "SUCCESS", "barrier": result.outcome.value})
+        return _json(_answers.failure(exc))
+    return _json(_answers.success(result.outcome))
 
 
 async def answer_query_prepared(request: Request, conn: object) -> JSONResponse:
@@ -89,7 +100,11 @@ async def answer_query_prepared(request: Request, conn: object) -> JSONResponse:
     200 SUCCESS if the msg's local transaction committed (deliver the message); 409
     FAILURE if it did not, and now never will (the message fails).
     """
-    gid = request.query_params.get("gid", "")
+    return await answer_query_prepared_for(request.query_params.get("gid", ""), conn)
+
+
+async def answer_query_prepared_for(gid: str, conn: object) -> JSONResponse:
+    """As :func:`answer_query_prepared`, for a gid already read from the request."""
     try:
         if is_async(conn):
             status = await aquery_prepared(conn, gid)
@@ -98,7 +113,5 @@ async def answer_query_prepared(request: Request, conn: object) -> JSONResponse:
 
             status = await run_in_threadpool(query_prepared, conn, gid)
     except BarrierRequestError as exc:
-        return _bad_request(exc)
-    if status == "rolled_back":
-        return _json(409, {"dtm_result": "FAILURE", "message": "the local transaction rolled back"})
-    return _json(200, {"dtm_result": "SUCCESS"})
+        return _json(_answers.bad_request(exc))
+    return _json(_answers.prepared(status))
