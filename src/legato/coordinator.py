@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 from . import _json, _spec, workflow
+from . import flow as _flow
 from . import msg as _msg
 from . import tcc as _tcc
 from ._allow import AllowList
@@ -415,22 +416,27 @@ class Coordinator:
 
     async def retry(self, gid: str, *, by: str | None = None) -> None:
         """Ask a stuck transaction to try its parked ops again; ``by`` (who asks) is
-        recorded with the request."""
-        await self.engine.request(gid, Request(RequestKind.RETRY), by=by)
+        recorded with the request. A choreographed flow refuses (its services drive it)."""
+        if await _flow.operator_request(self.log, gid, "retry", by=by) is None:
+            await self.engine.request(gid, Request(RequestKind.RETRY), by=by)
 
     async def abort(self, gid: str, *, by: str | None = None) -> None:
-        """Ask a transaction to roll back (refused once past its pivot)."""
-        await self.engine.request(gid, Request(RequestKind.ABORT), by=by)
+        """Ask a transaction to roll back (refused once past its pivot, and by a
+        choreographed flow, which its services drive)."""
+        if await _flow.operator_request(self.log, gid, "abort", by=by) is None:
+            await self.engine.request(gid, Request(RequestKind.ABORT), by=by)
 
     async def force_end(self, gid: str, status: TxStatus | str, *, by: str | None = None) -> None:
-        """End a transaction by decree, after an operator has repaired it by hand."""
+        """End a transaction by decree, after an operator has repaired it by hand (a
+        choreographed flow ends here at once: no coordinator drives it)."""
         try:
             status = TxStatus(status)
         except ValueError:
             status = TxStatus.SUBMITTED  # refused just below
         if not status.ended:
             raise IllegalStateChange(f"force_end needs succeeded or failed, not {status}")
-        await self.engine.request(gid, Request.end(status), by=by)
+        if await _flow.operator_request(self.log, gid, status, by=by) is None:
+            await self.engine.request(gid, Request.end(status), by=by)
 
     # -- reads ----------------------------------------------------------------------
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ._errors import IllegalStateChange
 from ._model import Json, Mode, TxRecord, TxStatus
 from .engine.records import state_from_log, transition
 from .log import Log, NewTransaction, TxWrite
+from .log.base import requested_event
 from .modes import flow
+from .modes._core import ForceEnd
 
 WIRE_FLOW = "wire:flow"
 RECORDER = "flow:recorder"
@@ -95,3 +98,43 @@ class FlowRecorder:
                 events=list(step.records),
             )
         )
+
+
+async def operator_request(log: Log, gid: str, what: str, *, by: str | None) -> TxRecord | None:
+    """Carry out an operator's request (``retry``, ``abort``, ``succeeded``, ``failed``)
+    on ``gid`` if it is a choreographed flow, and return its row; ``None`` if ``gid`` is
+    no flow (the caller records the request for the coordinator that drives it).
+
+    No coordinator drives a flow, so a request recorded for one would wait for ever: a
+    flow is ended by decree here at once (the hop that should have ended it never came,
+    and its services were settled by hand), and retry and abort are refused, naming why.
+    Raises ``IllegalStateChange`` for those, and for a flow that has ended already."""
+    loaded = await log.load(gid)
+    if loaded is None or loaded[0].mode is not Mode.FLOW:
+        return None
+    tx = loaded[0]
+    if tx.ended_at is not None:
+        raise IllegalStateChange(f"{gid} has already ended ({tx.status})")
+    if what not in (TxStatus.SUCCEEDED, TxStatus.FAILED):
+        raise IllegalStateChange(
+            f"{gid} is a choreographed flow: its services drive it, so no coordinator can "
+            f"{what} it; settle its services, then force-end it as succeeded or failed"
+        )
+    now = time.time()
+    status = TxStatus(what)
+    decree = ForceEnd(now, status, f"ended as {status} by an operator")
+    step = transition(flow.apply, state_from_log(tx, []), [decree])
+    events = [requested_event(gid, what, now, by), *step.records]
+    write = TxWrite(
+        gid=gid,
+        owner=RECORDER,
+        at=now,
+        status=step.state.status,
+        reason=step.state.reason,
+        stuck=None,
+        next_attempt_at=None,
+        events=events,
+    )
+    await log.write(write)
+    ended = await log.load(gid)
+    return ended[0] if ended is not None else tx

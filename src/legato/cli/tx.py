@@ -23,6 +23,7 @@ from .._bounds import check_branch_id
 from .._errors import DefinitionError, LegatoError
 from .._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from .._redact import shown, shown_tx
+from ..flow import operator_request as flow_request
 from ..log import Log, TxQuery, unclaimed_since
 from ..observe import journal, unclaimed
 from ..observe.timeline import build
@@ -223,13 +224,21 @@ def _journal_table(tx: TxRecord, ops: list[OpRecord]) -> Table:
 def _request(what: str) -> Callable[[argparse.Namespace], int]:
     def cmd(args: argparse.Namespace) -> int:
         request = args.status if what == "force-end" else what
+
+        async def ask(log: Log) -> tuple[TxRecord, bool]:
+            ended = await flow_request(log, args.gid, request, by="cli")
+            if ended is not None:
+                return ended, True
+            return await log.request(args.gid, request, time.time(), by="cli"), False
+
         try:
-            tx = run_on_log(
-                args.log, lambda log: log.request(args.gid, request, time.time(), by="cli")
-            )
+            tx, done = run_on_log(args.log, ask)
         except LegatoError as exc:
             Console(stderr=True).print(f"[red]{exc}[/red]")
             return 1
+        if done:  # a choreographed flow: no coordinator drives it, ended here
+            Console().print(f"{tx.gid} (a choreographed flow) ended as {tx.status}")
+            return 0
         Console().print(
             f"{request} requested for {tx.gid} ({tx.status}); the coordinator that drives "
             "or next claims it carries it out"

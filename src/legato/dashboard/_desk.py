@@ -12,6 +12,7 @@ import time
 from typing import Protocol
 
 from ..coordinator import Coordinator
+from ..flow import operator_request as flow_request
 from ..log import Log
 
 BY = "dashboard"
@@ -63,4 +64,5 @@ class LogDesk:
 
     async def request(self, gid: str, what: str) -> None:
         assert what in ACTIONS
-        await self._log.request(gid, what, time.time(), by=BY)
+        if await flow_request(self._log, gid, what, by=BY) is None:
+            await self._log.request(gid, what, time.time(), by=BY)
