@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-GAP = 2  # between columns: one cell of padding each side, none at the edges
+GAP = 3  # between columns: a rule, with a cell of padding each side
+EDGES = 4  # the rules at the edges, with their padding
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ def widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], room: int)
     out = [
         max([len(c.name), *(_width(r[i]) for r in rows)]) for i, c in enumerate(columns)
     ]
-    over = sum(out) + GAP * (len(columns) - 1) - room
+    over = sum(out) + GAP * (len(columns) - 1) + EDGES - room
     for i in sorted((i for i, c in enumerate(columns) if not c.keep), key=lambda i: columns[i].give):
         if over <= 0:
             break
@@ -63,14 +64,7 @@ def table(
 ) -> Table:
     """The table, fitted to ``room`` cells (``None``: as wide as its rows)."""
     sizes = widths(columns, rows, 1 << 30 if room is None else room)
-    t = Table(
-        title=title,
-        box=None,
-        pad_edge=False,
-        header_style="bold underline",
-        title_justify="left",
-        title_style="bold",
-    )
+    t = Table(title=title)
     for c, size in zip(columns, sizes, strict=True):
         t.add_column(
             c.name,

@@ -23,6 +23,7 @@ COLOURS = {
 _WAIT_END = {"signalled": "◆", "timed_out": "○"}
 WIDTH = 60
 MIN_BARS = 20
+LET_GO = "  let go (no task held)"
 GAP = 3  # cells standing for a long idle stretch (drawn ┆), as the dashboard cuts them
 MARKED = ("status", "stuck", "requested", "timeout", "force_end", "signal", "recorded", "pivot",
           "undo")  # fmt: skip
@@ -71,7 +72,8 @@ def layout(t: Timeline, room: int | None) -> tuple[int, int, int | None]:
     as wide as they are, the bars ``WIDTH``). The outcomes are kept whole (the last
     attempt's at least), the names cut short last, the bars take what is left."""
     names = max([len("op"), *(_name(lane).cell_len for lane in t.lanes)], default=2)
-    names = max(names, *(len(f"  {m.kind}") for m in t.marks), 2) if t.marks else names
+    names = max([names, *(len(f"  {m.kind}") for m in t.marks if m.kind in MARKED)])
+    names = max(names, len(LET_GO)) if t.let_go else names
     if room is None:
         return names, WIDTH, None
     said = [_outcomes(lane, 1 << 30).cell_len for lane in t.lanes]
@@ -145,7 +147,7 @@ def draw(t: Timeline, room: int | None = None) -> Table:
         said = ", ".join(
             f"{_axis_label(g.seconds)}{'' if g.back else ' (not back yet)'}" for g in t.let_go
         )
-        table.add_row(Text("  let go (no task held)", style="dim"), line, Text(said, style="dim"))
+        table.add_row(Text(LET_GO, style="dim"), line, Text(said, style="dim"))
     for mark in t.marks:
         if mark.kind in MARKED:
             line = Text(" " * _cell(axis, mark.at, width) + "▲", style="bold")
