@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -27,7 +27,7 @@ class Column:
     least: int = 6  # cut no narrower than this
     give: int = 0  # which gives up its width first: lower first
     style: str = ""
-    justify: str = "left"
+    justify: JustifyMethod = "left"
 
 
 Cell = str | Text
@@ -41,11 +41,10 @@ def _width(cell: Cell) -> int:
 def widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], room: int) -> list[int]:
     """Each column's width so that the rows fit in ``room`` cells (as far as the columns
     that may be cut can give)."""
-    out = [
-        max([len(c.name), *(_width(r[i]) for r in rows)]) for i, c in enumerate(columns)
-    ]
+    out = [max([len(c.name), *(_width(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     over = sum(out) + GAP * (len(columns) - 1) + EDGES - room
-    for i in sorted((i for i, c in enumerate(columns) if not c.keep), key=lambda i: columns[i].give):
+    givers = sorted((i for i, c in enumerate(columns) if not c.keep), key=lambda i: columns[i].give)
+    for i in givers:
         if over <= 0:
             break
         least = min(out[i], max(columns[i].least, 1))
@@ -72,7 +71,7 @@ def table(
             no_wrap=True,
             overflow="ellipsis",
             style=c.style,
-            justify=c.justify,  # type: ignore[arg-type]
+            justify=c.justify,
         )
     for r in rows:
         t.add_row(*r)

@@ -33,7 +33,6 @@ from .log_access import add_log_argument, run_on_log
 from .timeline import draw
 from .times import parse_time
 
-
 _FULL = "%Y-%m-%d %H:%M:%S"
 
 
@@ -135,7 +134,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([_tx_json(t, now) for t in rows], indent=2))
         return 0
     out = fit.console(args.wide)
-    cells = []
+    cells: list[list[fit.Cell]] = []
     for t in rows:
         note = f"STUCK: {t.stuck}" if t.stuck else (t.reason or "")
         waiting = unclaimed.note(t, now)
@@ -208,7 +207,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if waiting is not None:
         console.print(f"[yellow]{waiting}[/yellow]", markup=True, highlight=False)
     console.print(
-        f"created {_when(tx.created_at)}  ended {_when(tx.ended_at)}  lease {tx.lease_owner or '-'}",
+        f"created {_when(tx.created_at)}  ended {_when(tx.ended_at)}  "
+        f"lease {tx.lease_owner or '-'}",
         highlight=False,
     )
     if tx.mode is Mode.WORKFLOW:
@@ -285,7 +285,7 @@ def _status(text: str) -> Text:
 def _ops_table(tx: TxRecord, ops: list[OpRecord], room: int | None) -> Table:
     """The ops; those that will never run (their transaction ended) say so."""
     ended = tx.status.ended
-    rows = [
+    rows: list[list[fit.Cell]] = [
         [
             o.branch,
             str(o.op),
@@ -302,7 +302,7 @@ def _ops_table(tx: TxRecord, ops: list[OpRecord], room: int | None) -> Table:
 def _hops_table(tx: TxRecord, events: list[EventRecord], room: int | None) -> Table:
     """A flow's hops: each service and the event it handled, how it came out and how
     long it took (``observe.hops``); ↩ marks those on the compensation path."""
-    rows = []
+    rows: list[list[fit.Cell]] = []
     for i, h in enumerate(hops.hops(events, tx.created_at), 1):
         detail = ", ".join(f"{k}={v}" for k, v in h.detail.items())
         event = Text(("↩ " if h.compensation else "") + h.event)
@@ -317,7 +317,7 @@ def _hops_table(tx: TxRecord, events: list[EventRecord], room: int | None) -> Ta
 def _journal_table(tx: TxRecord, ops: list[OpRecord], room: int | None) -> Table:
     """A workflow's ops as its journal reads: each entry's position and kind, what it came
     to, then its return value and the signals sent to it (taken, or kept for a wait)."""
-    rows = []
+    rows: list[list[fit.Cell]] = []
     for e in journal.entries(tx, ops):
         o = e.op
         rows.append(
