@@ -257,7 +257,6 @@ _JOURNAL_COLUMNS = (
     fit.Column("calls", least=6, give=2),
 )
 _HOP_COLUMNS = (
-    fit.Column("#", keep=True, justify="right"),
     fit.Column("at (UTC)", keep=True),
     fit.Column("service", least=8, give=2),
     fit.Column("event", least=12, give=3),
@@ -303,14 +302,12 @@ def _hops_table(tx: TxRecord, events: list[EventRecord], room: int | None) -> Ta
     """A flow's hops: each service and the event it handled, how it came out and how
     long it took (``observe.hops``); ↩ marks those on the compensation path."""
     rows: list[list[fit.Cell]] = []
-    for i, h in enumerate(hops.hops(events, tx.created_at), 1):
-        detail = ", ".join(f"{k}={v}" for k, v in h.detail.items())
+    for h in hops.hops(events, tx.created_at):
+        detail = readable.detail_text(h.detail, h.at)
         event = Text(("↩ " if h.compensation else "") + h.event)
         if h.compensation:
             event.stylize("magenta")
-        rows.append(
-            [str(i), _clock(h.at), h.service, event, _status(h.outcome), span(h.took), detail]
-        )
+        rows.append([_clock(h.at), h.service, event, _status(h.outcome), span(h.took), detail])
     return fit.table(_HOP_COLUMNS, rows, room=room, title="hops")
 
 

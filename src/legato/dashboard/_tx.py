@@ -73,7 +73,7 @@ class TxPage:
     age: str
     waiting: str | None  # waiting for code (no running coordinator claims it), in words
     name: str  # as a person reads it (``observe.readable.title``)
-    hops: list[hops_.Hop]  # a flow's
+    hops: list[tuple[hops_.Hop, str]]  # a flow's, each with its detail as text
 
     @property
     def journal(self) -> bool:
@@ -109,7 +109,9 @@ def tx_page(
         age=ago(tx.created_at, now),
         waiting=unclaimed.note(tx, now),
         name=readable.title(tx, ops, events),
-        hops=hops_.hops(events, tx.created_at) if tx.mode is Mode.FLOW else [],
+        hops=[(h, readable.detail_text(h.detail, h.at)) for h in hops_.hops(events, tx.created_at)]
+        if tx.mode is Mode.FLOW
+        else [],
     )
 
 
