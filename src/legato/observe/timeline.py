@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .._model import EventRecord, Mode, OpKey, OpName, OpRecord, OpStatus, TxRecord
 from ..modes import workflow as machine
-from . import hops, journal
+from . import hops, journal, readable
 
 MIN_IDLE = 1.0  # seconds: a shorter pause is drawn to scale
 IDLE_SHARE = 0.1  # ...and so is one under this share of the time drawn to scale
@@ -327,7 +327,7 @@ def _flow(tx: TxRecord, events: Sequence[EventRecord], now: float) -> Timeline:
     for h in hops.hops(events, tx.created_at):
         drawn = bars.setdefault((h.service, h.event, h.compensation), [])
         extra = {k: v for k, v in h.detail.items() if k != "redelivered"}
-        said = ", ".join(f"{k}={v}" for k, v in extra.items()) or None
+        said = readable.detail_text(extra, h.at) or None
         drawn.append(
             Bar(h.service, h.event, len(drawn) + 1, h.start, h.at, h.outcome, said,
                 compensation=h.compensation)
