@@ -14,7 +14,7 @@ import httpx
 import legato
 from legato import TxStatus
 from legato.flow import FlowRecorder
-from tests.support.dashboard import Process, saga, submit
+from tests.support.dashboard import Process, saga, submit, transaction
 from tests.support.scripted_participant import Participant
 
 
@@ -73,6 +73,13 @@ def test_names_given_or_made_compensations_not_needed_and_the_header_s_labels(
     labels = re.findall(r'<span class="label">([^<]+)</span>', listing)
     assert "submitted" in labels and "running" not in labels
     assert 'name="status" value="submitted"' in listing
+    assert transaction(serve.url, "named-1")["title"] == "trip to Lisbon"
+    assert transaction(serve.url, "unnamed-1")["title"] == "saga: flight, hotel, car"
+    for bad in ("", "x" * 121, "bell\x07"):
+        r = httpx.post(
+            serve.url + "/v1/sagas", json={**saga(participant, "bad-1"), "name": bad}, timeout=30
+        )
+        assert r.status_code in (400, 422) and "name" in r.text, (bad, r.text)
     page = httpx.get(serve.url + "/tx/named-1").text
     # a succeeded saga's compensations will never run
     assert page.count('<span class="badge not-needed">not needed</span>') == 3

@@ -77,6 +77,7 @@ def _tx_json(tx: TxRecord, now: float) -> dict[str, Any]:
         "gid": tx.gid,
         "mode": str(tx.mode),
         "name": tx.name,
+        "title": readable.title(tx),  # its name as a person reads it
         "status": str(tx.status),
         "reason": tx.reason,
         "stuck": tx.stuck,
