@@ -4,7 +4,9 @@ Each column says whether it may be cut (``keep=False``) and how far (``least``);
 columns that make a row findable (a gid, a status) are never cut. When the rows are
 wider than the terminal, the columns that may be cut give up their width, the least
 important first (``give``: lower gives first), each down to its ``least``, and what is
-cut ends in ``…``. With ``wide``, nothing is cut: the table is as wide as its rows.
+cut ends in ``…``. Where that is not enough, the columns that may be left out
+(``drop``: a time, say, which cut short means nothing) are, in the same order. With
+``wide``, nothing is cut: the table is as wide as its rows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Column:
     keep: bool = False  # never cut: the gid, the status
     least: int = 6  # cut no narrower than this
     give: int = 0  # which gives up its width first: lower first
+    drop: bool = False  # left out where cutting the others is not enough
     style: str = ""
     justify: JustifyMethod = "left"
 
@@ -40,8 +43,9 @@ def _width(cell: Cell) -> int:
 
 def widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], room: int) -> list[int]:
     """Each column's width so that the rows fit in ``room`` cells (as far as the columns
-    that may be cut can give)."""
-    out = [max([len(c.name), *(_width(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    that may be cut can give); 0: the column is left out."""
+    full = [max([len(c.name), *(_width(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    out = list(full)
     over = sum(out) + GAP * (len(columns) - 1) + EDGES - room
     givers = sorted((i for i, c in enumerate(columns) if not c.keep), key=lambda i: columns[i].give)
     for i in givers:
@@ -51,6 +55,19 @@ def widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], room: int)
         given = min(over, out[i] - least)
         out[i] -= given
         over -= given
+    for i in givers:
+        if over <= 0:
+            break
+        if columns[i].drop:
+            over -= out[i] + GAP
+            out[i] = 0
+    for i in reversed(givers):  # what a column left out made room for, the cut get back
+        if over >= 0:
+            break
+        if out[i]:
+            back = min(-over, full[i] - out[i])
+            out[i] += back
+            over += back
     return out
 
 
@@ -64,7 +81,9 @@ def table(
     """The table, fitted to ``room`` cells (``None``: as wide as its rows)."""
     sizes = widths(columns, rows, 1 << 30 if room is None else room)
     t = Table(title=title)
-    for c, size in zip(columns, sizes, strict=True):
+    shown = [i for i, size in enumerate(sizes) if size > 0]
+    for i in shown:
+        c, size = columns[i], sizes[i]
         t.add_column(
             c.name,
             width=size,
@@ -74,7 +93,7 @@ def table(
             justify=c.justify,
         )
     for r in rows:
-        t.add_row(*r)
+        t.add_row(*(r[i] for i in shown))
     return t
 
 

@@ -160,10 +160,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 _LIST_COLUMNS = (
     fit.Column("gid", keep=True),
     fit.Column("status", keep=True),
-    fit.Column("mode", least=4, give=0),
-    fit.Column("name", least=10, give=2),
-    fit.Column("created (UTC)", least=5, give=1),
-    fit.Column("reason / stuck", least=10, give=3),
+    fit.Column("mode", least=4, give=3, drop=True),
+    fit.Column("name", least=10, give=1),
+    fit.Column("created (UTC)", least=14, give=2, drop=True),
+    fit.Column("reason / stuck", least=14, give=0),
 )
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "aborting": "magenta", "prepared": "cyan"}
 
@@ -238,15 +238,15 @@ _EVENT_COLUMNS = (
     fit.Column("event", keep=True),
     fit.Column("branch.op", least=12, give=1),
     fit.Column("#", least=1, give=2),
-    fit.Column("detail", least=12, give=0),
+    fit.Column("detail", least=24, give=0),
 )
 _OP_COLUMNS = (
     fit.Column("branch", least=10, give=3),
     fit.Column("op", least=6, give=4),
     fit.Column("status", keep=True),
     fit.Column("tries", least=5, give=5),
-    fit.Column("last error", least=10, give=0),
-    fit.Column("calls", least=8, give=1),
+    fit.Column("last error", least=10, give=1),
+    fit.Column("calls", least=8, give=0),
 )
 _JOURNAL_COLUMNS = (
     fit.Column("#", keep=True),
@@ -318,8 +318,9 @@ def _journal_table(tx: TxRecord, ops: list[OpRecord], room: int | None) -> Table
     rows: list[list[fit.Cell]] = []
     for e in journal.entries(tx, ops):
         o = e.op
+        status = readable.op_status(tx.status.ended, o, e.status)
         rows.append(
-            [e.position, e.text, _status(e.status), str(o.attempts), o.error or "", e.detail,
+            [e.position, e.text, _status(status), str(o.attempts), o.error or "", e.detail,
              o.target]
         )  # fmt: skip
     return fit.table(_JOURNAL_COLUMNS, rows, room=room, title="journal")

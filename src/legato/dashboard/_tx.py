@@ -95,7 +95,8 @@ def tx_page(
     if tx.mode is Mode.WORKFLOW:
         for e in journal.entries(tx, ops):
             found, body = _body(e.op, steps)
-            rows.append(OpRow(e.op, body, found, e, e.status))
+            status = readable.op_status(tx.status.ended, e.op, e.status)
+            rows.append(OpRow(e.op, body, found, e, status))
     else:
         for o in ops:
             found, body = _body(o, steps)

@@ -99,8 +99,11 @@ def url_word(url: str) -> str:
     return words[-1] if words else (parts.netloc or url)
 
 
-def op_status(ended: bool, op: OpRecord) -> str:
-    """``op``'s status as shown (see the module's docstring)."""
+def op_status(ended: bool, op: OpRecord, said: str | None = None) -> str:
+    """``op``'s status as shown (see the module's docstring); ``said``: in its own words
+    (a workflow's journal entry's), kept but where it only says ``pending``."""
+    if said is not None and said != str(OpStatus.PENDING):
+        return said
     if ended and op.status is OpStatus.PENDING:
         return NOT_NEEDED if op.op in BACKWARD else NOT_REACHED
     return str(op.status)
