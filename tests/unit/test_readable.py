@@ -156,3 +156,23 @@ def test_a_table_fitted_to_80_columns_cuts_the_least_important_first() -> None:
     wide = Console(record=True, width=1000, color_system=None)
     wide.print(fit.table(columns, rows, room=None))
     assert "r" * 40 in wide.export_text() and "…" not in wide.export_text()
+
+
+def test_at_80_columns_a_lane_s_name_and_its_outcome_stay_whole() -> None:
+    ops = [
+        OpRecord("g-1", name, OpName.ACTION, i, "", status=OpStatus.SUCCEEDED)
+        for i, name in enumerate(["reserve_the_hotel_room", "charge_the_credit_card"])
+    ]
+    events = [
+        EventRecord("g-1", T0 + 0.01, "op.succeeded", ops[0].branch, "action", 1, {"took_ms": 8}),
+        EventRecord("g-1", T0 + 0.02, "op.unknown", ops[1].branch, "action", 1, {"took_ms": 3}),
+        EventRecord("g-1", T0 + 0.03, "op.unknown", ops[1].branch, "action", 2, {"took_ms": 3}),
+        EventRecord("g-1", T0 + 0.05, "op.failed", ops[1].branch, "action", 3, {"took_ms": 4}),
+    ]
+    t = build(tx("trip"), ops, events, T0 + 1)
+    console = Console(record=True, width=80, color_system=None)
+    console.print(draw(t, 80))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    card = next(line for line in text.splitlines() if "charge_the_credit_card.action" in line)
+    assert card.rstrip().endswith("3 tries: failed 4.0 ms")  # not cut: "card…"

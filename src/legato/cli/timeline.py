@@ -54,7 +54,7 @@ def _outcomes(lane: Lane, room: int | None) -> Text:
     parts = [(_said(b), COLOURS.get(b.outcome, "")) for b in lane.bars]
     if room is not None and len(parts) > 1 and len(" ".join(p for p, _ in parts)) > room:
         last, style = parts[-1]
-        return Text.assemble((f"{len(parts)} tries, last ", "dim"), (last, style))
+        return Text.assemble((f"{len(parts)} tries: ", "dim"), (last, style))
     text = Text()
     for i, (said, style) in enumerate(parts):
         text.append(("" if i == 0 else " ") + said, style=style)
@@ -70,21 +70,19 @@ def _name(lane: Lane) -> Text:
 def layout(t: Timeline, room: int | None) -> tuple[int, int, int | None]:
     """The widths of the names, the bars and the outcomes in ``room`` cells (``None``:
     as wide as they are, the bars ``WIDTH``). The outcomes are kept whole (the last
-    attempt's at least), the names cut short last, the bars take what is left."""
+    attempt's at least), then the names, the bars take what is left (``MIN_BARS`` at
+    least: in a very narrow terminal the names are cut)."""
     names = max([len("op"), *(_name(lane).cell_len for lane in t.lanes)], default=2)
     names = max([names, *(len(f"  {m.kind}") for m in t.marks if m.kind in MARKED)])
     names = max(names, len(LET_GO)) if t.let_go else names
     if room is None:
         return names, WIDTH, None
-    said = [_outcomes(lane, 1 << 30).cell_len for lane in t.lanes]
-    lasts = [len(_said(lane.bars[-1])) + 16 for lane in t.lanes if lane.bars]
-    outcomes = min(max([len("attempts"), *said]), max([24, *lasts]))
-    names = min(names, max(16, room // 3, room - outcomes - 4 - 30))
-    bars = room - names - outcomes - 4
-    if bars < MIN_BARS:
-        names = max(12, names - (MIN_BARS - bars))
-        bars = max(MIN_BARS, room - names - outcomes - 4)
-    return names, min(WIDTH, bars), max(8, room - names - min(WIDTH, bars) - 4)
+    whole = max([len("attempts"), *(_outcomes(lane, 1 << 30).cell_len for lane in t.lanes)])
+    least = max([len("attempts"), *(_outcomes(lane, 0).cell_len for lane in t.lanes)])
+    outcomes = whole if whole <= max(least, room // 3) else least
+    names = max(16, min(names, room - outcomes - 4 - MIN_BARS))
+    bars = min(WIDTH, max(MIN_BARS, room - names - outcomes - 4))
+    return names, bars, max(8, room - names - bars - 4)
 
 
 def draw(t: Timeline, room: int | None = None) -> Table:
@@ -150,6 +148,24 @@ def draw(t: Timeline, room: int | None = None) -> Table:
         table.add_row(Text(LET_GO, style="dim"), line, Text(said, style="dim"))
     for mark in t.marks:
         if mark.kind in MARKED:
-            line = Text(" " * _cell(axis, mark.at, width) + "▲", style="bold")
-            table.add_row(Text(f"  {mark.kind}", style="dim"), line, Text(mark.label, style="dim"))
+            line, rest = _mark_line(_cell(axis, mark.at, width), width, mark.label)
+            table.add_row(Text(f"  {mark.kind}", style="dim"), line, Text(rest, style="dim"))
     return table
+
+
+def _mark_line(at: int, width: int, label: str) -> tuple[Text, str]:
+    """A mark's row: ▲ where it happened, its label beside it on whichever side has the
+    room (what does not fit there goes on in the attempts' column)."""
+    right, left = width - at - 2, at - 1
+    line = Text(" " * at)
+    line.append("▲", style="bold")
+    if right >= min(len(label), 8) or (right >= left and right > 0):
+        shown = label[:right]
+        if len(shown) < len(label) and " " in shown:  # go on in the next column at a word
+            shown = shown[: shown.rindex(" ")]
+        line.append(" " + shown, style="dim")
+        return line, label[len(shown) :].lstrip()
+    if len(label) <= left or right < 8:
+        shown = label if len(label) <= left else label[: left - 1] + "…"
+        return Text(" " * (at - len(shown) - 1) + shown + " ", style="dim") + line[at:], ""
+    return line, label

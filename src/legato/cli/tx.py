@@ -42,6 +42,12 @@ def _when(ts: float | None, fmt: str = _FULL) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime(fmt)
 
 
+def _ended(tx: TxRecord) -> str:
+    if tx.ended_at is None:
+        return "-"
+    return f"after {span(tx.ended_at - tx.created_at)}"
+
+
 def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
 
@@ -208,8 +214,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if waiting is not None:
         console.print(f"[yellow]{waiting}[/yellow]", markup=True, highlight=False)
     console.print(
-        f"created {_when(tx.created_at)}  ended {_when(tx.ended_at)}  "
-        f"lease {tx.lease_owner or '-'}",
+        f"created {_when(tx.created_at)} UTC ({readable.relative(tx.created_at, now)})  "
+        f"ended {_ended(tx)}  lease {tx.lease_owner or '-'}",
         highlight=False,
     )
     if tx.mode is Mode.WORKFLOW:
