@@ -153,3 +153,24 @@ def test_an_epoch_in_an_event_reads_as_a_time_and_how_long_after(
     out = capsys.readouterr().out
     assert "retry_at=" in out and " UTC (in 2.5 s)" in out
     assert "retry_at=17" not in out  # no raw epoch
+
+
+def test_a_flow_is_named_by_its_first_hop_and_keeps_that_name(log_url: str) -> None:
+    async def run() -> tuple[legato.TxRecord | None, legato.TxRecord | None]:
+        log = legato.open_log(log_url)
+        await log.open()
+        try:
+            r = FlowRecorder(log)
+            await r.hop("named", "orders", "order.placed", name="order: 1 lamp")
+            await r.hop("named", "payments", "order.placed", name="another name")
+            await r.hop("unnamed", "orders", "order.placed")
+            named, unnamed = await log.load("named"), await log.load("unnamed")
+            return (named[0] if named else None), (unnamed[0] if unnamed else None)
+        finally:
+            await log.close()
+
+    named, unnamed = asyncio.run(run())
+    assert named is not None and unnamed is not None
+    assert named.options["title"] == "order: 1 lamp"  # the first hop's, kept
+    assert unnamed.options["title"] == "flow: order.placed"
+    assert named.name == unnamed.name == "wire:flow"  # the name a coordinator goes by
