@@ -176,3 +176,8 @@ def test_at_80_columns_a_lane_s_name_and_its_outcome_stay_whole() -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
     card = next(line for line in text.splitlines() if "charge_the_credit_card.action" in line)
     assert card.rstrip().endswith("3 tries: failed 4.0 ms")  # not cut: "card…"
+
+
+def test_steps_calling_the_same_path_are_counted_not_repeated() -> None:
+    spec = {"steps": [step(f"{i:02d}", f"http://127.0.0.1:{8000 + i}/saga") for i in range(3)]}
+    assert readable.title(tx("wire:saga", spec=spec)) == "saga: saga x3"

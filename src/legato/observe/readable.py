@@ -54,7 +54,8 @@ def title(
     parts = _spec_parts(tx.options.get("spec")) or _op_parts(ops)
     if not parts:
         return tx.name
-    shown = list(dict.fromkeys(parts))
+    counts = {part: parts.count(part) for part in parts}  # the same URL path, repeated
+    shown = [p if n == 1 else f"{p} x{n}" for p, n in counts.items()]
     more = len(shown) - _STEPS_SHOWN
     text = ", ".join(shown[:_STEPS_SHOWN]) + (f" +{more}" if more > 0 else "")
     return _short(f"{kind}: {text}")
