@@ -148,3 +148,19 @@ def check_seconds(value: object, field: str, *, maximum: float = 86400.0) -> flo
     ):
         raise DefinitionError(f"{field}: a number of seconds in (0, {maximum:g}], not {value!r}")
     return float(value)
+
+
+MAX_TITLE = 120
+
+
+def check_title(title: object, field: str = "name") -> str:
+    """A transaction's readable name: text of 1 to ``MAX_TITLE`` characters, no control
+    characters (it is printed in terminals and lists)."""
+    if not isinstance(title, str):
+        raise DefinitionError(f"{field}: a transaction's name is text, not {type(title).__name__}")
+    text = title.strip()
+    if not 1 <= len(text) <= MAX_TITLE:
+        raise DefinitionError(f"{field}: a transaction's name is 1 to {MAX_TITLE} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise DefinitionError(f"{field}: a transaction's name has no control characters")
+    return text

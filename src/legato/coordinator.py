@@ -34,7 +34,7 @@ from . import flow as _flow
 from . import msg as _msg
 from . import tcc as _tcc
 from ._allow import AllowList
-from ._bounds import check_headers
+from ._bounds import check_headers, check_title
 from ._errors import GidConflict, IllegalStateChange
 from ._hooks import HookChain, Hooks
 from ._initiator import check_timeout, new_gid
@@ -340,13 +340,16 @@ class Coordinator:
         gid: str | None = None,
         timeout_to_fail: float | None = None,
         headers: dict[str, str] | None = None,
+        title: str | None = None,
     ) -> Handle:
         """Write the saga to the log and start it; idempotent by ``gid``.
 
         Everything is checked before anything is written: the definition
         (``DefinitionError``), the payload (``PayloadError``), and a gid already
         used for another saga or payload (``GidConflict``). ``headers`` are sent
-        with every call to this transaction's HTTP participants.
+        with every call to this transaction's HTTP participants. ``title`` names it for
+        people (lists, ``legato tx show``, the dashboard); a saga submitted over HTTP
+        without one reads as its steps.
         """
         self.engine.require_started()
         plan = saga.plan()
@@ -359,6 +362,8 @@ class Coordinator:
         options: dict[str, Json] = {}
         if headers:
             options["headers"] = check_headers(headers)
+        if title is not None:
+            options["title"] = check_title(title)
         if saga.portable:
             options["spec"] = _spec.to_spec(saga)
         payload_text = _json.dumps(payload, checked=True)

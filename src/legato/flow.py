@@ -47,15 +47,21 @@ class FlowRecorder:
         detail: dict[str, Json] | None = None,
         end: TxStatus | None = None,
         reason: str | None = None,
+        compensation: bool = False,
+        name: str | None = None,
     ) -> None:
         """Record that ``service`` handled or emitted ``event`` for ``gid``; with ``end``
-        (``succeeded`` / ``failed``), the flow is over."""
+        (``succeeded`` / ``failed``), the flow is over. ``compensation``: this hop undoes
+        an earlier one (a refund): it is drawn on the compensation path. ``name`` names
+        the flow where this hop is its first (else it is named after that hop's event)."""
         lock, users = self._locks.get(gid) or (asyncio.Lock(), 0)
         self._locks[gid] = (lock, users + 1)
         try:
             async with lock:
                 info: dict[str, Json] = {"service": service, "event": event, **(detail or {})}
-                await self._hop(gid, info, end, reason)
+                if compensation:
+                    info["compensation"] = True
+                await self._hop(gid, info, end, reason, name or f"flow: {event}")
         finally:
             lock, users = self._locks[gid]
             if users == 1:
@@ -64,7 +70,12 @@ class FlowRecorder:
                 self._locks[gid] = (lock, users - 1)
 
     async def _hop(
-        self, gid: str, info: dict[str, Json], end: TxStatus | None, reason: str | None
+        self,
+        gid: str,
+        info: dict[str, Json],
+        end: TxStatus | None,
+        reason: str | None,
+        title: str,
     ) -> None:
         now = time.time()
         tx = TxRecord(
@@ -78,6 +89,7 @@ class FlowRecorder:
             lease_owner=RECORDER,
             lease_expires_at=now + _FOREVER,
             next_attempt_at=None,
+            options={"title": title},
         )
         await self.log.create(NewTransaction(tx, [], []))
         loaded = await self.log.load(gid)

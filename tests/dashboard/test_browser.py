@@ -251,3 +251,60 @@ def test_the_api_page_draws_the_api_with_every_outside_address_blocked(
     expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
     screenshot(page, "api-docs", tmp_path)
     assert elsewhere == []
+
+
+@pytest.fixture
+def shop_order(log_url: str) -> None:
+    """A choreographed order, recorded hop by hop, that ended failed and was refunded
+    (before the browser starts: see ``browser``)."""
+    from legato import TxStatus, open_log
+    from legato.flow import FlowRecorder
+
+    async def record() -> None:
+        log = open_log(log_url)
+        await log.open()
+        try:
+            r = FlowRecorder(log)
+            await r.hop("shop-1", "orders", "order.placed", name="order: 3 desks")
+            for service, event, back in (
+                ("payments", "order.placed", False),
+                ("inventory", "payment.charged", False),
+                ("payments", "inventory.failed", True),
+            ):
+                await asyncio.sleep(0.02)
+                await r.hop("shop-1", service, event, compensation=back)
+            await r.hop(
+                "shop-1", "orders", "inventory.failed", compensation=True,
+                end=TxStatus.FAILED, reason="desk sold out",
+            )  # fmt: skip
+            await r.hop("shop-1", "notify", "payment.refunded")
+        finally:
+            await log.close()
+
+    asyncio.run(record())
+
+
+def test_a_choreographed_order_s_hops_are_its_timeline_with_the_way_back(
+    serve: Process, shop_order: None, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(serve.url + "/")
+    row = page.locator("table.transactions tbody tr", has_text="shop-1")
+    expect(row.locator("td.name")).to_have_text("order: 3 desks")
+    row.get_by_role("link", name="shop-1").click()
+    expect(page.locator("#tx-status")).to_have_text("failed")
+    expect(page.get_by_text("No op has started.")).to_have_count(0)
+    timeline = page.locator("figure.timeline svg")
+    expect(timeline.locator("g.lane")).to_have_count(6)
+    back = timeline.locator("g.lane.backward")
+    expect(back).to_have_count(3)
+    assert [back.nth(i).get_attribute("data-branch") for i in range(3)] == [
+        "payments",
+        "orders",
+        "notify",
+    ]
+    expect(timeline.locator("text.band-label")).to_contain_text("compensation path")
+    expect(page.locator("table.hops tbody tr")).to_have_count(6)
+    expect(page.locator("table.hops tr.compensation")).to_have_count(3)
+    screenshot(page, "choreographed-order", tmp_path)

@@ -25,18 +25,28 @@ from .._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from .._redact import shown, shown_tx
 from ..flow import operator_request as flow_request
 from ..log import Log, TxQuery, unclaimed_since
-from ..observe import journal, unclaimed
+from ..observe import hops, journal, readable, unclaimed
+from ..observe.readable import span
 from ..observe.timeline import build
 from ..workflow import signal_record
+from . import fit
 from .log_access import add_log_argument, run_on_log
 from .timeline import draw
 from .times import parse_time
 
+_FULL = "%Y-%m-%d %H:%M:%S"
 
-def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+
+def _when(ts: float | None, fmt: str = _FULL) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts, UTC).strftime(fmt)
+
+
+def _ended(tx: TxRecord) -> str:
+    if tx.ended_at is None:
+        return "-"
+    return f"after {span(tx.ended_at - tx.created_at)}"
 
 
 def _clock(ts: float) -> str:
@@ -74,6 +84,7 @@ def _tx_json(tx: TxRecord, now: float) -> dict[str, Any]:
         "gid": tx.gid,
         "mode": str(tx.mode),
         "name": tx.name,
+        "title": readable.title(tx),  # its name as a person reads it
         "status": str(tx.status),
         "reason": tx.reason,
         "stuck": tx.stuck,
@@ -130,19 +141,38 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_tx_json(t, now) for t in rows], indent=2))
         return 0
-    table = Table(title=f"transactions in {args.log}", show_lines=False)
-    for col in ("gid", "mode", "name", "status", "created (UTC)", "reason / stuck"):
-        table.add_column(col)
+    out = fit.console(args.wide)
+    cells: list[list[fit.Cell]] = []
     for t in rows:
         note = f"STUCK: {t.stuck}" if t.stuck else (t.reason or "")
         waiting = unclaimed.note(t, now)
         if waiting is not None:
             note = f"{waiting}; {note}" if note else waiting
-        table.add_row(t.gid, str(t.mode), t.name, str(t.status), _when(t.created_at), note)
-    Console().print(table)
+        status = Text(str(t.status), style=_STATUS_STYLE.get(str(t.status), ""))
+        created = _when(t.created_at, _FULL if args.wide else "%m-%d %H:%M:%S")
+        cells.append([t.gid, status, str(t.mode), readable.title(t), created, note])
+    out.print(
+        fit.table(
+            _LIST_COLUMNS,
+            cells,
+            room=fit.room(out, args.wide),
+            title=f"transactions in {args.log}",
+        )
+    )
     if len(rows) == args.limit:
-        Console().print(f"(first {args.limit} from offset {args.offset}; --offset for more)")
+        out.print(f"(first {args.limit} from offset {args.offset}; --offset for more)")
     return 0
+
+
+_LIST_COLUMNS = (
+    fit.Column("gid", keep=True),
+    fit.Column("status", keep=True),
+    fit.Column("mode", least=4, give=3, drop=True),
+    fit.Column("name", least=10, give=1),
+    fit.Column("created (UTC)", least=14, give=2, drop=True),
+    fit.Column("reason / stuck", least=14, give=0),
+)
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "aborting": "magenta", "prepared": "cyan"}
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -153,7 +183,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return shown(loaded[0], loaded[1], await log.events(args.gid))
 
     found = run_on_log(args.log, body)
-    console = Console()
+    console = fit.console(args.wide)
     if found is None:
         console.print(f"[red]no transaction has gid {args.gid!r} in {args.log}[/red]")
         return 1
@@ -171,54 +201,136 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    console.print(f"[bold]{tx.gid}[/bold]  {tx.mode} {tx.name!r}  status [bold]{tx.status}[/bold]")
+    room = fit.room(console, args.wide)
+    name = readable.title(tx, ops, events)
+    console.print(
+        f"[bold]{tx.gid}[/bold]  {tx.mode} {name!r}  status [bold]{tx.status}[/bold]",
+        highlight=False,
+    )
     if tx.reason:
-        console.print(f"reason: {tx.reason}")
+        console.print(f"reason: {tx.reason}", highlight=False)
     if tx.stuck:
         console.print(f"[red]stuck: {tx.stuck}[/red]  (legato tx retry {tx.gid})")
     waiting = unclaimed.note(tx, now)
     if waiting is not None:
         console.print(f"[yellow]{waiting}[/yellow]", markup=True, highlight=False)
     console.print(
-        f"created {_when(tx.created_at)}  ended {_when(tx.ended_at)}  lease {tx.lease_owner or '-'}"
+        f"created {_when(tx.created_at)} UTC ({readable.relative(tx.created_at, now)})  "
+        f"ended {_ended(tx)}  lease {tx.lease_owner or '-'}",
+        highlight=False,
     )
-    console.print(_journal_table(tx, ops) if tx.mode is Mode.WORKFLOW else _ops_table(ops))
-    console.print(draw(build(tx, ops, events, now), max(20, min(60, console.width - 50))))
-    timeline = Table(title="events")
-    for col in ("at (UTC)", "event", "branch.op", "attempt", "detail"):
-        timeline.add_column(col)
-    for e in events:
-        where = f"{e.branch}.{e.op}" if e.branch else ""
-        detail = ", ".join(f"{k}={v}" for k, v in e.detail.items())
-        timeline.add_row(
-            _clock(e.at), e.kind, where, "" if e.attempt is None else str(e.attempt), detail
-        )
-    console.print(timeline)
+    if tx.mode is Mode.WORKFLOW:
+        console.print(_journal_table(tx, ops, room))
+    elif tx.mode is Mode.FLOW:
+        console.print(_hops_table(tx, events, room))
+    else:
+        console.print(_ops_table(tx, ops, room))
+    console.print(draw(build(tx, ops, events, now), room))
+    rows = [
+        [
+            _clock(e.at),
+            e.kind,
+            f"{e.branch}.{e.op}" if e.branch else "",
+            "" if e.attempt is None else str(e.attempt),
+            readable.detail_text(e.detail, e.at),
+        ]
+        for e in events
+    ]
+    console.print(fit.table(_EVENT_COLUMNS, rows, room=room, title="events"))
     return 0
 
 
-def _ops_table(ops: list[OpRecord]) -> Table:
-    table = Table(title="ops")
-    for col in ("branch", "op", "status", "attempts", "last error", "calls"):
-        table.add_column(col)
-    for o in ops:
-        table.add_row(o.branch, str(o.op), str(o.status), str(o.attempts), o.error or "", o.target)
-    return table
+_EVENT_COLUMNS = (
+    fit.Column("at (UTC)", keep=True),
+    fit.Column("event", keep=True),
+    fit.Column("branch.op", least=12, give=1),
+    fit.Column("#", least=1, give=2),
+    fit.Column("detail", least=24, give=0),
+)
+_OP_COLUMNS = (
+    fit.Column("branch", least=10, give=3),
+    fit.Column("op", least=6, give=4),
+    fit.Column("status", keep=True),
+    fit.Column("tries", least=5, give=5),
+    fit.Column("last error", least=10, give=1),
+    fit.Column("calls", least=8, give=0),
+)
+_JOURNAL_COLUMNS = (
+    fit.Column("#", keep=True),
+    fit.Column("entry", least=14, give=3),
+    fit.Column("status", keep=True),
+    fit.Column("tries", least=5, give=4),
+    fit.Column("last error", least=10, give=0),
+    fit.Column("detail", least=10, give=1),
+    fit.Column("calls", least=6, give=2),
+)
+_HOP_COLUMNS = (
+    fit.Column("at (UTC)", keep=True),
+    fit.Column("service", least=8, give=2),
+    fit.Column("event", least=12, give=3),
+    fit.Column("outcome", keep=True),
+    fit.Column("took", keep=True, justify="right"),
+    fit.Column("detail", least=6, give=0),
+)
+_OP_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "running": "blue",
+    "retry_wait": "yellow",
+    readable.NOT_NEEDED: "dim",
+    readable.NOT_REACHED: "dim",
+    "ok": "green",
+    "skipped": "dim",
+    "not taken": "bold yellow",
+}
 
 
-def _journal_table(tx: TxRecord, ops: list[OpRecord]) -> Table:
+def _status(text: str) -> Text:
+    return Text(text, style=_OP_STYLE.get(text, ""))
+
+
+def _ops_table(tx: TxRecord, ops: list[OpRecord], room: int | None) -> Table:
+    """The ops; those that will never run (their transaction ended) say so."""
+    ended = tx.status.ended
+    rows: list[list[fit.Cell]] = [
+        [
+            o.branch,
+            str(o.op),
+            _status(readable.op_status(ended, o)),
+            str(o.attempts),
+            o.error or "",
+            o.target,
+        ]
+        for o in ops
+    ]
+    return fit.table(_OP_COLUMNS, rows, room=room, title="ops")
+
+
+def _hops_table(tx: TxRecord, events: list[EventRecord], room: int | None) -> Table:
+    """A flow's hops: each service and the event it handled, how it came out and how
+    long it took (``observe.hops``); ↩ marks those on the compensation path."""
+    rows: list[list[fit.Cell]] = []
+    for h in hops.hops(events, tx.created_at):
+        detail = readable.detail_text(h.detail, h.at)
+        event = Text(("↩ " if h.compensation else "") + h.event)
+        if h.compensation:
+            event.stylize("magenta")
+        rows.append([_clock(h.at), h.service, event, _status(h.outcome), span(h.took), detail])
+    return fit.table(_HOP_COLUMNS, rows, room=room, title="hops")
+
+
+def _journal_table(tx: TxRecord, ops: list[OpRecord], room: int | None) -> Table:
     """A workflow's ops as its journal reads: each entry's position and kind, what it came
     to, then its return value and the signals sent to it (taken, or kept for a wait)."""
-    table = Table(title="journal")
-    for col in ("#", "entry", "status", "attempts", "last error", "detail", "calls"):
-        table.add_column(col)
+    rows: list[list[fit.Cell]] = []
     for e in journal.entries(tx, ops):
         o = e.op
-        status = Text(e.status, style="bold yellow" if e.status == "not taken" else "")
-        table.add_row(
-            e.position, e.text, status, str(o.attempts), o.error or "", e.detail, o.target
-        )
-    return table
+        status = readable.op_status(tx.status.ended, o, e.status)
+        rows.append(
+            [e.position, e.text, _status(status), str(o.attempts), o.error or "", e.detail,
+             o.target]
+        )  # fmt: skip
+    return fit.table(_JOURNAL_COLUMNS, rows, room=room, title="journal")
 
 
 def _request(what: str) -> Callable[[argparse.Namespace], int]:
@@ -284,12 +396,14 @@ def add_commands(sub: Any) -> None:
     ls.add_argument("--limit", type=_limit, default=50, help="at most 1000 (%(default)s)")
     ls.add_argument("--offset", type=int, default=0)
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--wide", action="store_true", help="every column whole, however wide")
     ls.set_defaults(func=cmd_list)
 
     show = tx_sub.add_parser("show", help="one transaction: its ops, attempts, errors, timeline")
     show.add_argument("gid")
     add_log_argument(show)
     show.add_argument("--json", action="store_true")
+    show.add_argument("--wide", action="store_true", help="every column whole, however wide")
     show.set_defaults(func=cmd_show)
 
     for what, command, aliases, help_text in (

@@ -6,21 +6,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from ..observe import readable
+
 
 def duration(seconds: float) -> str:
-    """``0.4 ms``, ``12 ms``, ``1.5 s``, ``3 min``, ``2.1 h``, ``4.0 d``."""
-    s = abs(seconds)
-    if s < 0.01:
-        return f"{s * 1000:.1f} ms".replace(".0 ms", " ms")
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 60:
-        return f"{s:.3g} s"
-    if s < 3600:
-        return f"{s / 60:.3g} min"
-    if s < 86400:
-        return f"{s / 3600:.3g} h"
-    return f"{s / 86400:.1f} d"
+    """``0.4 ms``, ``12 ms``, ``1.5 s``, ``3 min``, ``2.1 h``, ``4.0 d`` (as ``legato tx
+    show`` says it)."""
+    return readable.span(seconds)
 
 
 def when(ts: float | None) -> str:

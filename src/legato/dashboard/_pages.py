@@ -18,7 +18,7 @@ from .._errors import DefinitionError, IllegalStateChange, TransactionNotFound
 from .._model import Mode, TxStatus
 from .._redact import shown, shown_tx
 from ..log import UNCLAIMED_GRACE, TxQuery
-from ..observe import unclaimed
+from ..observe import readable, unclaimed
 from . import _auth, _format
 from ._desk import ACTIONS, Desk
 from ._filters import BadFilter, parse
@@ -47,7 +47,11 @@ _templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 _templates.filters.update(
-    when=_format.when, clock=_format.clock, duration=_format.duration, pretty=_format.pretty
+    when=_format.when,
+    clock=_format.clock,
+    duration=_format.duration,
+    pretty=_format.pretty,
+    tx_name=readable.title,
 )
 
 router = APIRouter(include_in_schema=False)

@@ -8,13 +8,14 @@ from typing import Any
 
 from .._model import EventRecord, Json, Mode, OpRecord, TxRecord, TxStatus
 from ..log import LogSummary
-from ..observe import journal, timeline, unclaimed
+from ..observe import hops as hops_
+from ..observe import journal, readable, timeline, unclaimed
 from ._draw import Drawing, draw
 from ._format import ago, duration
 
 HEADER = (
     ("prepared", "prepared"),
-    ("submitted", "running"),
+    ("submitted", "submitted"),
     ("aborting", "aborting"),
     ("stuck", "stuck"),
     ("unclaimed", "waiting for code"),
@@ -22,7 +23,8 @@ HEADER = (
     ("started", "started / min"),
     ("ended", "ended / min"),
 )
-"""The header's live counts: key, label. Only the unended are counted by status (the
+"""The header's live counts: key, label. A status is named as the list's filters and
+badges name it (``submitted``: being driven). Only the unended are counted by status (the
 ended ones over the last minute): counting every transaction the log keeps would read
 all of it, every few seconds."""
 _STATUSES = [key for key, _ in HEADER if key in {str(s) for s in TxStatus if not s.ended}]
@@ -50,6 +52,7 @@ class OpRow:
     body: Json  # what the op sends the participant, where the log holds it
     has_body: bool
     entry: journal.Entry | None = None  # a workflow's: the op as its journal reads
+    status: str = ""  # as shown: "not needed" for a compensation that will never run
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +72,18 @@ class TxPage:
     timeline: timeline.Timeline
     age: str
     waiting: str | None  # waiting for code (no running coordinator claims it), in words
+    name: str  # as a person reads it (``observe.readable.title``)
+    hops: list[tuple[hops_.Hop, str]]  # a flow's, each with its detail as text
 
     @property
     def journal(self) -> bool:
         """A workflow's: its ops are listed as its journal reads."""
         return self.tx.mode is Mode.WORKFLOW
+
+    @property
+    def flow(self) -> bool:
+        """A choreographed flow's: its hops are listed instead of ops."""
+        return self.tx.mode is Mode.FLOW
 
 
 def tx_page(
@@ -85,11 +95,12 @@ def tx_page(
     if tx.mode is Mode.WORKFLOW:
         for e in journal.entries(tx, ops):
             found, body = _body(e.op, steps)
-            rows.append(OpRow(e.op, body, found, e))
+            status = readable.op_status(tx.status.ended, e.op, e.status)
+            rows.append(OpRow(e.op, body, found, e, status))
     else:
         for o in ops:
             found, body = _body(o, steps)
-            rows.append(OpRow(o, body, found))
+            rows.append(OpRow(o, body, found, status=readable.op_status(tx.status.ended, o)))
     return TxPage(
         tx=tx,
         ops=rows,
@@ -98,6 +109,10 @@ def tx_page(
         timeline=line,
         age=ago(tx.created_at, now),
         waiting=unclaimed.note(tx, now),
+        name=readable.title(tx, ops, events),
+        hops=[(h, readable.detail_text(h.detail, h.at)) for h in hops_.hops(events, tx.created_at)]
+        if tx.mode is Mode.FLOW
+        else [],
     )
 
 
@@ -132,6 +147,6 @@ def _event_row(e: EventRecord, start: float) -> EventRow:
         text = ""
         rest = dict(d)
     parts = [text] if text else []
-    parts += [f"{k}={v}" for k, v in rest.items()]
+    parts += [f"{k}={readable.detail_value(k, v, e.at)}" for k, v in rest.items()]
     css = "event " + e.kind.replace(".", "-").replace("_", "-")
     return EventRow(e, "+" + duration(e.at - start), ", ".join(parts), css)

@@ -15,6 +15,10 @@ the workflow's leaving its forward path (a rollback) or now. The stretches it wa
 let go while it waited (``suspended`` to ``resumed``: no coordinator held it, no
 task ran for it) are ``let_go``; a signal's arrival, each value it recorded, its
 pivot and a ``compensate_since`` are marks.
+
+A choreographed flow's lanes are its hops (``observe.hops``): one lane per service and
+event it handled, one bar per delivery, from the hop before it to this one (or for the
+``took_ms`` it recorded); the hops that compensate come after, on the compensation path.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .._model import EventRecord, Mode, OpKey, OpName, OpRecord, OpStatus, TxRecord
 from ..modes import workflow as machine
-from . import journal
+from . import hops, journal, readable
 
 MIN_IDLE = 1.0  # seconds: a shorter pause is drawn to scale
 IDLE_SHARE = 0.1  # ...and so is one under this share of the time drawn to scale
@@ -56,7 +60,6 @@ _MARKS = {
     "force_end",
     "resumed",
     "requested",
-    "hop",
 }
 
 
@@ -69,13 +72,14 @@ class Bar:
     attempt: int | None
     start: float
     end: float
-    outcome: str  # ok, failed, unknown, ongoing, running; a wait's: see WAITS
+    outcome: str  # ok, failed, unknown, ongoing, running, a hop's skipped; a wait's: WAITS
     error: str | None = None
     label: str | None = None  # a wait's: '"approval": signal', 'asleep'...
+    compensation: bool = False  # a flow's hop on the compensation path
 
     @property
     def backward(self) -> bool:
-        return self.op in BACKWARD
+        return self.compensation or self.op in BACKWARD
 
     @property
     def wait(self) -> bool:
@@ -106,10 +110,11 @@ class Lane:
     status: str
     bars: tuple[Bar, ...]
     label: str | None = None  # a workflow's entry as its journal reads; None: branch and op
+    compensation: bool = False  # a flow's hops on the compensation path
 
     @property
     def backward(self) -> bool:
-        return self.op in BACKWARD
+        return self.compensation or self.op in BACKWARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,8 @@ def build(
     tx: TxRecord, ops: Sequence[OpRecord], events: Sequence[EventRecord], now: float
 ) -> Timeline:
     """The timeline of one transaction; ``now`` ends whatever is still running."""
+    if tx.mode is Mode.FLOW:
+        return _flow(tx, events, now)
     bars: dict[tuple[str, str], list[Bar]] = {}
     marks: list[Mark] = []
     workflow = tx.mode is Mode.WORKFLOW
@@ -314,6 +321,31 @@ def build(
     return Timeline(start, end, lanes, sorted(marks, key=lambda m: m.at), let_go)
 
 
+def _flow(tx: TxRecord, events: Sequence[EventRecord], now: float) -> Timeline:
+    """A flow's timeline: its hops as lanes (see the module's docstring)."""
+    bars: dict[tuple[str, str, bool], list[Bar]] = {}
+    for h in hops.hops(events, tx.created_at):
+        drawn = bars.setdefault((h.service, h.event, h.compensation), [])
+        extra = {k: v for k, v in h.detail.items() if k != "redelivered"}
+        said = readable.detail_text(extra, h.at) or None
+        drawn.append(
+            Bar(h.service, h.event, len(drawn) + 1, h.start, h.at, h.outcome, said,
+                compensation=h.compensation)
+        )  # fmt: skip
+    lanes = [
+        Lane(service, event, drawn[-1].outcome, tuple(drawn), f"{service}: {event}", back)
+        for (service, event, back), drawn in bars.items()
+    ]
+    lanes = [lane for lane in lanes if not lane.backward] + [
+        lane for lane in lanes if lane.backward
+    ]
+    marks = [Mark(e.at, e.kind, _label(e)) for e in events if e.kind in _MARKS]
+    last = tx.ended_at if tx.ended_at is not None else now
+    start = min([tx.created_at, *(b.start for lane in lanes for b in lane.bars)])
+    ends = [b.end for lane in lanes for b in lane.bars] + [m.at for m in marks]
+    return Timeline(start, max([last, *ends]), lanes, sorted(marks, key=lambda m: m.at))
+
+
 def _wait_bar(
     branch: str,
     began: float,
@@ -377,6 +409,4 @@ def _label(e: EventRecord) -> str:
     if e.kind == "requested":
         by = f" by {d['by']}" if d.get("by") else ""
         return f"{d.get('what')} requested{by}"
-    if e.kind == "hop":
-        return ", ".join(f"{k}={v}" for k, v in d.items())
     return e.kind.replace("_", " ")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._bounds import MAX_TITLE
 from ._fields import (
     MAX_STEPS,
     Attempts,
@@ -62,6 +63,11 @@ class SagaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gid: Gid | None = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_TITLE)] | None = Field(
+        None,
+        description="a readable name, for lists and the dashboard; default: made from the "
+        "steps' names or their URLs' last path parts",
+    )
     steps: Annotated[list[StepIn], Field(min_length=1, max_length=MAX_STEPS)]
     timeout_to_fail: Seconds | None = None
     headers: Headers = Field(

@@ -8,6 +8,7 @@ from typing import Any
 from .._model import EventRecord, OpRecord, TxRecord
 from .._redact import mask, mask_any, options_view
 from ..engine.handle import Outcome
+from ..observe import readable
 
 
 def tx_view(tx: TxRecord) -> dict[str, Any]:
@@ -15,6 +16,7 @@ def tx_view(tx: TxRecord) -> dict[str, Any]:
         "gid": tx.gid,
         "mode": str(tx.mode),
         "name": tx.name,
+        "title": mask(readable.title(tx)),  # its name as a person reads it
         "status": str(tx.status),
         "reason": mask(tx.reason),
         "stuck": mask(tx.stuck),

@@ -87,7 +87,12 @@ def build_saga(body: SagaIn, request: Request) -> Saga:
 async def submit_saga(body: SagaIn, c: Coord, request: Request) -> dict[str, Any]:
     saga = build_saga(body, request)
     handle = await c.submit(
-        saga, None, gid=body.gid, timeout_to_fail=body.timeout_to_fail, headers=body.headers
+        saga,
+        None,
+        gid=body.gid,
+        timeout_to_fail=body.timeout_to_fail,
+        headers=body.headers,
+        title=body.name,
     )
     try:
         if body.wait:

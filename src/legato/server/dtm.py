@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .._bounds import check_gid, make_gid
+from .._bounds import check_gid, check_title, make_gid
 from .._edge import PARSED
 from .._errors import (
     BadRequest,
@@ -285,8 +285,33 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
     _check_payloads(request, body)
     saga = saga_from_dtm(body)
     headers = _headers(request, body)
-    await c.submit(saga, None, gid=body.gid, timeout_to_fail=body.timeout_to_fail, headers=headers)
+    await c.submit(
+        saga,
+        None,
+        gid=body.gid,
+        timeout_to_fail=body.timeout_to_fail,
+        headers=headers,
+        title=dtm_title(body),
+    )
     return await _maybe_wait(c, body)
+
+
+def dtm_title(body: TransBase) -> str | None:
+    """``custom_data: {"name": "..."}`` names the saga for people (a DTM server ignores
+    it); without it, Legato names it after its steps' URLs when it shows it."""
+    if not body.custom_data:
+        return None
+    try:
+        custom = json.loads(body.custom_data)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"field custom_data: not JSON: {exc}") from exc
+    name = custom.get("name") if isinstance(custom, dict) else None
+    if name is None:
+        return None
+    try:
+        return check_title(name, "custom_data.name")
+    except DefinitionError as exc:
+        raise BadRequest(f"field {exc}") from exc
 
 
 def _check_payload(request: Request, payload: str | None, field: str) -> None:

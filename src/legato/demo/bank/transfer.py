@@ -78,5 +78,7 @@ async def saga_transfer(
         "steps": [{"action": f"{u}/saga", "compensate": f"{u}/saga"} for u, _, _ in legs],
         "payloads": [f'{{"account": {a}, "amount": {n}}}' for _, a, n in legs],
         "wait_result": wait,
+        # its name in Legato's lists (a DTM server ignores what custom_data adds)
+        "custom_data": f'{{"name": "transfer, {len(legs)} legs"}}',
     }
     return await _coordinator(http, f"{dtm}/submit", body, (200, 409)) == 200

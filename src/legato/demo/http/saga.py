@@ -79,6 +79,7 @@ def saga_body(
     }
     return {
         "gid": trip.gid,
+        "name": "book_trip",  # as the in-process demo's saga is named (default: its steps)
         "steps": [
             hold("flight", "flights", {"flight": p["flight"]}),
             hold("hotel", "hotels", {"hotel": p["hotel"], "nights": p["nights"]}),

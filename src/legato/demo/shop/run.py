@@ -34,6 +34,13 @@ BROKERS = {
     "nats": "nats://127.0.0.1:4222",
     "redis": "redis://127.0.0.1:6379/0",
 }
+COMPENSATING = {
+    ("payments", "inventory.failed"),  # the refund
+    ("orders", "inventory.failed"),  # the order cancelled
+    ("orders", "payment.failed"),
+    ("notify", "payment.refunded"),  # the refund's e-mail
+}
+"""The hops that undo what an order did: drawn on its compensation path."""
 ITEMS = {"lamp": 25, "desk": 8, "chair": 30}
 PRICES = {"lamp": 40, "desk": 300, "chair": 120}
 
@@ -100,7 +107,13 @@ class Shop:
                     # its effect and died before it could record the hop
                     detail = {} if ran else {"redelivered": True}
                     await self.recorder.hop(
-                        event.gid, svc.name, event.name, detail=detail, end=end, reason=reason
+                        event.gid,
+                        svc.name,
+                        event.name,
+                        detail=detail,
+                        end=end,
+                        reason=reason,
+                        compensation=(svc.name, event.name) in COMPENSATING,
                     )
                     if not ran:
                         self.report.redelivered += 1
@@ -165,7 +178,9 @@ async def run_shop(
             qty = draw.randint(1, 3)
             customer = draw.choice(list(shop.balances))
             shop.orders.place(gid, customer, item, qty, qty * PRICES[item])
-            await shop.recorder.hop(gid, "orders", "order.placed")
+            await shop.recorder.hop(
+                gid, "orders", "order.placed", name=f"order: {qty} {item}, {customer}"
+            )
         await _settle(shop, n, timeout, progress)
     finally:
         for t in tasks:

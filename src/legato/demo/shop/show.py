@@ -8,6 +8,7 @@ import time
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from legato.log import absolute_url
 
@@ -37,12 +38,18 @@ def main(args: argparse.Namespace) -> int:
         f"out and refunded) in {elapsed:.1f} s; {report.crashes} consumer crashes before an "
         f"ack, {report.redelivered} redeliveries skipped by the inboxes"
     )
-    table = Table(title=f"Consistency, read from the four services' databases ({directory})")
-    table.add_column("check", no_wrap=True)
-    table.add_column("")
-    table.add_column("detail", style="dim")
+    table = Table(
+        title=f"Consistency, read from the four services' databases ({directory})",
+        box=None,
+        pad_edge=False,
+        title_justify="left",
+        show_header=False,
+    )  # two columns, so that each check fits a narrow terminal (its detail wraps under it)
+    table.add_column("", no_wrap=True)
+    table.add_column("check")
     for c in report.checks:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[bold red]FAILED[/]", c.detail)
+        outcome = "[green]ok[/]" if c.ok else "[bold red]FAILED[/]"
+        table.add_row(outcome, Text.assemble(c.name, (f": {c.detail}", "dim")))
     console.print(table)
     # each order is one flow in the log: one of each outcome, by its gid
     next_steps(console, log_url, [(gid, f"order {s}") for s, gid in report.examples.items()])
