@@ -22,6 +22,7 @@ the classes, and that each one users can meet is exported from ``legato``.
     ├── TryFailed                       a TCC branch's try did not succeed (unknown outcome)
     ├── ResourceError                   an XA resource is unknown or unreachable
     ├── SettingsError                   a setting has a value that cannot be used
+    ├── Stopping                        this coordinator is stopping: ask another one
     ├── BrokerError                     the broker refused or lost a request
     ├── BarrierRequestError (ValueError)  a request names no valid barrier
     ├── TransactionInProgress (RuntimeError)  the connection is already inside a transaction
@@ -111,6 +112,11 @@ class ResourceError(LegatoError):
 
 class SettingsError(LegatoError):
     """A setting has a value that cannot be used."""
+
+
+class Stopping(LegatoError):
+    """This coordinator is stopping and takes no new work: send it to another one (a
+    request that carries its gid is safe to repeat there)."""
 
 
 class BrokerError(LegatoError):

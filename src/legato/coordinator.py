@@ -75,7 +75,11 @@ from .xa import DEFAULT_XA_TIMEOUT, RecoveryReport, Xa, XaTransaction
 
 logger = logging.getLogger("legato.coordinator")
 
-__all__ = ["WIRE_SAGA", "Coordinator"]
+__all__ = ["DEFAULT_GRACE", "WIRE_SAGA", "Coordinator"]
+
+DEFAULT_GRACE = 10.0
+"""Seconds ``close()`` lets the ops in flight finish (``legato serve --grace``): well
+under the 30 s an orchestrator waits by default before it kills a process."""
 
 
 def _default_owner() -> str:
@@ -263,19 +267,46 @@ class Coordinator:
             ]
         self.engine.run()
 
-    async def stop(self) -> None:
-        """Stop driving. Ops in flight are cancelled (their outcome is unknown, so the
-        next coordinator retries them); leases are released for others to claim once
-        the step threads are idle (at most ``lease`` seconds later)."""
+    @property
+    def stopping(self) -> bool:
+        """A stop has begun: no new work is taken (``Stopping``), waits should end."""
+        return self.engine.stopping.is_set()
+
+    async def until_stopping(self) -> None:
+        """Return once a stop begins (``begin_stop``, ``close``, ``stop``)."""
+        await self.engine.stopping.wait()
+
+    def begin_stop(self, grace: float = DEFAULT_GRACE) -> None:
+        """Begin a graceful stop now, without waiting for it (a signal handler's first
+        move, say; ``close`` waits for the end): claim nothing more, refuse new work
+        (``Stopping``), start no op; each transaction is given up, its lease released for
+        another coordinator, as soon as its ops in flight have reported, for ``grace``
+        seconds at most. Called again, it only shortens the grace; ``grace=0`` cuts it."""
+        self.engine.begin_stop(grace)
+
+    async def close(self, grace: float = DEFAULT_GRACE) -> None:
+        """Stop gracefully: ``begin_stop(grace)``, then wait for the ops in flight to
+        finish and their outcomes to be written, for ``grace`` seconds at most; every
+        lease is released at once, so that another coordinator sharing the log drives
+        the rest on without waiting for the leases to expire. Past the grace (or once
+        ``begin_stop(0)`` is called meanwhile), what still runs is cut as ``stop`` does.
+        """
         if not self.engine.started:
             return
-        await self.engine.stop_driving()
+        await self.engine.stop_driving(grace)
         await self.http.close()
         await self.engine.log.close()
         self.xa_connections.close()
         for broker in self.brokers.values():
             await broker.close()
         self.brokers.clear()
+
+    async def stop(self) -> None:
+        """Stop at once (``close`` with no grace). Ops in flight are cancelled (their
+        outcome is unknown, so the next coordinator retries them); leases are released
+        for others to claim once the step threads are idle (at most ``lease`` seconds
+        later)."""
+        await self.close(grace=0.0)
 
     async def _xa_recovery_pass(self) -> None:
         report = await self.recover_xa()

@@ -5,7 +5,9 @@ It knows no mode: each is plugged in as a ``ModeDriver`` (``legato.drivers``), w
 says how a transaction of that mode, read back from the log, is driven; and no
 transport: each call is carried by the transport registered for its kind. It
 claims due work with a lease, renews the leases it holds, takes back what it still
-holds but no longer drives (after the log was away), and stops cleanly.
+holds but no longer drives (after the log was away), and stops cleanly: within a
+grace, the ops in flight finish and their outcomes are written, then every lease
+goes at once for another coordinator to take the rest over.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from .._allow import AllowList
-from .._errors import LogError, LogUnavailable, TransactionNotFound
+from .._errors import LogError, LogUnavailable, Stopping, TransactionNotFound
 from .._faults import fault_point
 from .._hooks import HookChain
 from .._model import EventRecord, OpRecord, Request, TxRecord, TxStatus
@@ -86,6 +88,10 @@ class Engine:
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
         self._wake_claims = asyncio.Event()
+        # A stop has begun (``begin_stop``): set until the engine is opened again.
+        self.stopping = asyncio.Event()
+        self._stop_by = 0.0  # when the grace ends (monotonic)
+        self._hurry = asyncio.Event()  # the grace is cut short: stop at once
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -94,11 +100,17 @@ class Engine:
         return self._started
 
     def require_started(self) -> None:
+        """Refuse new work before the start, and once a stop has begun (``Stopping``:
+        another coordinator should take it)."""
+        if self.stopping.is_set():
+            raise Stopping(f"coordinator {self.owner} is stopping: send this to another one")
         if not self._started:
             raise RuntimeError("start the coordinator first: `async with Coordinator(...)`")
 
     async def open(self) -> None:
         """Open the log and take back what a previous incarnation under this owner held."""
+        self.stopping.clear()
+        self._hurry.clear()
         if self.hooks.wants("on_log_batch"):
             self.log.batch_observer = self.hooks.on_log_batch
         await self.log.open()
@@ -118,10 +130,44 @@ class Engine:
         for name, seconds, what in self.periodic:
             self._loops.append(loop.create_task(_every(name, seconds, what), name=name))
 
-    async def stop_driving(self) -> None:
-        """Stop. Ops in flight are cancelled (their outcome is unknown, so the next
-        engine retries them); leases are released for others to claim once the step
-        threads are idle (at most ``lease`` seconds later)."""
+    def begin_stop(self, grace: float) -> None:
+        """Begin to stop (at once; ``stop_driving`` waits for the end): claim nothing
+        more, start no op, and give each transaction up (its lease released, due at once)
+        as soon as its ops in flight have reported and their outcomes are written, for
+        ``grace`` seconds from now at most. Called again, it only shortens the grace."""
+        until = time.monotonic() + max(0.0, grace)
+        if self.stopping.is_set():
+            if until < self._stop_by:
+                self._stop_by = until
+                self._hurry.set()
+            return
+        self._stop_by = until
+        self.stopping.set()
+        for task in self._loops:
+            if task.get_name() != "legato-renew":  # the leases held stay renewed meanwhile
+                task.cancel()
+        for runner in self.runners.values():
+            runner.drain()
+
+    def hurry(self) -> None:
+        """Cut the grace short: the stop under way ends at once (``stop_driving``)."""
+        self.begin_stop(0.0)
+
+    async def stop_driving(self, grace: float = 0.0) -> None:
+        """Stop: ``begin_stop(grace)``, wait until every runner has given its transaction
+        up or the grace has run out (or ``hurry``), then stop the rest at once.
+
+        What is still driven then is cut: its ops in flight are cancelled (their outcome
+        is unknown: the next driver retries them); the leases are released, for others to
+        claim at once, when the step threads are idle (at most ``lease`` seconds later),
+        else left to expire. Nothing is lost either way: the log has every decision."""
+        self.begin_stop(grace)
+        await self._drained()
+        if self._tasks and grace > 0:
+            logger.warning(
+                "stopping: the grace has run out, %d transaction(s) with ops in flight cut",
+                len(self._tasks),
+            )
         await _cancel(self._loops)
         self._loops.clear()
         self._orphans.clear()
@@ -134,11 +180,26 @@ class Engine:
         # and another coordinator must not run it again meanwhile (DESIGN 3.5): the
         # leases go once the threads are idle; past a lease's time they are left to expire.
         self.pool.shutdown(wait=False, cancel_futures=True)
-        idle = await self._drain([r.gid for r in runners])
-        for r in runners if idle else ():
+        if await self._drain([r.gid for r in runners]):
             with contextlib.suppress(LogError):
-                await self.log.release(self.owner, r.gid, time.time())
+                # every lease this owner holds, in one statement: the runners cut short,
+                # and any claimed or taken back that no runner drove
+                await self.log.release_owner(self.owner)
         self._started = False
+
+    async def _drained(self) -> None:
+        """Wait until no runner is left, the grace has run out, or it is cut short."""
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while self._tasks and not self._hurry.is_set():
+                left = self._stop_by - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait(
+                    [*self._tasks, hurry], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            hurry.cancel()
 
     # -- the transports -------------------------------------------------------------
 
@@ -287,6 +348,8 @@ class Engine:
             runner.run(first, commands, handled), name=f"legato-tx-{runner.gid}"
         )
         self._tasks.add(task)
+        if self.stopping.is_set():  # its first ops, written already, run; no more
+            runner.drain()
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.discard(t)
@@ -313,6 +376,8 @@ class Engine:
         """Drive each ``(gid, request, previous owner)`` here from the log, all read back in
         one go (a claim's batch: one read per transaction made the claims wait on as many
         round trips); returns the error of each that could not be started."""
+        if self.stopping.is_set():  # left to another coordinator (its lease released)
+            return {}
         # claimed and requested at once: one runner only
         todo = {w[0]: w for w in wanted if w[0] not in self.runners and w[0] not in self._resuming}
         gids = list(todo)

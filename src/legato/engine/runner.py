@@ -3,12 +3,15 @@
 Each runner is a small actor: events (op results, retry wake-ups, timeouts,
 requests) arrive on its queue; each batch goes through ``records.transition`` (the
 mode's machine), the resulting state is written to the log *first* (fenced by the
-lease), and only then are the machine's commands carried out.
+lease), and only then are the machine's commands carried out. When the engine stops
+it *drains* its runners: none starts an op any more, each writes the outcomes of the
+ops in flight as they come, then gives its lease up for another coordinator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -108,6 +111,7 @@ class Runner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._done = False
+        self.draining = False  # the engine stops: no op starts here any more (``drain``)
         self.stopped_by: LogError | None = None  # the log error it stopped on, if any
         self.live = driver.live
         self._held: _Feed | _Stop | None = None  # taken out of the queue, to feed next
@@ -127,7 +131,7 @@ class Runner:
             else:
                 self._execute(commands)
                 self._check_done()
-            if self.live is not None and not self._done:
+            if self.live is not None and not self._done and not self.draining:
                 self.live.begin(self._feed_live, self.state)
                 await self._suspend_if_idle()
             busy = any(
@@ -140,7 +144,7 @@ class Runner:
                 # asking its initiator's query_prepared is busy: it is driven on)
                 await self.host.log.release(self.host.owner, self.gid, self.tx.timeout_at)
                 return
-            if self.tx.timeout_at is not None and not self._done:
+            if self.tx.timeout_at is not None and not self._done and not self.draining:
                 delay = max(0.0, self.tx.timeout_at - time.time())
                 self._timers.append(
                     asyncio.get_running_loop().call_later(
@@ -148,6 +152,9 @@ class Runner:
                     )
                 )
             while not self._done:
+                if self.draining and not running(self.state):
+                    await self._let_go()
+                    break
                 item, self._held = self._held or await self.queue.get(), None
                 if isinstance(item, _Stop):
                     break
@@ -155,6 +162,7 @@ class Runner:
                 if (
                     self.live is not None
                     and not self._done
+                    and not self.draining
                     and self.queue.empty()
                     and self._held is None
                 ):
@@ -186,6 +194,23 @@ class Runner:
 
     def cancel(self) -> None:
         self.queue.put_nowait(_Stop())
+
+    def drain(self) -> None:
+        """The engine stops: start no more op (nor retry, nor timeout), let the ops in
+        flight report and write their outcomes, then give the lease up, due at once, for
+        another coordinator to drive the transaction on from the log."""
+        if self.draining or self._done:
+            return
+        self.draining = True
+        for timer in self._timers:
+            timer.cancel()
+        self.queue.put_nowait(_Feed([]))  # wake it: with nothing in flight it lets go now
+
+    async def _let_go(self) -> None:
+        """Drained: the lease goes, the transaction due at once (its ops' own retry times
+        are in their rows: the next driver waits for those)."""
+        self._done = True
+        await self.host.log.release(self.host.owner, self.gid, time.time())
 
     def _feed_live(self, event: object) -> None:
         self.push(event)  # type: ignore[arg-type]  # a mode's own event, for its machine
@@ -237,7 +262,9 @@ class Runner:
         ):
             await self._take_signals()
         step = transition(self.driver.apply, before, item.events)
-        if self.live is not None and step.state is not before:
+        if self.draining:
+            step = held_back(before, step)
+        elif self.live is not None and step.state is not before:
             step, item = await self._with_next_moves(step, item)
         state = step.state
         if state is before and item.handled is None:
@@ -263,7 +290,7 @@ class Runner:
         await self.host.log.write(change)
         fault_point("after_log_write")
         self.state = state
-        if self.live is not None:
+        if self.live is not None and not self.draining:
             self.live.written(state)
         self.host.hooks.after_write(self.tx, state, before)
         if state.status.ended and not before.status.ended:
@@ -475,6 +502,31 @@ def readable(text: str) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode()
     return text
+
+
+def held_back(before: TxState, step: Step) -> Step:
+    """``step`` as a draining runner writes it: every op it starts left as ``before``
+    had it (an op it adds, left out), and no command. The next driver starts those ops
+    as the machine says, not as attempts whose outcome was lost (which would cost an
+    attempt and a backoff); a retry scheduled keeps its time in its op's row."""
+    starts = {c.key for c in step.commands if isinstance(c, RunOp)}
+    if not starts:
+        return Step(step.state, (), step.records, step.at)
+    ops = dict(step.state.ops)
+    for key in starts:
+        if key in before.ops:
+            ops[key] = before.ops[key]
+        else:
+            del ops[key]
+    state = dataclasses.replace(step.state, ops=ops)
+    if state == before:
+        return Step(before, (), (), step.at)  # it only started ops: nothing happened
+    return Step(state, (), step.records, step.at)
+
+
+def running(state: TxState) -> bool:
+    """Is an op of it in flight (started, not reported)?"""
+    return any(s.status is OpStatus.RUNNING for s in state.ops.values())
 
 
 def _settled(state: TxState) -> bool:
