@@ -68,6 +68,8 @@ class Settings(BaseModel):
     owner: str | None = None
     request_timeout: Seconds = 10.0
     lease: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 15.0
+    grace: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 10.0
+    """Seconds a stop (SIGTERM) lets the ops in flight finish before it cuts them."""
     brokers: dict[str, str] = Field(default_factory=dict)
     retention: Age | None = None
     alert_webhook: str | None = None

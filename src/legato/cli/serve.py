@@ -1,11 +1,18 @@
-"""``legato serve``: run the coordinator service (native API, DTM's API, /health)."""
+"""``legato serve``: run the coordinator service (native API, DTM's API, /health).
+
+On SIGTERM (or SIGINT) each worker stops gracefully (``server._signals``): readiness
+off, waits answered, no new op, the ops in flight given ``--grace`` seconds, the
+leases released; then the command exits 0. A second signal stops it at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import tempfile
+from typing import Any
 
 from ..settings import process_settings
 from .edge import (
@@ -49,6 +56,14 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=float,
         default=None,
         help="seconds another coordinator waits before taking over a dead one's work",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM, seconds the ops in flight may take to finish before they are cut "
+        "(10); keep it under the orchestrator's own (Kubernetes: 30)",
     )
     serve.add_argument(
         "--broker",
@@ -101,6 +116,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ._supervisor import Supervisor
+
     brokers = {}
     for spec in args.broker:
         name, sep, url = spec.partition("=")
@@ -115,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
         owner=args.owner,
         request_timeout=args.request_timeout,
         lease=args.lease,
+        grace=args.grace,
         brokers=brokers or None,
         retention=args.retention,
         alert_webhook=args.alert_webhook,
@@ -135,18 +153,34 @@ def _serve(args: argparse.Namespace) -> int:
         # their metrics in files here, and each renders all of them (observe.metrics)
         metrics_dir = tempfile.mkdtemp(prefix="legato-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = uvicorn.Config(
+        "legato.server:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=False,
+        # the requests under way when the listener closes: waits are answered at once,
+        # the rest are short; never longer than the grace
+        timeout_graceful_shutdown=max(1, round(settings.grace)),
+        **server_options(settings),
+    )
+    # uvicorn raises the signal it stopped on again once it has stopped, for whoever
+    # handled it before: here, no one; the stop was graceful, the exit status is 0
+    signal.signal(signal.SIGTERM, _stopped)
     try:
-        uvicorn.run(
-            "legato.server:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            access_log=False,
-            **server_options(settings),
-        )
+        if config.workers > 1:
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+        else:
+            uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # SIGINT raised again, as above
+        pass
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _stopped(sig: int, frame: Any) -> None:
+    """The signal a stopped server raises again: the stop is done."""

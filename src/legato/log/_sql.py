@@ -651,6 +651,14 @@ class SqlLog(ABC):
 
         return await self._read(run)
 
+    async def schema_versions(self) -> tuple[int, int]:
+        def run(conn: Conn) -> int:
+            row = conn.execute(self.q["schema_version"]).fetchone()
+            conn.commit()
+            return int(row["version"] or 0) if row is not None else 0
+
+        return await self._read(run), migrations(self.backend)[-1][0]
+
     async def events(self, gid: str) -> list[EventRecord]:
         def run(conn: Conn) -> list[EventRecord]:
             cur = conn.cursor()

@@ -151,6 +151,11 @@ class Log(Protocol):
         """This log's deployment id: random, made once as the log is created, the same for
         every coordinator sharing the log (DESIGN section 8: XA xids carry it)."""
 
+    async def schema_versions(self) -> tuple[int, int]:
+        """(the log's schema version, the one this Legato's code builds): they differ
+        once another version of Legato has migrated the log, or before a migration. One
+        small read: a readiness probe asks it every few seconds."""
+
     async def create(self, new: NewTransaction) -> TxRecord | None:
         """Write a new transaction, or return the existing row if the gid is taken."""
 

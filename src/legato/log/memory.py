@@ -87,6 +87,9 @@ class MemoryLog:
     async def deployment(self) -> str:
         return self._deployment
 
+    async def schema_versions(self) -> tuple[int, int]:
+        return (0, 0)  # no schema: never behind, never ahead
+
     def _append(self, events: list[EventRecord]) -> None:
         for e in events:
             e.id = next(self._ids)

@@ -4,10 +4,11 @@
 >>> uvicorn.run(app, port=36789)                          # doctest: +SKIP
 
 The app answers the native API under ``/v1`` (OpenAPI at ``/openapi.json``),
-DTM's API under ``/api/dtmsvr``, ``/health``, and the API's pages ``/docs`` and
-``/redoc`` (their scripts served by the app itself, so they work offline). It owns
-one ``Coordinator``, started and stopped with the app; any number of such processes
-may share one PostgreSQL log.
+DTM's API under ``/api/dtmsvr``, ``/health`` and the probes ``/health/live`` and
+``/health/ready``, and the API's pages ``/docs`` and ``/redoc`` (their scripts served
+by the app itself, so they work offline). It owns one ``Coordinator``, started with
+the app and closed with it (gracefully: ``settings.grace``); any number of such
+processes may share one PostgreSQL log.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .._errors import (
     LegatoError,
     LogError,
     PayloadError,
+    Stopping,
     TransactionNotFound,
 )
 from ..coordinator import Coordinator
@@ -38,8 +40,9 @@ from ..observe.alerts import Webhook
 from ..observe.logs import TxLogging
 from ..observe.metrics import Metrics
 from ..settings import Settings, from_environment, process_settings
-from . import api, dtm, telemetry
+from . import api, dtm, probes, telemetry
 from ._lean import lean_routes
+from ._signals import stop_on_signals as stop_on
 from ._unavailable import unavailable_headers
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
@@ -49,6 +52,7 @@ _STATUS: list[tuple[type[LegatoError], int]] = [
     (IllegalStateChange, 409),
     (TransactionNotFound, 404),
     (LogError, 503),
+    (Stopping, 503),
 ]
 
 
@@ -57,8 +61,14 @@ def create_app(
     *,
     token: str | None = None,
     settings: Settings | None = None,
+    stop_on_signals: bool = False,
 ) -> FastAPI:
     """An ASGI app driving ``coordinator`` (or a new one on that log URL).
+
+    Its shutdown closes the coordinator within ``settings.grace`` seconds (the ops in
+    flight finish, the leases are released). ``stop_on_signals`` (``legato serve``'s
+    workers) begins that stop on SIGTERM or SIGINT before the HTTP server closes its
+    listener (``server._signals``).
 
     ``token`` (default: ``settings.api_token``, read from ``$LEGATO_API_TOKEN``)
     guards every call that changes something, and every read of payloads, outputs
@@ -75,10 +85,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await c.start()
+        restore = stop_on(c, settings.grace) if stop_on_signals else None
         try:
             yield
         finally:
-            await c.stop()
+            await c.close(settings.grace)
+            if restore is not None:
+                restore()
             metrics.process_ended()
             tracing.flush()  # spans still buffered go out before the process ends
 
@@ -117,6 +130,7 @@ def create_app(
     app.include_router(api.tcc)
     app.include_router(api.xa)
     app.include_router(api.health)
+    app.include_router(probes.router)
     app.include_router(dtm.router)
     app.include_router(dtm.misc)
     # the endpoints every transaction comes through, first in line without FastAPI's
@@ -188,7 +202,7 @@ def app_from_env() -> FastAPI:
         xa_namespace=settings.xa_namespace,
         max_answer_bytes=settings.max_answer_bytes,
     )
-    return create_app(c, settings=settings)
+    return create_app(c, settings=settings, stop_on_signals=True)
 
 
 __all__ = ["app_from_env", "create_app"]

@@ -32,6 +32,7 @@ from ._schemas import (
     XaIn,
 )
 from ._views import event_view, op_view, outcome_view, tx_view
+from ._waits import settled
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
 guarded = [Depends(require_token)]
@@ -95,11 +96,9 @@ async def submit_saga(body: SagaIn, c: Coord, request: Request) -> dict[str, Any
         title=body.name,
     )
     try:
-        if body.wait:
-            try:
-                return outcome_view(await handle.result(timeout=body.wait_timeout))
-            except TimeoutError:
-                pass
+        if body.wait and (outcome := await settled(c, handle, body.wait_timeout)) is not None:
+            return outcome_view(outcome)
+        # not settled (its time is up, or this coordinator is stopping): where it stands
         return outcome_view(await handle.status())
     except LogUnavailable as exc:  # it is written: the answer names it, for a repeat
         raise LogUnavailable(f"{exc}; {handle.gid!r} is submitted, its status unknown") from exc
@@ -231,23 +230,22 @@ async def register_branch(
     return {"gid": gid, "branch_id": branch}
 
 
-async def _ended(handle: Handle, body: EndIn | None) -> dict[str, Any]:
+async def _ended(c: Coordinator, handle: Handle, body: EndIn | None) -> dict[str, Any]:
     if body is not None and body.wait:
-        try:
-            return outcome_view(await handle.result(timeout=body.wait_timeout))
-        except TimeoutError:
-            pass
+        outcome = await settled(c, handle, body.wait_timeout)
+        if outcome is not None:
+            return outcome_view(outcome)
     return outcome_view(await handle.status())
 
 
 @tcc.post("/{gid}/submit", dependencies=guarded, summary="Confirm every branch")
 async def submit_tcc(gid: PathGid, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
-    return await _ended(await c.submit_tcc(gid), body)
+    return await _ended(c, await c.submit_tcc(gid), body)
 
 
 @tcc.post("/{gid}/abort", dependencies=guarded, summary="Cancel every branch")
 async def abort_tcc(gid: PathGid, c: Coord, body: EndIn | None = None) -> dict[str, Any]:
-    return await _ended(await c.abort_tcc(gid), body)
+    return await _ended(c, await c.abort_tcc(gid), body)
 
 
 xa = APIRouter(prefix="/v1/xa", tags=["XA"])
@@ -272,7 +270,7 @@ async def _end_xa(c: Coordinator, gid: str, what: str, body: EndIn | None) -> di
     if tx.mode is not Mode.XA:
         raise IllegalStateChange(f"{gid} is a {tx.mode} transaction, not an XA one")
     handle = await (c.submit_tcc(gid) if what == "submit" else c.abort_tcc(gid))
-    return await _ended(handle, body)
+    return await _ended(c, handle, body)
 
 
 @xa.post("/{gid}/submit", dependencies=guarded, summary="Decide to commit: commit every branch")

@@ -30,6 +30,7 @@ from .._errors import (
     IllegalStateChange,
     LogError,
     PayloadError,
+    Stopping,
     TransactionNotFound,
 )
 from .._model import DEFAULT_ACTION_RETRY, DEFAULT_COMPENSATE_RETRY, RetryPolicy, TxStatus
@@ -61,6 +62,7 @@ from ._fields import (
 )
 from ._paging import page
 from ._unavailable import unavailable_headers
+from ._waits import settled
 
 PREFIX = "/api/dtmsvr"
 router = APIRouter(prefix=PREFIX, tags=["DTM compatible"])
@@ -69,6 +71,7 @@ guarded = [Depends(require_token)]
 reader = [Depends(require_reader)]
 
 SUCCESS = {"dtm_result": "SUCCESS"}
+ONGOING = "ONGOING"
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -82,7 +85,7 @@ def error_response(exc: Exception) -> JSONResponse:
         return JSONResponse({"message": str(exc)}, status_code=400)
     if isinstance(exc, TransactionNotFound):
         return JSONResponse({"message": str(exc)}, status_code=404)
-    if isinstance(exc, LogError):
+    if isinstance(exc, LogError | Stopping):
         return JSONResponse(
             {"message": str(exc)}, status_code=503, headers=unavailable_headers(exc)
         )
@@ -256,10 +259,16 @@ def _headers(request: Request, body: TransBase) -> dict[str, str]:
 async def _maybe_wait(c: Coordinator, body: TransBase) -> JSONResponse:
     if not body.wait_result:
         return JSONResponse(SUCCESS)
-    try:
-        outcome = await c.handle(body.gid).result(timeout=body.request_timeout or 30)
-    except TimeoutError:
-        return JSONResponse(SUCCESS)  # still running: as DTM, the caller queries later
+    outcome = await settled(c, c.handle(body.gid), body.request_timeout or 30)
+    if outcome is None:
+        # not finished (its time is up, or this coordinator is stopping): DTM's answer
+        # when a transaction waited for is still in progress, 425 ONGOING; a client
+        # queries it later (dtmcli raises, DTM's Go client reads ErrOngoing)
+        why = "stopping" if c.stopping else "still running"
+        return JSONResponse(
+            {"dtm_result": ONGOING, "message": f"{body.gid} is {why}: query it later"},
+            status_code=425,
+        )
     if outcome.status is TxStatus.FAILED:
         return JSONResponse(
             {"dtm_result": "FAILURE", "message": outcome.reason or "failed"}, status_code=409

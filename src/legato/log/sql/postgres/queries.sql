@@ -329,6 +329,9 @@ DELETE FROM legato_session WHERE digest = :digest
 -- name: deployment
 SELECT id FROM legato_deployment ORDER BY id LIMIT 1
 
+-- name: schema_version
+SELECT MAX(version) AS version FROM legato_migrations
+
 -- name: signal_op
 -- A signal kept for a workflow that has not ended; the same signal (branch) again: nothing.
 INSERT INTO legato_op (gid, branch, op, seq, target, status, attempts, budget, next_at, output,

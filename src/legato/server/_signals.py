@@ -1,0 +1,86 @@
+"""A stop on SIGTERM (or SIGINT) in a ``legato serve`` worker, before the HTTP server's.
+
+uvicorn, on a signal, closes its listener, waits for the requests under way, then
+runs the app's shutdown. A coordinator must move first: its readiness turns false
+(``/health/ready`` answers 503), its waits are answered, it claims nothing more and
+starts no op, all before the listener closes; then the shutdown (``Coordinator.close``)
+waits out the grace for the ops in flight and releases the leases.
+
+So the handler installed here, in front of uvicorn's own, begins the coordinator's
+stop on the event loop and only then hands the signal on to uvicorn. A second signal
+cuts the grace short: the ops still in flight are cut, the leases released, and the
+process exits at once (the log has every decision; the next owner retries the cut
+ops). It is not handed on: uvicorn would skip the app's shutdown, and the leases would
+then wait to expire. A repeat within ``REPEAT_WINDOW`` seconds is the same stop, not
+a second one: a supervisor forwarding the signal its process group already got (a
+terminal's Ctrl+C, systemd's default ``KillMode``) sends each worker two at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from ..coordinator import Coordinator
+
+logger = logging.getLogger("legato.serve")
+
+REPEAT_WINDOW = 1.0
+"""Seconds after the first signal during which another is the same stop."""
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_on_signals(c: Coordinator, grace: float) -> Callable[[], None]:
+    """Install the handlers (in the main thread, where the running loop is); returns
+    what puts the previous ones back. Elsewhere (a thread) nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    first: list[float] = []  # when the first signal came
+
+    def begin(sig: int, frame: FrameType | None) -> None:
+        logger.warning(
+            "%s: stopping within %gs (readiness off, waits answered, no new op; the leases "
+            "released once the ops in flight end); another signal stops at once",
+            signal.Signals(sig).name, grace,
+        )  # fmt: skip
+        c.begin_stop(grace)
+        _hand_on(previous[sig], sig, frame)  # the HTTP server's own: close the listener
+
+    def hurry() -> None:
+        logger.warning("stopping at once: the ops still in flight are cut")
+        c.begin_stop(0.0)
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        # a signal handler runs between any two bytecodes of the loop's thread: the
+        # work is handed to the loop, which the threadsafe call also wakes
+        if not first:
+            first.append(time.monotonic())
+            loop.call_soon_threadsafe(begin, sig, frame)
+        elif time.monotonic() - first[0] >= REPEAT_WINDOW:
+            loop.call_soon_threadsafe(hurry)
+
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, was in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, was)
+
+    return restore
+
+
+def _hand_on(handler: Any, sig: int, frame: FrameType | None) -> None:
+    """Tell the HTTP server (uvicorn's handler); Python's own SIGINT handler would raise
+    KeyboardInterrupt inside the loop, so it is not called."""
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(sig, frame)
