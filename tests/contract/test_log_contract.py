@@ -90,6 +90,22 @@ async def test_a_load_during_writes_sees_one_write_whole_never_parts_of_two(log:
         await writer
 
 
+async def test_the_schema_versions_are_the_logs_and_this_legatos_and_agree_once_open(
+    any_log_url: str,
+) -> None:
+    log = open_log(any_log_url)
+    await log.open()
+    try:
+        found, built = await log.schema_versions()
+        assert found == built  # opening migrated it
+        if any_log_url == "memory://":
+            assert built == 0  # no schema
+        else:
+            assert built > 0
+    finally:
+        await log.close()
+
+
 async def test_the_deployment_id_is_made_once_and_every_log_on_the_same_store_reads_it(
     any_log_url: str,
 ) -> None:
