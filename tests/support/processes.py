@@ -75,14 +75,19 @@ def start_legato(
 
 
 def stop_legato(process: subprocess.Popen[bytes], output: Path | None) -> None:
-    """Stop it (SIGTERM, then SIGKILL after 15 s) and delete its output file."""
+    """Stop it and delete its output file: SIGTERM (a graceful stop, which waits for
+    the ops in flight), a second one after 3 s (at once), SIGKILL after 15 s more."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(15)
+            process.wait(3)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     if output is not None:
         output.unlink(missing_ok=True)
 

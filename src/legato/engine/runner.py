@@ -255,6 +255,8 @@ class Runner:
 
     async def feed(self, item: _Feed) -> None:
         before = self.state
+        if self.draining and item.handled is not None:
+            return  # an operator's request: left in the log for the next driver
         if (
             self.live is not None
             and item.handled is not None
@@ -505,19 +507,28 @@ def readable(text: str) -> str:
 
 
 def held_back(before: TxState, step: Step) -> Step:
-    """``step`` as a draining runner writes it: every op it starts left as ``before``
-    had it (an op it adds, left out), and no command. The next driver starts those ops
-    as the machine says, not as attempts whose outcome was lost (which would cost an
-    attempt and a backoff); a retry scheduled keeps its time in its op's row."""
+    """``step`` as a draining runner writes it: no command, and every op it starts left
+    as ``before`` had it (an op it adds, left out). The next driver starts those ops as
+    the machine says, not as attempts whose outcome was lost (which would cost an
+    attempt and a backoff); a retry scheduled keeps its time in its op's row. An op
+    that was in flight and is started again by the same step (its outcome in it) is
+    left as a retry due now, its attempt not counted."""
     starts = {c.key for c in step.commands if isinstance(c, RunOp)}
     if not starts:
         return Step(step.state, (), step.records, step.at)
     ops = dict(step.state.ops)
     for key in starts:
-        if key in before.ops:
-            ops[key] = before.ops[key]
-        else:
+        was = before.ops.get(key)
+        if was is None:
             del ops[key]
+        elif was.status is OpStatus.RUNNING:
+            s = ops[key]
+            ops[key] = dataclasses.replace(
+                s, status=OpStatus.RETRY_WAIT, attempts=s.attempts - 1, budget=s.budget - 1,
+                next_at=step.at,
+            )  # fmt: skip
+        else:
+            ops[key] = was
     state = dataclasses.replace(step.state, ops=ops)
     if state == before:
         return Step(before, (), (), step.at)  # it only started ops: nothing happened

@@ -1,6 +1,7 @@
 """The API token: when set, every call that changes something must carry it, and so
 must every read of payloads, outputs and errors unless reads are open
-(``--open-reads``, for a trusted network). ``/health`` and ``/metrics`` stay open.
+(``--open-reads``, for a trusted network). ``/health`` (and its probes ``/health/live``,
+``/health/ready``) and ``/metrics`` stay open.
 """
 
 from __future__ import annotations
