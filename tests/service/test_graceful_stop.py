@@ -116,7 +116,7 @@ async def test_a_second_sigterm_stops_at_once_leaving_the_op_to_the_next_owner(
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.post(
-                served.url + "/v1/sagas", json=two_steps(participant, "stop-3", 60)
+                served.url + "/v1/sagas", json=two_steps(participant, "stop-3", 5)
             )
             assert r.status_code == 200
             await _started(participant, "/slow/stop-3")
@@ -140,7 +140,7 @@ async def test_the_grace_running_out_stops_it(log_url: str, participant: Partici
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.post(
-                served.url + "/v1/sagas", json=two_steps(participant, "stop-4", 60)
+                served.url + "/v1/sagas", json=two_steps(participant, "stop-4", 5)
             )
             assert r.status_code == 200
             await _started(participant, "/slow/stop-4")
