@@ -300,6 +300,7 @@ class Engine:
     ) -> None:
         self.runners[runner.gid] = runner
         self._orphans.discard(runner.gid)
+        self._fenced.discard(runner.gid)  # driven here again (a request took it up, say)
         for waiter in self._runner_waiters.pop(runner.gid, ()):
             if not waiter.done():
                 waiter.set_result(None)
