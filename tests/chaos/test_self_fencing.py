@@ -153,14 +153,12 @@ async def test_a_coordinator_cut_off_from_its_log_makes_no_call_past_its_lease(
     by_a = [c for c in calls if c.pid == a]
     by_b = [c for c in calls if c.pid == b]
 
-    # the cut-off coordinator hung up on its calls before each lease's end, and made none
-    # after: the fence fell at least the margin before it (seconds before the end shown)
+    # the cut-off coordinator hung up on its calls (each would have lasted past the
+    # lease's end) before the lease's end, and made none after
     for c in by_a:
         assert c.ended is not None and c.ended < ends[c.gid], (c, ends[c.gid])
         assert c.how == "caller hung up", c
         assert c.began < cut_at, c
-    margins = sorted(round(ends[c.gid] - (c.ended or 0), 2) for c in by_a)
-    assert min(margins) > 0, margins
 
     # the other took every saga over after its lease's end, and called every op again
     assert {c.gid for c in by_b} == set(gids)

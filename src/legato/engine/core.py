@@ -4,9 +4,8 @@ mode, through one runner each.
 It knows no mode: each is plugged in as a ``ModeDriver`` (``legato.drivers``), which
 says how a transaction of that mode, read back from the log, is driven; and no
 transport: each call is carried by the transport registered for its kind. It
-claims due work with a lease, renews the leases it holds, fences itself (starts no
-op of a transaction whose lease it could not renew in time: ``fence.py``), takes back
-what it still holds but no longer drives (after the log was away), and stops cleanly.
+claims due work with a lease, renews the leases it holds, takes back what it still
+holds but no longer drives (after the log was away), and stops cleanly.
 """
 
 from __future__ import annotations
@@ -492,6 +491,10 @@ class Engine:
                     runner.push(request_event(request, now), request)
 
     # -- the fence ------------------------------------------------------------------
+    # Each runner stops at its own fence (``fence.py``): the lease not renewed in time,
+    # it starts no op and cancels its calls, before another coordinator may claim the
+    # transaction. The engine counts and tells it, and drives the transaction on here
+    # once a renewal lands and finds it still this coordinator's (an orphan's way).
 
     def fenced(self, tx: TxRecord, cancelled: int) -> None:
         """A runner stopped at its fence (``RunnerHost.fenced``): counted at once, and

@@ -3,8 +3,7 @@
 Each runner is a small actor: events (op results, retry wake-ups, timeouts,
 requests) arrive on its queue; each batch goes through ``records.transition`` (the
 mode's machine), the resulting state is written to the log *first* (fenced by the
-lease), and only then are the machine's commands carried out. No op starts past the
-runner's own fence (``fence.py``): the lease not renewed in time, it stops.
+lease), and only then are the machine's commands carried out.
 """
 
 from __future__ import annotations
