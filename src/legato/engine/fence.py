@@ -17,8 +17,9 @@ the calls it has in flight, at its **fence**::
   cancelled call takes to end. The assumption: the coordinators' wall clocks agree to
   well within the margin (NTP keeps them within milliseconds).
 
-Renewals run every ``lease / 3``: a healthy coordinator's fence is always ahead of it,
-and two renewals in a row must fail, or take past ``lease - margin``, before it falls.
+Renewals run every ``lease / 3``, and at every poll after one fails: a healthy
+coordinator's fence stays ahead of it, and it falls only when no renewal has landed
+for ``lease - margin`` seconds (at least two in a row failed, or took that long).
 """
 
 from __future__ import annotations
