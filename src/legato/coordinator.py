@@ -233,6 +233,18 @@ class Coordinator:
         """Transactions this coordinator is driving now."""
         return len(self.engine.runners)
 
+    @property
+    def fenced(self) -> int:
+        """Transactions this coordinator stopped driving before their leases could expire,
+        its renewals not landing (the log unreachable): driven again here once the log
+        answers, unless another coordinator has taken them over by then."""
+        return self.engine.fenced_count
+
+    @property
+    def lease_renewed_ago(self) -> float:
+        """Seconds since the start of the last lease renewal that landed."""
+        return self.engine.renewed_ago
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Coordinator:
