@@ -164,3 +164,16 @@ def check_title(title: object, field: str = "name") -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise DefinitionError(f"{field}: a transaction's name has no control characters")
     return text
+
+
+MAX_CUSTOM_DATA = 4096
+
+
+def check_custom_data(value: object) -> str:
+    """A caller's own text kept with a transaction and shown back as it was given
+    (DTM's ``custom_data``): at most ``MAX_CUSTOM_DATA`` characters."""
+    if not isinstance(value, str):
+        raise DefinitionError(f"custom_data: text, not {type(value).__name__}")
+    if len(value) > MAX_CUSTOM_DATA:
+        raise DefinitionError(f"custom_data: at most {MAX_CUSTOM_DATA} characters")
+    return value

@@ -53,8 +53,21 @@ class Hooks:
     def on_log_batch(self, size: int, seconds: float) -> None:
         """The log committed ``size`` writes together, in ``seconds``."""
 
+    def on_fenced(self, tx: TxRecord) -> None:
+        """This coordinator stopped driving ``tx`` at its fence: its lease was not renewed
+        in time (the log unreachable, say), so it starts no op of it and has cancelled
+        the calls it had in flight, before the lease can expire."""
 
-_NAMES = ("on_created", "on_resumed", "before_op", "after_op", "after_write", "on_log_batch")
+
+_NAMES = (
+    "on_created",
+    "on_resumed",
+    "before_op",
+    "after_op",
+    "after_write",
+    "on_log_batch",
+    "on_fenced",
+)
 
 
 class HookChain(Hooks):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ._bounds import check_gid, check_headers, make_gid
+from ._bounds import check_custom_data, check_gid, check_headers, check_title, make_gid
 from ._errors import DefinitionError, IllegalStateChange
 from ._model import EventRecord, Json, Mode, Request, RequestKind, TxRecord, TxStatus
 from .engine.handle import Handle
@@ -42,16 +42,24 @@ def prepared(
     *,
     mode: Mode,
     name: str,
+    custom_data: str | None = None,
+    title: str | None = None,
+    extra: Mapping[str, Json] | None = None,
 ) -> NewTransaction:
     """A transaction its initiator begins: prepared, held by no coordinator, and due only
     once it times out (or its initiator asks to end it). Its branches come with
-    ``NewTransaction.ops`` or are registered."""
+    ``NewTransaction.ops`` or are registered. ``custom_data`` is kept as given and
+    shown back, ``title`` names it for people; ``extra`` adds the mode's own options."""
     timeout_at = now + timeout_to_fail if timeout_to_fail is not None else None
-    options: dict[str, Json] = {}
+    options: dict[str, Json] = dict(extra or {})
     if timeout_to_fail is not None:
         options["timeout_to_fail"] = timeout_to_fail
     if headers:
         options["headers"] = check_headers(headers)
+    if custom_data:
+        options["custom_data"] = check_custom_data(custom_data)
+    if title is not None:
+        options["title"] = check_title(title)
     tx = TxRecord(
         gid=gid,
         mode=mode,

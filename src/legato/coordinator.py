@@ -34,7 +34,7 @@ from . import flow as _flow
 from . import msg as _msg
 from . import tcc as _tcc
 from ._allow import AllowList
-from ._bounds import check_headers, check_title
+from ._bounds import check_custom_data, check_headers, check_title
 from ._errors import GidConflict, IllegalStateChange
 from ._hooks import HookChain, Hooks
 from ._initiator import check_timeout, new_gid
@@ -237,6 +237,18 @@ class Coordinator:
         """Transactions this coordinator is driving now."""
         return len(self.engine.runners)
 
+    @property
+    def fenced(self) -> int:
+        """Transactions this coordinator stopped driving before their leases could expire,
+        its renewals not landing (the log unreachable): driven again here once the log
+        answers, unless another coordinator has taken them over by then."""
+        return self.engine.fenced_count
+
+    @property
+    def lease_renewed_ago(self) -> float:
+        """Seconds since the start of the last lease renewal that landed."""
+        return self.engine.renewed_ago
+
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Coordinator:
@@ -372,6 +384,7 @@ class Coordinator:
         timeout_to_fail: float | None = None,
         headers: dict[str, str] | None = None,
         title: str | None = None,
+        custom_data: str | None = None,
     ) -> Handle:
         """Write the saga to the log and start it; idempotent by ``gid``.
 
@@ -380,7 +393,8 @@ class Coordinator:
         used for another saga or payload (``GidConflict``). ``headers`` are sent
         with every call to this transaction's HTTP participants. ``title`` names it for
         people (lists, ``legato tx show``, the dashboard); a saga submitted over HTTP
-        without one reads as its steps.
+        without one reads as its steps. ``custom_data`` is the caller's own text, kept
+        with the transaction and shown back as given (DTM's ``custom_data``).
         """
         self.engine.require_started()
         plan = saga.plan()
@@ -395,6 +409,8 @@ class Coordinator:
             options["headers"] = check_headers(headers)
         if title is not None:
             options["title"] = check_title(title)
+        if custom_data:
+            options["custom_data"] = check_custom_data(custom_data)
         if saga.portable:
             options["spec"] = _spec.to_spec(saga)
         payload_text = _json.dumps(payload, checked=True)
@@ -506,9 +522,18 @@ class Coordinator:
         *,
         timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT,
         headers: dict[str, str] | None = None,
+        custom_data: str | None = None,
+        title: str | None = None,
     ) -> str:
         """Write a prepared TCC transaction; see ``legato.tcc.begin``."""
-        return await _tcc.begin(self.engine, gid, timeout_to_fail=timeout_to_fail, headers=headers)
+        return await _tcc.begin(
+            self.engine,
+            gid,
+            timeout_to_fail=timeout_to_fail,
+            headers=headers,
+            custom_data=custom_data,
+            title=title,
+        )
 
     async def register_tcc_branch(
         self, gid: str, branch: str, confirm: HttpCall, cancel: HttpCall
@@ -538,10 +563,17 @@ class Coordinator:
         return self.xa_part.transaction(gid, timeout_to_fail=timeout_to_fail)
 
     async def begin_xa(
-        self, gid: str | None = None, *, timeout_to_fail: float | None = DEFAULT_XA_TIMEOUT
+        self,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float | None = DEFAULT_XA_TIMEOUT,
+        custom_data: str | None = None,
+        title: str | None = None,
     ) -> str:
         """Write a prepared XA transaction; branches are then registered and prepared."""
-        return await self.xa_part.begin(gid, timeout_to_fail=timeout_to_fail)
+        return await self.xa_part.begin(
+            gid, timeout_to_fail=timeout_to_fail, custom_data=custom_data, title=title
+        )
 
     async def register_xa_branch(self, gid: str, branch: str, resource: str) -> Xid:
         """Record a branch (and its resource) before it prepares; see ``Xa.register_branch``."""
@@ -567,8 +599,12 @@ class Coordinator:
         query_prepared: HttpCall | None = None,
         timeout_to_fail: float | None = _msg.DEFAULT_MSG_TIMEOUT,
         headers: Mapping[str, str] | None = None,
+        concurrent: bool = False,
+        custom_data: str | None = None,
+        title: str | None = None,
     ) -> str:
-        """Write a prepared message; see ``legato.msg.begin``."""
+        """Write a prepared message; see ``legato.msg.begin``: its steps are delivered
+        one at a time, in order, unless ``concurrent``."""
         return await _msg.begin(
             self.engine,
             gid,
@@ -576,6 +612,9 @@ class Coordinator:
             query_prepared=query_prepared,
             timeout_to_fail=timeout_to_fail,
             headers=headers,
+            concurrent=concurrent,
+            custom_data=custom_data,
+            title=title,
         )
 
     async def submit_msg(self, gid: str) -> Handle:

@@ -37,15 +37,20 @@ async def begin(
     *,
     timeout_to_fail: float | None = DEFAULT_TCC_TIMEOUT,
     headers: Mapping[str, str] | None = None,
+    custom_data: str | None = None,
+    title: str | None = None,
 ) -> str:
     """Write a prepared TCC transaction; idempotent by ``gid``. Past ``timeout_to_fail``
-    seconds still prepared, it is cancelled (``None``: it waits for its initiator)."""
+    seconds still prepared, it is cancelled (``None``: it waits for its initiator).
+    ``custom_data`` is the caller's own text, kept and shown back as given; ``title``
+    names the transaction for people."""
     engine.require_started()
     gid = _initiator.new_gid(gid)
     _initiator.check_timeout(timeout_to_fail)
     new = _initiator.prepared(
-        gid, timeout_to_fail, headers, time.time(), mode=Mode.TCC, name=WIRE_TCC
-    )
+        gid, timeout_to_fail, headers, time.time(), mode=Mode.TCC, name=WIRE_TCC,
+        custom_data=custom_data, title=title,
+    )  # fmt: skip
     existing = await engine.create(new)
     if existing is not None and existing.mode is not Mode.TCC:
         raise GidConflict(f"gid {gid!r} is already used by a {existing.mode} transaction")

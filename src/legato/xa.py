@@ -131,14 +131,22 @@ class Xa:
         return XaTransaction(self, gid, timeout_to_fail)
 
     async def begin(
-        self, gid: str | None = None, *, timeout_to_fail: float | None = DEFAULT_XA_TIMEOUT
+        self,
+        gid: str | None = None,
+        *,
+        timeout_to_fail: float | None = DEFAULT_XA_TIMEOUT,
+        custom_data: str | None = None,
+        title: str | None = None,
     ) -> str:
-        """Write a prepared XA transaction; branches are then registered and prepared."""
+        """Write a prepared XA transaction; branches are then registered and prepared.
+        ``custom_data`` is the caller's own text, kept and shown back as given; ``title``
+        names the transaction for people."""
         self.engine.require_started()
         gid = _initiator.new_gid(gid)
         new = _initiator.prepared(
-            gid, timeout_to_fail, None, time.time(), mode=Mode.XA, name=WIRE_XA
-        )
+            gid, timeout_to_fail, None, time.time(), mode=Mode.XA, name=WIRE_XA,
+            custom_data=custom_data, title=title,
+        )  # fmt: skip
         existing = await self.engine.create(new)
         if existing is not None and (
             existing.mode is not Mode.XA or existing.status is not TxStatus.PREPARED

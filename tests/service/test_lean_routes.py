@@ -24,6 +24,7 @@ LEAN_PATHS = {
     "/api/dtmsvr/submit",
     "/api/dtmsvr/registerBranch",
     "/api/dtmsvr/registerTccBranch",
+    "/api/dtmsvr/registerXaBranch",
     "/api/dtmsvr/abort",
 }
 TOKEN = "s3cret-token-for-the-lean-test"
@@ -101,6 +102,10 @@ def _requests(url: str) -> list[tuple[str, Any, dict[str, str]]]:
                 "cancel": f"{url}/c",
             },
         ),
+        ("prepare", {"gid": "x1", "trans_type": "xa"}),
+        ("registerXaBranch", {"gid": "x1", "branch_id": "01", "trans_type": "xa"}),
+        ("registerXaBranch", {"gid": "x1", "branch_id": "01", "trans_type": "xa", "url": url}),
+        ("abort", {"gid": "x1", "trans_type": "xa"}),
         ("abort", {"gid": "t1", "trans_type": "tcc", "wait_result": True}),
         ("abort", {"gid": "nobody", "trans_type": "tcc"}),
         ("abort", {"gid": "t1", "trans_type": "saga"}),

@@ -129,6 +129,8 @@ def test_health_and_openapi_are_served(server: Served) -> None:
     health = httpx.get(server.url + "/health").json()
     assert health["status"] == "ok"
     assert health["unfinished"] == {"stuck": 0}
+    # its leases renewed within a lease (15 s), none fenced
+    assert health["leases"]["fenced"] == 0 and 0 <= health["leases"]["renewed_s_ago"] < 15
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert {"/v1/sagas", "/v1/transactions", "/v1/transactions/{gid}", "/health"} <= set(paths)
     assert "/api/dtmsvr/submit" in paths

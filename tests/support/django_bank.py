@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,13 @@ def configure(databases: dict[str, dict[str, Any]]) -> None:
         import pymysql
 
         pymysql.install_as_MySQLdb()  # Django's MySQL backend on PyMySQL: no compiler needed
+        # and PyMySQL's submodules under their MySQLdb names too: else Django's imports of
+        # MySQLdb.err, MySQLdb.constants... run those files again as new modules and set
+        # them on the one module object, so that pymysql.err.OperationalError would no
+        # longer be the class PyMySQL raises, in every test of this process
+        for name, module in list(sys.modules.items()):
+            if name.startswith("pymysql."):
+                sys.modules.setdefault("MySQLdb" + name.removeprefix("pymysql"), module)
     settings.configure(
         DEBUG=False,
         SECRET_KEY="a test bank's key",

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +94,18 @@ def stop_legato(process: subprocess.Popen[bytes], output: Path | None) -> None:
 
 
 def start_serve(
-    log: str, *, env: dict[str, str] | None = None, owner: str | None = None, workers: int = 1
+    log: str,
+    *,
+    env: dict[str, str] | None = None,
+    owner: str | None = None,
+    workers: int = 1,
+    extra: Sequence[str] = (),
 ) -> Served:
+    """``legato serve --log LOG`` (``extra``: more of its options, ``--lease 3`` say)."""
     command = ["serve", "--log", log, *(["--owner", owner] if owner else [])]
     if workers > 1:
         command += ["--workers", str(workers)]
+    command += extra
     url, process, output = start_legato(command, env={**os.environ, **(env or {})})
     return Served(url, process, log, output)
 

@@ -7,6 +7,10 @@
 ``cut_next_answer`` makes the one case a server restart only gives by chance: the
 server has run the statement (and committed it) and answered, but the client never
 hears the answer; its connection ends instead.
+
+``cut()`` takes the server out of the client's reach while it stays up for everyone
+else: every connection through the proxy is closed, and each new one closed as soon as
+it is made, until ``mend()``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class CuttingProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._cut = threading.Event()
+        self._down = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.cuts = 0
@@ -35,18 +40,34 @@ class CuttingProxy:
         connection closed."""
         self._cut.set()
 
+    def cut(self) -> None:
+        """Close every connection through the proxy, and each new one, until ``mend``."""
+        self._down.set()
+        self._close_all()
+
+    def mend(self) -> None:
+        """Forward new connections again."""
+        self._down.clear()
+
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            if self._down.is_set():
+                client.close()
+                continue
             try:
                 server = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
                 client.close()
                 continue
             with self._lock:
+                if self._down.is_set():  # cut while it connected
+                    client.close()
+                    server.close()
+                    continue
                 self._sockets += [client, server]
             for source, sink, answers in ((client, server, False), (server, client, True)):
                 threading.Thread(
@@ -70,11 +91,15 @@ class CuttingProxy:
 
     def close(self) -> None:
         self._listener.close()
+        self._close_all()
+
+    def _close_all(self) -> None:
         with self._lock:
-            for s in self._sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
     def __enter__(self) -> CuttingProxy:
         return self

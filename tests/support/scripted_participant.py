@@ -32,7 +32,8 @@ class Call:
     params: dict[str, str]
     headers: dict[str, str]
     body: bytes
-    at: float
+    at: float  # when it arrived
+    answered: float | None = None  # when its answer was sent (after any scripted wait)
 
 
 @dataclass
@@ -64,14 +65,14 @@ class Participant:
     async def answer(self, request: Request) -> Response:
         body = await request.body()
         path = request.url.path
+        call = Call(path, dict(request.query_params), dict(request.headers), body, time.time())
         with self.lock:
-            self.calls.append(
-                Call(path, dict(request.query_params), dict(request.headers), body, time.time())
-            )
+            self.calls.append(call)
             answers = self.scripts.get(path) or [(200, {"dtm_result": "SUCCESS"})]
             answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if len(answer) == 3:
             await asyncio.sleep(answer[2])
+        call.answered = time.time()
         status, payload = answer[0], answer[1]
         if isinstance(payload, str):
             return Response(payload, status_code=status, media_type="text/plain")

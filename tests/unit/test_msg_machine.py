@@ -1,5 +1,6 @@
-"""The pure msg machine (DESIGN section 4, msg): submit delivers, abort drops, a timeout
-asks the initiator's query_prepared, and deliveries are never given up silently."""
+"""The pure msg machine (DESIGN section 4, msg): submit delivers (one branch at a time,
+in order, or all at once when concurrent), abort drops, a timeout asks the initiator's
+query_prepared, and deliveries are never given up silently."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from legato.modes.msg import QUERY, MsgPlan, apply, new_state
 A = OpName.ACTION
 FEW = RetryPolicy(max_attempts=2, backoff=1.0, jitter=0.0, ongoing_interval=0.5)
 PLAN = MsgPlan(("01", "02"), has_query=True, deliver_retry=FEW, query_retry=FEW)
+CONCURRENT = MsgPlan(
+    ("01", "02"), has_query=True, concurrent=True, deliver_retry=FEW, query_retry=FEW
+)
 
 
 def feed(state: TxState, *events: object, plan: MsgPlan = PLAN) -> tuple[TxState, list[object]]:
@@ -45,10 +49,42 @@ def runs(commands: list[object]) -> list[OpKey]:
     return [c.key for c in commands if isinstance(c, RunOp)]
 
 
-def test_submit_delivers_every_branch_at_once_and_succeeds_when_all_did() -> None:
+def test_submit_delivers_the_branches_one_at_a_time_in_order() -> None:
     s, cmds = feed(new_state("g", PLAN), Submit(1.0))
+    assert s.status is TxStatus.SUBMITTED and runs(cmds) == [("01", A)]
+    s, cmds = feed(s, OpSucceeded(("01", A), 1, 2.0))
+    assert runs(cmds) == [("02", A)] and s.status is TxStatus.SUBMITTED
+    s, cmds = feed(s, OpSucceeded(("02", A), 1, 3.0))
+    assert s.status is TxStatus.SUCCEEDED and runs(cmds) == []
+
+
+def test_a_failing_branch_holds_back_the_ones_after_it_and_nothing_is_undone() -> None:
+    s, _ = feed(new_state("g", PLAN), Submit(1.0))
+    for attempt, now in ((1, 2.0), (2, 4.0)):
+        s, cmds = feed(s, OpFailed(("01", A), attempt, now, "409 FAILURE"))
+        assert runs(cmds) == [] and s.ops[("02", A)].status is OpStatus.PENDING
+        if attempt == 1:
+            s, cmds = feed(s, RetryDue(("01", A), 1, 3.0))
+            assert runs(cmds) == [("01", A)]  # the same branch again, forward
+    assert s.stuck is not None and s.status is TxStatus.SUBMITTED
+    s, cmds = feed(s, OperatorRetry(5.0))
+    assert runs(cmds) == [("01", A)]
+    s, cmds = feed(s, OpSucceeded(("01", A), 3, 6.0))
+    assert runs(cmds) == [("02", A)]
+
+
+def test_a_concurrent_message_delivers_every_branch_at_once() -> None:
+    s, cmds = feed(new_state("g", CONCURRENT), Submit(1.0), plan=CONCURRENT)
     assert s.status is TxStatus.SUBMITTED and runs(cmds) == [("01", A), ("02", A)]
-    s, _ = feed(s, OpSucceeded(("01", A), 1, 2.0), OpSucceeded(("02", A), 1, 2.0))
+    s, cmds = feed(s, OpFailed(("02", A), 1, 1.5, "409"), plan=CONCURRENT)
+    assert s.ops[("01", A)].status is OpStatus.RUNNING and runs(cmds) == []
+    s, _ = feed(
+        s,
+        OpSucceeded(("01", A), 1, 2.0),
+        RetryDue(("02", A), 1, 2.5),
+        OpSucceeded(("02", A), 2, 3.0),
+        plan=CONCURRENT,
+    )
     assert s.status is TxStatus.SUCCEEDED
 
 
@@ -65,7 +101,7 @@ def test_a_timeout_asks_query_prepared_and_a_commit_there_delivers() -> None:
     s, cmds = feed(s, Timeout(6.0))  # asking already: nothing more
     assert cmds == []
     s, cmds = feed(s, OpSucceeded(QUERY, 1, 7.0))
-    assert s.status is TxStatus.SUBMITTED and runs(cmds) == [("01", A), ("02", A)]
+    assert s.status is TxStatus.SUBMITTED and runs(cmds) == [("01", A)]
 
 
 def test_a_rollback_told_by_query_prepared_fails_the_message() -> None:
@@ -99,22 +135,26 @@ def test_without_a_query_a_timeout_fails_the_message() -> None:
 
 
 def test_a_failing_delivery_is_retried_then_parked_stuck_and_an_operator_retry_resumes_it() -> None:
-    s, _ = feed(new_state("g", PLAN), Submit(1.0), OpSucceeded(("02", A), 1, 1.5))
-    s, cmds = feed(s, OpFailed(("01", A), 1, 2.0, "409"))
+    p = CONCURRENT
+    s, _ = feed(new_state("g", p), Submit(1.0), OpSucceeded(("02", A), 1, 1.5), plan=p)
+    s, cmds = feed(s, OpFailed(("01", A), 1, 2.0, "409"), plan=p)
     assert s.status is TxStatus.SUBMITTED and s.stuck is None
-    s, _ = feed(s, RetryDue(("01", A), 1, 2.5), OpFailed(("01", A), 2, 3.0, "409"))
+    s, _ = feed(s, RetryDue(("01", A), 1, 2.5), OpFailed(("01", A), 2, 3.0, "409"), plan=p)
     assert s.stuck is not None and s.status is TxStatus.SUBMITTED  # never failed
-    s, cmds = feed(s, OperatorRetry(4.0))
+    s, cmds = feed(s, OperatorRetry(4.0), plan=p)
     assert runs(cmds) == [("01", A)] and s.stuck is None
-    s, _ = feed(s, OpSucceeded(("01", A), 3, 5.0))
+    s, _ = feed(s, OpSucceeded(("01", A), 3, 5.0), plan=p)
     assert s.status is TxStatus.SUCCEEDED
 
 
-def test_a_restart_loses_running_ops_to_a_retry_and_rearms_timers() -> None:
-    s, _ = feed(new_state("g", PLAN), Submit(1.0))
-    s, cmds = feed(s, Resume(10.0))
-    assert all(s.ops[k].status is OpStatus.RETRY_WAIT for k in (("01", A), ("02", A)))
-    assert len([c for c in cmds if isinstance(c, Wake)]) == 2
+@pytest.mark.parametrize("plan", [PLAN, CONCURRENT], ids=["in order", "concurrent"])
+def test_a_restart_loses_running_ops_to_a_retry_and_rearms_timers(plan: MsgPlan) -> None:
+    s, _ = feed(new_state("g", plan), Submit(1.0), plan=plan)
+    s, cmds = feed(s, Resume(10.0), plan=plan)
+    running = [("01", A), ("02", A)] if plan.concurrent else [("01", A)]
+    assert all(s.ops[k].status is OpStatus.RETRY_WAIT for k in running)
+    assert len([c for c in cmds if isinstance(c, Wake)]) == len(running)
+    assert runs(cmds) == []  # nothing after a branch waiting to retry starts
 
 
 @pytest.mark.parametrize(

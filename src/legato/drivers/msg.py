@@ -13,6 +13,9 @@ from ._registered import OpCalls, RegisteredDriver, http_call, registration_orde
 WIRE_MSG = "wire:msg"
 """The name of every msg transaction: its branches' calls are in the log."""
 
+CONCURRENT = "concurrent"
+"""The option (True) of a message whose branches are delivered all at once."""
+
 
 def delivery_call(o: OpRecord) -> object:
     return BrokerCall.from_json(o.payload or {}) if is_broker_op(o.payload) else http_call(o)
@@ -27,5 +30,6 @@ class MsgMode:
     def driver(self, tx: TxRecord, ops: Sequence[OpRecord]) -> RegisteredDriver[machine.MsgPlan]:
         deliveries = [o for o in ops if o.op is OpName.ACTION]
         has_query = any(o.key == machine.QUERY for o in ops)
-        plan = machine.MsgPlan(registration_order(deliveries), has_query)
+        concurrent = tx.options.get(CONCURRENT) is True
+        plan = machine.MsgPlan(registration_order(deliveries), has_query, concurrent)
         return RegisteredDriver(machine.apply, plan, OpCalls(ops, delivery_call))

@@ -30,6 +30,7 @@ from ..log.base import purge_in_batches
 from ..modes._core import Command, Event, Park, Resume, Timeout, Transition, TxState
 from ..observe.tracing import Tracing
 from ..transports.base import Transport
+from .fence import fence_at, margin
 from .handle import Handle, Outcome
 from .port import Driver, ModeDriver, Unreadable
 from .records import changed_ops, op_record, state_from_log, transition
@@ -64,6 +65,7 @@ class Engine:
     ) -> None:
         self.log = log
         self.owner = owner
+        margin(lease)  # a lease that is not a positive number of seconds: refused here
         self.lease = lease
         self.poll_interval = poll_interval
         self.claim_batch = claim_batch
@@ -84,6 +86,11 @@ class Engine:
         # runner stopped because the log's database could not be reached, a submit whose
         # write's outcome is unknown. The renewal takes them back once the log answers.
         self._orphans: set[str] = set()
+        # Transactions whose runners stopped at their fence, until the log answers again
+        # and each is driven again here or found taken over; and those not yet reported.
+        self._fenced: set[str] = set()
+        self._fence_report: list[tuple[str, int]] = []
+        self._renewed_at = time.monotonic()  # the start of the last renewal that landed
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
@@ -98,6 +105,17 @@ class Engine:
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def fenced_count(self) -> int:
+        """Transactions this engine stopped driving at their fence (its leases not renewed
+        in time), not yet driven again or found taken over."""
+        return len(self._fenced)
+
+    @property
+    def renewed_ago(self) -> float:
+        """Seconds since the start of the last lease renewal that landed (or the start)."""
+        return time.monotonic() - self._renewed_at
 
     def require_started(self) -> None:
         """Refuse new work before the start, and once a stop has begun (``Stopping``:
@@ -121,6 +139,7 @@ class Engine:
     def run(self) -> None:
         """Start driving: the lease renewal, the claims, retention and periodic tasks."""
         self._started = True
+        self._renewed_at = time.monotonic()
         loop = asyncio.get_running_loop()
         self._loops.append(loop.create_task(self._renew_loop(), name="legato-renew"))
         if self.recover:
@@ -341,6 +360,7 @@ class Engine:
     ) -> None:
         self.runners[runner.gid] = runner
         self._orphans.discard(runner.gid)
+        self._fenced.discard(runner.gid)  # driven here again (a request took it up, say)
         for waiter in self._runner_waiters.pop(runner.gid, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -355,7 +375,8 @@ class Engine:
             self._tasks.discard(t)
             if self.runners.get(runner.gid) is runner:
                 del self.runners[runner.gid]
-            if isinstance(runner.stopped_by, LogUnavailable) and self._started:
+            stranded = runner.fenced or isinstance(runner.stopped_by, LogUnavailable)
+            if stranded and self._started:
                 self._orphans.add(runner.gid)
             if not t.cancelled() and t.exception() is not None:
                 logger.error("runner for %s crashed", runner.gid, exc_info=t.exception())
@@ -497,25 +518,29 @@ class Engine:
                     await self._wake_claims.wait()
 
     async def _renew_loop(self) -> None:
-        renewed = time.monotonic()
         while True:
             # Every lease/3; after a failed renewal, and while orphans wait, at every poll:
             # leases are renewed, and orphans driven again, as soon as the log answers.
             await asyncio.sleep(min(self.poll_interval, self.lease / 3))
-            if not self._orphans and time.monotonic() - renewed < self.lease / 3:
+            if not self._orphans and time.monotonic() - self._renewed_at < self.lease / 3:
                 continue
             # Judge only the runners whose gids were sent: one submitted while the renewal
             # was on its way is not in the answer, and has a fresh lease anyway.
             sent = dict(self.runners)
             orphans = [gid for gid in self._orphans if gid not in sent]
+            # the start, read with the expiry sent: the log may write it at any moment of
+            # the call, so the runners' fences count from here (fence.py)
+            started = time.monotonic()
             try:
                 now = time.time()
                 held = await self.log.renew(self.owner, [*sent, *orphans], now, now + self.lease)
             except LogError as exc:
                 logger.error("renewing leases failed: %s", exc)
                 continue
-            renewed = time.monotonic()
+            self._renewed_at = started
+            fence = fence_at(started, self.lease)
             self._orphans.difference_update(orphans)
+            self._fence_lifted([gid for gid in orphans if gid in self._fenced], held)
             await self._take_back({gid: held[gid] for gid in orphans if gid in held})
             for gid, runner in sent.items():
                 if self.runners.get(gid) is not runner:
@@ -525,9 +550,52 @@ class Engine:
                         logger.warning("lease on %s lost", gid)
                         runner.cancel()
                     continue
+                runner.lease_renewed(fence)
                 request = Request.decode(held.get(gid))
                 if request is not None:
                     runner.push(request_event(request, now), request)
+
+    # -- the fence ------------------------------------------------------------------
+    # Each runner stops at its own fence (``fence.py``): the lease not renewed in time,
+    # it starts no op and cancels its calls, before another coordinator may claim the
+    # transaction. The engine counts and tells it, and drives the transaction on here
+    # once a renewal lands and finds it still this coordinator's (an orphan's way).
+
+    def fenced(self, tx: TxRecord, cancelled: int) -> None:
+        """A runner stopped at its fence (``RunnerHost.fenced``): counted at once, and
+        told in one error line for all that stop together."""
+        self._fenced.add(tx.gid)
+        self.hooks.on_fenced(tx)
+        if not self._fence_report:
+            asyncio.get_running_loop().call_soon(self._report_fenced)
+        self._fence_report.append((tx.gid, cancelled))
+
+    def _report_fenced(self) -> None:
+        report, self._fence_report = self._fence_report, []
+        if not report:
+            return
+        shown = ", ".join(gid for gid, _ in report[:5]) + (", ..." if len(report) > 5 else "")
+        logger.error(
+            "lease renewals have not landed for %.1fs (lease %gs, fenced %gs before its end): "
+            "stopped driving %d transaction(s) (%s) and cancelled %d call(s) in flight, "
+            "their outcome unknown; each is driven again here once the log answers, unless "
+            "another coordinator has taken it over by then",
+            self.renewed_ago, self.lease, margin(self.lease), len(report), shown,
+            sum(n for _, n in report),
+        )  # fmt: skip
+
+    def _fence_lifted(self, gids: Sequence[str], held: Mapping[str, str | None]) -> None:
+        """The log answered a renewal naming the fenced ``gids``: each is either still
+        this engine's (driven again) or taken over (dropped)."""
+        if not gids:
+            return
+        self._fenced.difference_update(gids)
+        kept = sum(gid in held for gid in gids)
+        logger.warning(
+            "lease renewals land again: of %d fenced transaction(s), %d are driven again "
+            "here and %d were taken over by another coordinator",
+            len(gids), kept, len(gids) - kept,
+        )  # fmt: skip
 
     async def _take_back(self, held: dict[str, str | None]) -> None:
         """Drive the orphans whose leases were just renewed (``held``: gid -> pending

@@ -104,8 +104,16 @@ class RunnerHost(Protocol):
     @property
     def tracing(self) -> Tracing: ...
 
+    @property
+    def lease(self) -> float:
+        """Seconds a lease lasts from the call that takes or renews it."""
+
     def transport(self, call: object) -> Transport:
         """The transport that carries ``call`` (by its kind)."""
+
+    def fenced(self, tx: TxRecord, cancelled: int) -> None:
+        """The runner of ``tx`` stopped at its fence (``fence.py``), cancelling
+        ``cancelled`` calls in flight."""
 
 
 class Engine(Source, Protocol):

@@ -51,6 +51,7 @@ from ..modes._core import (
 )
 from ..observe.tracing import Attempt
 from ..transports.base import AttemptResult, OpAttempt, ResultKind
+from .fence import fence_of_expiry
 from .handle import Outcome
 from .port import Driver, RunnerHost
 from .records import Step, changed_ops, transition
@@ -116,6 +117,57 @@ class Runner:
         self.live = driver.live
         self._held: _Feed | _Stop | None = None  # taken out of the queue, to feed next
         self.signals = {o.branch for o in ops if o.op is OpName.SIGNAL}
+        # The fence (monotonic): no op starts past it, and the calls in flight are
+        # cancelled there, unless a renewal has moved it on (``lease_renewed``).
+        wall, lease = time.time(), host.lease
+        expires = tx.lease_expires_at if tx.lease_expires_at is not None else wall + lease
+        self.fence_at = fence_of_expiry(expires, wall, time.monotonic(), lease)
+        self.fenced = False
+        self._fence_timer: asyncio.TimerHandle | None = None
+        self._arm_fence()
+
+    # -- the fence ------------------------------------------------------------------
+
+    def lease_renewed(self, fence: float) -> None:
+        """A renewal of its lease landed: ``fence`` (monotonic) is the new fence. The
+        timer is not moved: when it fires at the old fence, it sets itself again."""
+        self.fence_at = max(self.fence_at, fence)
+
+    def _arm_fence(self) -> None:
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+        delay = max(0.0, self.fence_at - time.monotonic())
+        self._fence_timer = asyncio.get_running_loop().call_later(delay, self._fence_due)
+
+    def _fence_due(self) -> None:
+        if time.monotonic() < self.fence_at:  # moved on meanwhile
+            self._arm_fence()
+        else:
+            self.fence()
+
+    def fence(self) -> None:
+        """Its lease may expire soon, and another coordinator take the transaction over:
+        start no more op and stop driving it (it is driven again here if the lease is
+        still this coordinator's once the log answers, else by the one that claims it).
+
+        The calls in flight are cancelled, not waited for: a call may take up to its
+        request timeout, which a step may set past the lease, and the one that takes
+        the transaction over must not meet a second caller of the same op. Each
+        cancelled attempt's outcome is unknown; the log still has the op running, so
+        whoever drives the transaction next retries it. An op running in a step
+        thread (a sync Python step, an XA phase) cannot be interrupted: it runs on to
+        its end, and the fence only keeps the next one from starting."""
+        if self.fenced or self._done:
+            return
+        self.fenced = True
+        self._done = True  # nothing more is fed, started or released
+        cancelled = 0
+        for task in self._tasks:
+            cancelled += task.cancel()
+        for timer in self._timers:
+            timer.cancel()
+        self.queue.put_nowait(_Stop())  # wake it if it waits for an event
+        self.host.fenced(self.tx, cancelled)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -179,6 +231,8 @@ class Runner:
 
     def _stop(self) -> None:
         self._done = True
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
         if self.live is not None:
             self.live.stop()
         for timer in self._timers:
@@ -371,6 +425,12 @@ class Runner:
                 )
 
     def _start_op(self, cmd: RunOp) -> None:
+        # The gate: the timer fires the fence on time as a rule; a busy loop can run it
+        # late, and a log write that lands past the fence must not start its ops either.
+        # The op stays running in the log, and is retried by the next driver.
+        if self.fenced or time.monotonic() >= self.fence_at:
+            self.fence()
+            return
         report = _Report(self, cmd)
         try:
             task = self._deliver(cmd, report)

@@ -3,11 +3,14 @@
 The initiator prepares the message (its branches are known from the start), runs
 its local transaction with the msg barrier row, and submits. Then:
 
-* ``Submit``: ``submitted``; every branch's ``action`` (a delivery) starts at once;
-  when all have succeeded the transaction has ``succeeded``. A delivery is never
-  given up silently: a failure answer is retried like an unknown outcome, and past
-  its attempts the op is parked and the transaction stuck, until an operator
-  retries it.
+* ``Submit``: ``submitted``; the branches' ``action`` ops (the deliveries) run one
+  at a time, in order: each starts once the one before it has succeeded, so a
+  delivery that fails holds back the ones after it (as DTM delivers a message). A
+  ``concurrent`` message starts them all at once. When all have succeeded the
+  transaction has ``succeeded``. A delivery is never given up silently: a failure
+  answer is retried like an unknown outcome (nothing is undone: a message only goes
+  forward), and past its attempts the op is parked and the transaction stuck, until
+  an operator retries it.
 * ``AbortRequested`` while prepared (the local transaction failed): ``failed`` at
   once; nothing was delivered, so nothing is undone.
 * ``Timeout`` while prepared (the initiator went quiet): the coordinator asks the
@@ -49,6 +52,7 @@ QUERY_RETRY = RetryPolicy(max_attempts=1000, backoff=1.0, max_backoff=30.0)
 class MsgPlan:
     branches: tuple[str, ...]  # the deliveries, in order
     has_query: bool
+    concurrent: bool = False  # deliver all at once, not one after another
     deliver_retry: RetryPolicy = DEFAULT_COMPENSATE_RETRY
     query_retry: RetryPolicy = QUERY_RETRY
 
@@ -73,8 +77,11 @@ class _Draft(RetryingDraft[MsgPlan]):
             self.status, self.stuck = TxStatus.SUCCEEDED, None
             return
         for k in deliveries:
-            if self.ops[k].status is OpStatus.PENDING:
+            status = self.ops[k].status
+            if status is OpStatus.PENDING:
                 self.start(k)
+            if not self.plan.concurrent and status is not OpStatus.SUCCEEDED:
+                return  # the next waits until this one has succeeded
 
     def fail(self, reason: str) -> None:
         self.status, self.reason, self.stuck = TxStatus.FAILED, reason, None

@@ -54,6 +54,9 @@ class Watched(Protocol):
     def in_flight(self) -> int: ...
 
     @property
+    def fenced(self) -> int: ...
+
+    @property
     def log(self) -> Log: ...
 
 
@@ -115,6 +118,12 @@ class Metrics(Hooks):
             "Transactions claimed after another coordinator's lease expired",
             registry=r,
         )
+        self.fenced = Counter(
+            "legato_lease_fenced",
+            "Transactions this coordinator stopped driving before their lease could expire, "
+            "its renewals not landing (the log unreachable): no op of them starts here",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "legato_log_batch_size",
             "Writes committed together by the log's group commit",
@@ -131,6 +140,13 @@ class Metrics(Hooks):
         self.in_flight = Gauge(
             "legato_transactions_in_flight",
             "Transactions this coordinator is driving now",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.fenced_now = Gauge(
+            "legato_transactions_fenced",
+            "Transactions this coordinator stopped driving at their fence and has not yet "
+            "driven again or found taken over (non-zero: its log is out of reach)",
             registry=r,
             multiprocess_mode="livesum",
         )
@@ -206,6 +222,9 @@ class Metrics(Hooks):
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
 
+    def on_fenced(self, tx: TxRecord) -> None:
+        self.fenced.inc()
+
     # -- scrape --------------------------------------------------------------------
 
     async def refresh(self, coordinator: Watched) -> None:
@@ -213,6 +232,7 @@ class Metrics(Hooks):
         from .._errors import LogError
 
         self.in_flight.set(coordinator.in_flight)
+        self.fenced_now.set(coordinator.fenced)
         now = time.time()
         try:
             summary = await coordinator.log.summary(now, unclaimed_before=now - UNCLAIMED_GRACE)

@@ -91,7 +91,9 @@ class BarrierResult(Generic[T]):
         return not self.ran
 
 
-def _check_id(field: str, value: str) -> str:
+def check_id(field: str, value: str) -> str:
+    """``value`` of the barrier field ``field`` (gid, branch_id): refused with a
+    ``BarrierRequestError`` naming the field when empty, too long or unprintable."""
     if not value:
         raise BarrierRequestError(field, "must not be empty")
     if len(value) > _MAX_ID:
@@ -124,8 +126,8 @@ class Barrier:
             allowed = sorted(OPS[trans_type])
             raise BarrierRequestError("op", f"{op!r} is not an op of {trans_type} ({allowed})")
         self.trans_type = trans_type
-        self.gid = _check_id("gid", gid)
-        self.branch_id = _check_id("branch_id", branch_id)
+        self.gid = check_id("gid", gid)
+        self.branch_id = check_id("branch_id", branch_id)
         self.op = op
         self._calls = itertools.count(1)
 
@@ -228,7 +230,7 @@ def barrier_plan(
 
 
 def _query_prepared_plan(gid: str) -> Plan[PreparedStatus]:
-    return _query_prepared_steps(_check_id("gid", gid))
+    return _query_prepared_steps(check_id("gid", gid))
 
 
 def _query_prepared_steps(gid: str) -> Plan[PreparedStatus]:

@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse
 
 from .._errors import BarrierRequestError, Failure
 from . import _answers
-from .barrier import Barrier, _check_id, query_prepared
+from .barrier import Barrier, check_id, query_prepared
 from .starlette import answer_query_prepared_for, run_barrier
 
 C = TypeVar("C")
@@ -97,7 +97,7 @@ def msg_gid(
 ) -> str:
     """The gid of the msg a ``query_prepared`` request asks about (a FastAPI dependency)."""
     try:
-        return _check_id("gid", gid)
+        return check_id("gid", gid)
     except BarrierRequestError as exc:
         raise _invalid(exc, gid) from None
 

@@ -289,16 +289,21 @@ health = APIRouter(tags=["health"])
 @health.get("/health", summary="Is the coordinator up, and can it read its log?")
 async def get_health(c: Coord) -> JSONResponse:
     started = time.perf_counter()
+    # fenced: transactions it stopped driving, its lease renewals not landing in time
+    leases = {"renewed_s_ago": round(c.lease_renewed_ago, 2), "fenced": c.fenced}
     try:
         # the unended only: indexed, cheap however many ended transactions the log keeps
         summary = await asyncio.wait_for(c.log.summary(time.time()), 5)
     except Exception as exc:  # any failure, a timeout included, means unhealthy
-        return JSONResponse({"status": "unhealthy", "log": str(exc)}, status_code=503)
+        return JSONResponse(
+            {"status": "unhealthy", "log": str(exc), "leases": leases}, status_code=503
+        )
     return JSONResponse(
         {
             "status": "ok",
             "owner": c.owner,
             "log_ms": round((time.perf_counter() - started) * 1000, 2),
             "unfinished": {**summary.counts, "stuck": summary.stuck},
+            "leases": leases,
         }
     )

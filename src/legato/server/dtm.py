@@ -190,7 +190,12 @@ async def new_gid() -> dict[str, str]:
 async def prepare(request: Request, c: Coord) -> JSONResponse:
     body: TransBase = parse(TransBase, await _json(request))
     if body.trans_type == "xa":
-        await c.begin_xa(body.gid, timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT)
+        await c.begin_xa(
+            body.gid,
+            timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT,
+            custom_data=body.custom_data,
+            title=dtm_title(body, opaque=True),
+        )
         return JSONResponse(SUCCESS)
     if body.trans_type == "msg":
         await _begin_msg(request, c, body)
@@ -203,12 +208,15 @@ async def prepare(request: Request, c: Coord) -> JSONResponse:
         body.gid,
         timeout_to_fail=body.timeout_to_fail or DEFAULT_TCC_TIMEOUT,
         headers=_headers(request, body),
+        custom_data=body.custom_data,
+        title=dtm_title(body, opaque=True),
     )
     return JSONResponse(SUCCESS)
 
 
 @router.post("/registerBranch", dependencies=guarded, summary="TCC, XA: add a branch")
 @router.post("/registerTccBranch", dependencies=guarded, include_in_schema=False)
+@router.post("/registerXaBranch", dependencies=guarded, include_in_schema=False)
 async def register_branch(request: Request, c: Coord) -> JSONResponse:
     body: BranchBody = parse(BranchBody, await _json(request))
     if body.trans_type not in ("tcc", "xa"):
@@ -285,6 +293,7 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
     if body.trans_type == "msg":
         # a message may be submitted without a prepare (nothing local to guard); a
         # prepared one is submitted by its gid alone
+        _no_delay(body)
         if body.steps:
             await _begin_msg(request, c, body)
         await c.submit_tcc(body.gid)
@@ -301,19 +310,22 @@ async def submit(request: Request, c: Coord) -> JSONResponse:
         timeout_to_fail=body.timeout_to_fail,
         headers=headers,
         title=dtm_title(body),
+        custom_data=body.custom_data,
     )
     return await _maybe_wait(c, body)
 
 
-def dtm_title(body: TransBase) -> str | None:
-    """``custom_data: {"name": "..."}`` names the saga for people (a DTM server ignores
-    it); without it, Legato names it after its steps' URLs when it shows it."""
-    if not body.custom_data:
-        return None
+def dtm_title(body: TransBase, *, opaque: bool = False) -> str | None:
+    """``custom_data: {"name": "..."}`` names the transaction for people (a DTM server
+    ignores it); without it, Legato names it after its steps' URLs when it shows it.
+    ``opaque``: custom_data may be any text (TCC, XA: DTM reads none of it), not
+    necessarily JSON (saga, msg: DTM reads its options there)."""
     try:
-        custom = json.loads(body.custom_data)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"field custom_data: not JSON: {exc}") from exc
+        custom = _custom(body)
+    except BadRequest:
+        if opaque:
+            return None
+        raise
     name = custom.get("name") if isinstance(custom, dict) else None
     if name is None:
         return None
@@ -366,8 +378,30 @@ def msg_steps(body: TransBase) -> list[HttpCall | BrokerCall]:
     return calls
 
 
+def _custom(body: TransBase) -> Any:
+    """``custom_data`` read as JSON (None when there is none)."""
+    if not body.custom_data:
+        return None
+    try:
+        return json.loads(body.custom_data)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"field custom_data: not JSON: {exc}") from exc
+
+
+def _no_delay(body: TransBase) -> None:
+    """DTM delays a message's delivery by ``custom_data: {"delay": seconds}``; Legato
+    does not, and says so rather than deliver early."""
+    custom = _custom(body)
+    if isinstance(custom, dict) and custom.get("delay"):
+        raise BadRequest(
+            "field custom_data.delay: a delayed message is not supported here; "
+            "deliver it later, or let its first step wait"
+        )
+
+
 async def _begin_msg(request: Request, c: Coordinator, body: TransBase) -> None:
     _check_payloads(request, body)
+    _no_delay(body)
     query = _url(body.query_prepared, "query_prepared")
     await c.begin_msg(
         body.gid,
@@ -375,6 +409,9 @@ async def _begin_msg(request: Request, c: Coordinator, body: TransBase) -> None:
         query_prepared=HttpCall(query, method="GET") if query else None,
         timeout_to_fail=body.timeout_to_fail or DEFAULT_MSG_TIMEOUT,
         headers=_headers(request, body),
+        concurrent=bool(body.concurrent),
+        custom_data=body.custom_data,
+        title=dtm_title(body),
     )
 
 
@@ -418,12 +455,7 @@ def _url(value: str | None, where: str) -> str | None:
 def _orders(body: TransBase, n: int) -> dict[int, list[str]] | None:
     """``custom_data: {"concurrent": true, "orders": {"2": [0, 1]}}``: step 2 waits for 0
     and 1; steps not named wait for nothing. ``None``: the steps run in order."""
-    if not body.custom_data:
-        return None
-    try:
-        custom = json.loads(body.custom_data)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"field custom_data: not JSON: {exc}") from exc
+    custom = _custom(body)
     if not isinstance(custom, dict) or not custom.get("concurrent"):
         return None
     orders = custom.get("orders") or {}
@@ -464,15 +496,18 @@ def _policies(body: TransBase) -> tuple[RetryPolicy, RetryPolicy]:
 # -- reads ------------------------------------------------------------------------------
 
 
+def _gid(gid: str) -> str:
+    try:
+        return check_gid(gid)
+    except DefinitionError as exc:
+        raise BadRequest(f"field {exc}") from None
+
+
 @router.get("/query", dependencies=reader, summary="One transaction and its branches")
 async def query(c: Coord, gid: str = "") -> JSONResponse:
     if not gid:
         raise BadRequest("field gid: required")
-    try:
-        check_gid(gid)
-    except DefinitionError as exc:
-        raise BadRequest(f"field {exc}") from None
-    loaded = await c.log.load(gid)
+    loaded = await c.log.load(_gid(gid))
     if loaded is None:
         return JSONResponse({"transaction": None, "branches": []})
     tx, ops = loaded
@@ -485,6 +520,7 @@ async def query(c: Coord, gid: str = "") -> JSONResponse:
 async def all_transactions(
     request: Request,
     c: Coord,
+    gid: Annotated[str, Query(max_length=200)] = "",
     status: str = "",
     trans_type: Annotated[str, Query(alias="transType", max_length=16)] = "",
     create_time_start: Annotated[str, Query(alias="createTimeStart", max_length=20)] = "",
@@ -492,6 +528,10 @@ async def all_transactions(
     position: Annotated[str, Query(max_length=20)] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
+    if gid:  # as DTM: that transaction alone (the other filters do not apply), one page
+        loaded = await c.log.load(_gid(gid))
+        rows = [] if loaded is None else [dtm_transaction(*loaded)]
+        return JSONResponse({"transactions": rows, "next_position": ""})
     if status and status not in FROM_DTM:
         raise BadRequest(f"field status: one of {sorted(FROM_DTM)}, not {status!r}")
     try:
@@ -538,6 +578,7 @@ async def ping() -> dict[str, str]:
     return {"msg": "pong", **SUCCESS}
 
 
+@router.get("/version", summary="The server's version, where DTM answers it")
 @misc.get("/version", summary="The server's version")
 async def version() -> dict[str, str]:
     from .._version import __version__
