@@ -296,6 +296,12 @@ class Coordinator:
         seconds at most. Called again, it only shortens the grace; ``grace=0`` cuts it."""
         self.engine.begin_stop(grace)
 
+    async def drained(self) -> None:
+        """After ``begin_stop``: wait until every transaction this coordinator drove has
+        been given up (its ops in flight reported, its lease released), or the grace has
+        run out, or the stop was cut short. ``close`` then ends what is left."""
+        await self.engine.drained()
+
     async def close(self, grace: float = DEFAULT_GRACE) -> None:
         """Stop gracefully: ``begin_stop(grace)``, then wait for the ops in flight to
         finish and their outcomes to be written, for ``grace`` seconds at most; every

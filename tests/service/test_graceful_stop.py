@@ -88,11 +88,19 @@ async def test_sigterm_answers_the_waits_lets_the_op_finish_releases_and_exits_0
             served.process.send_signal(signal.SIGTERM)
             answer, dtm_answer = await asyncio.gather(waiting, dtm)
             answered = time.monotonic() - signalled
+            # the ops still run: the listener stays open, saying "not ready" to a load
+            # balancer, and refusing new work with a 503 that names the stop
+            ready = await client.get(served.url + "/health/ready")
+            late = await client.post(
+                served.url + "/v1/sagas", json=two_steps(participant, "stop-3", 0.1)
+            )
         code = await asyncio.to_thread(_exited, served, 8)
         took = time.monotonic() - signalled
     finally:
         stop_serve(served)
     assert answered < 1.0, answered  # at once, not when the op (1.5 s) or wait (25 s) ends
+    assert ready.status_code == 503 and ready.json()["failed"] == "stopping", ready.text
+    assert late.status_code == 503 and late.headers["retry-after"] == "0", late.text
     assert answer.status_code == 200
     assert answer.json()["settled"] is False and answer.json()["status"] == "submitted"
     assert dtm_answer.status_code == 425 and dtm_answer.json()["dtm_result"] == "ONGOING"

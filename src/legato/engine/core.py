@@ -206,6 +206,11 @@ class Engine:
                 await self.log.release_owner(self.owner)
         self._started = False
 
+    async def drained(self) -> None:
+        """Once a stop has begun: wait until every transaction has been given up, the
+        grace has run out, or it was cut short (``stop_driving`` then stops the rest)."""
+        await self._drained()
+
     async def _drained(self) -> None:
         """Wait until no runner is left, the grace has run out, or it is cut short."""
         hurry = asyncio.ensure_future(self._hurry.wait())

@@ -3,11 +3,16 @@
 uvicorn, on a signal, closes its listener, waits for the requests under way, then
 runs the app's shutdown. A coordinator must move first: its readiness turns false
 (``/health/ready`` answers 503), its waits are answered, it claims nothing more and
-starts no op, all before the listener closes; then the shutdown (``Coordinator.close``)
-waits out the grace for the ops in flight and releases the leases.
+starts no op, all before the listener closes.
 
 So the handler installed here, in front of uvicorn's own, begins the coordinator's
-stop on the event loop and only then hands the signal on to uvicorn. A second signal
+stop on the event loop, and hands the signal on to uvicorn only once the coordinator
+has drained (its ops in flight reported and written, its leases released) or the
+grace has run out. Meanwhile the listener stays open: a load balancer polling
+``/health/ready`` sees 503 and takes this process out of rotation while it still
+answers, a request that comes anyway is refused with 503 ``Retry-After: 0`` (a
+submit) or answered (a read), and nothing meets a closed port while ops finish. The
+app's shutdown (``Coordinator.close``) then finds the work given up. A second signal
 cuts the grace short: the ops still in flight are cut, the leases released, and the
 process exits at once (the log has every decision; the next owner retries the cut
 ops). It is not handed on: uvicorn would skip the app's shutdown, and the leases would
@@ -45,6 +50,7 @@ def stop_on_signals(c: Coordinator, grace: float) -> Callable[[], None]:
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in SIGNALS}
     first: list[float] = []  # when the first signal came
+    drains: list[asyncio.Task[None]] = []  # the one that hands the signal on once drained
 
     def begin(sig: int, frame: FrameType | None) -> None:
         logger.warning(
@@ -53,7 +59,7 @@ def stop_on_signals(c: Coordinator, grace: float) -> Callable[[], None]:
             signal.Signals(sig).name, grace,
         )  # fmt: skip
         c.begin_stop(grace)
-        _hand_on(previous[sig], sig, frame)  # the HTTP server's own: close the listener
+        drains.append(loop.create_task(_then_hand_on(c, previous[sig], sig, frame)))
 
     def hurry() -> None:
         logger.warning("stopping at once: the ops still in flight are cut")
@@ -77,6 +83,16 @@ def stop_on_signals(c: Coordinator, grace: float) -> Callable[[], None]:
                 signal.signal(sig, was)
 
     return restore
+
+
+async def _then_hand_on(c: Coordinator, handler: Any, sig: int, frame: FrameType | None) -> None:
+    """Once ``c`` has drained (or the grace ran out, or a second signal cut it short),
+    tell the HTTP server: it closes its listener, and the app's shutdown ends the rest."""
+    try:
+        await c.drained()
+    except Exception:  # the stop goes on whatever went wrong while waiting
+        logger.exception("waiting for the ops in flight failed; stopping the server now")
+    _hand_on(handler, sig, frame)
 
 
 def _hand_on(handler: Any, sig: int, frame: FrameType | None) -> None:
