@@ -53,7 +53,7 @@ def stop_on_signals(c: Coordinator, grace: float) -> Callable[[], None]:
     drains: list[asyncio.Task[None]] = []  # the one that hands the signal on once drained
 
     def begin(sig: int, frame: FrameType | None) -> None:
-        logger.warning(
+        logger.info(  # a stop asked for is no warning; one cut short is
             "%s: stopping within %gs (readiness off, waits answered, no new op; the leases "
             "released once the ops in flight end); another signal stops at once",
             signal.Signals(sig).name, grace,
