@@ -17,7 +17,7 @@ import asyncio
 import time
 
 from ._errors import IllegalStateChange
-from ._model import Json, Mode, TxRecord, TxStatus
+from ._model import EventRecord, Json, Mode, TxRecord, TxStatus
 from .engine.records import state_from_log, transition
 from .log import Log, NewTransaction, TxWrite
 from .log.base import requested_event
@@ -95,21 +95,7 @@ class FlowRecorder:
         loaded = await self.log.load(gid)
         if loaded is None:
             return
-        step = transition(
-            flow.apply, state_from_log(loaded[0], []), [flow.Hop(now, info, end, reason)]
-        )
-        await self.log.write(
-            TxWrite(
-                gid=gid,
-                owner=RECORDER,
-                at=now,
-                status=step.state.status,
-                reason=step.state.reason,
-                stuck=None,
-                next_attempt_at=None,
-                events=list(step.records),
-            )
-        )
+        await _record(self.log, loaded[0], flow.Hop(now, info, end, reason), [])
 
 
 async def operator_request(log: Log, gid: str, what: str, *, by: str | None) -> TxRecord | None:
@@ -135,18 +121,26 @@ async def operator_request(log: Log, gid: str, what: str, *, by: str | None) -> 
     now = time.time()
     status = TxStatus(what)
     decree = ForceEnd(now, status, f"ended as {status} by an operator")
-    step = transition(flow.apply, state_from_log(tx, []), [decree])
-    events = [requested_event(gid, what, now, by), *step.records]
-    write = TxWrite(
-        gid=gid,
-        owner=RECORDER,
-        at=now,
-        status=step.state.status,
-        reason=step.state.reason,
-        stuck=None,
-        next_attempt_at=None,
-        events=events,
-    )
-    await log.write(write)
+    await _record(log, tx, decree, [requested_event(gid, what, now, by)])
     ended = await log.load(gid)
     return ended[0] if ended is not None else tx
+
+
+async def _record(
+    log: Log, tx: TxRecord, event: flow.Hop | ForceEnd, before: list[EventRecord]
+) -> None:
+    """Feed ``event`` to the flow ``tx`` (the one transition path) and write the result
+    as the recorder, with ``before`` (a request) ahead of what the transition records."""
+    step = transition(flow.apply, state_from_log(tx, []), [event])
+    await log.write(
+        TxWrite(
+            gid=tx.gid,
+            owner=RECORDER,
+            at=event.now,
+            status=step.state.status,
+            reason=step.state.reason,
+            stuck=None,
+            next_attempt_at=None,
+            events=[*before, *step.records],
+        )
+    )
