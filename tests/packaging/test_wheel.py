@@ -126,6 +126,8 @@ def test_the_wheel_holds_the_files_the_code_reads_beside_it(built: Path) -> None
     assert beside, "templates, static files and SQL live beside the code"
     assert beside <= names, beside - names
     assert "legato/py.typed" in names
+    # the licence the metadata names, its text carried with the code
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
 
 
 def test_the_wheel_offers_the_extras_and_all_of_them_in_all(built: Path) -> None:
