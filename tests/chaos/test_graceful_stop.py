@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from legato.log import TxQuery, open_log
-from tests.support.processes import REPOSITORY, Served, start_serve, stop_serve
+from tests.support.processes import REPOSITORY, Served, answers, start_serve, stop_serve
 from tests.support.servers import free_port
 from tests.support.services import new_pg_database
 
@@ -50,15 +50,7 @@ def recording(participant_db: str) -> Iterator[str]:
         cwd=REPOSITORY,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "no participant"
-        time.sleep(0.05)
+    assert answers(url + "/health", process), "no participant"
     try:
         yield url
     finally:

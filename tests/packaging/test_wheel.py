@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from legato._version import __version__
+from tests.support.processes import answers
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,16 +195,8 @@ def served(installed: Installed, demo_output: str) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"legato serve did not start: {output.read_text()}")
-            time.sleep(0.2)
+        if not answers(url + "/health", process, every=0.2):
+            pytest.fail(f"legato serve did not start: {output.read_text()}")
         yield url
     finally:
         process.terminate()

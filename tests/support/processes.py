@@ -59,20 +59,30 @@ def start_legato(
             stderr=err_file,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    if answers(url + ready, process):
+        return url, process, output
+    process.kill()
+    process.wait()
+    err = output.read_text(errors="replace")
+    output.unlink(missing_ok=True)
+    raise RuntimeError(f"legato {command[0]} did not start: {err[-2000:]}")
+
+
+def answers(
+    url: str, process: subprocess.Popen[bytes], *, within: float = 30, every: float = 0.05
+) -> bool:
+    """Whether ``url`` (a process' health page) answers 200 within ``within`` seconds;
+    False as soon as ``process`` has exited, or once the time is up."""
+    deadline = time.monotonic() + within
     while True:
         try:
-            if httpx.get(url + ready, timeout=1).status_code == 200:
-                return url, process, output
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            err = output.read_text(errors="replace")
-            output.unlink(missing_ok=True)
-            raise RuntimeError(f"legato {command[0]} did not start: {err[-2000:]}")
-        time.sleep(0.05)
+            return False
+        time.sleep(every)
 
 
 def stop_legato(process: subprocess.Popen[bytes], output: Path | None) -> None:

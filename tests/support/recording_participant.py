@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
-from tests.support.processes import REPOSITORY
+from tests.support.processes import REPOSITORY, answers
 from tests.support.servers import free_port
 
 _MODULE = (sys.executable, "-m", "tests.support.recording_participant")
@@ -154,14 +154,8 @@ def running(directory: Path, *, hold: float) -> Iterator[Running]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the recording participant did not start")
-            time.sleep(0.05)
+        if not answers(url + "/health", process):
+            raise RuntimeError("the recording participant did not start")
         yield Running(url)
     finally:
         process.terminate()
