@@ -17,8 +17,10 @@ left out; a start time derived from an uptime is compared within two seconds):
   reloaded) and ``pg_postmaster_start_time()``;
 - MariaDB: ``SHOW GLOBAL VARIABLES`` and the start time from ``Uptime``;
 - Redis: ``CONFIG GET *`` and ``run_id`` (new at each start);
-- RabbitMQ: ``rabbitmqctl status`` (its settings, the VM's OS pid and start time) and
-  the pid of the ``rabbit`` application's supervisor (new after ``stop_app``/``start_app``);
+- RabbitMQ: ``rabbitmqctl status`` (its settings and the VM's OS pid), that process'
+  start from ``/proc`` (exact; the VM's own uptime runs on a clock the wall clock's steps
+  do not move) and the pid of the ``rabbit`` application's supervisor (new after
+  ``stop_app``/``start_app``);
 - NATS: the ``INFO`` line a client gets (``server_id`` is new at each start).
 
 A server that does not answer is recorded as absent; absent both times is no change.
@@ -164,12 +166,30 @@ def _rabbitmqctl(*args: str) -> str:
     return done.stdout
 
 
+def _process_start(pid: object) -> str | None:
+    """When OS process ``pid`` started, exactly (``/proc``), or None where it cannot be read
+    (a server on another machine: its pid, also recorded, still changes at a restart)."""
+    try:
+        stat = Path(f"/proc/{int(str(pid))}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # field 22, counted after the command's closing parenthesis (a name may hold spaces)
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return f"process {pid}, {ticks / os.sysconf('SC_CLK_TCK'):.2f} s after the machine booted"
+
+
 def rabbitmq() -> dict[str, str]:
     if shutil.which("rabbitmqctl") is None:
         raise OSError("rabbitmqctl is not installed: the node's start time cannot be read")
     status = json.loads(_rabbitmqctl("status", "--formatter", "json"))
     out = {f"status {k}": _text(status.get(k)) for k in _RABBIT_SETTINGS}
-    out[START] = str(time.time() - float(status["uptime"]))
+    # Not time.time() - uptime: the VM counts its uptime on Erlang's monotonic clock, so
+    # that difference moves with every step of the machine's wall clock (a CI machine's
+    # NTP moved it past two seconds during one run, with the same VM up throughout). The
+    # VM's OS process start, counted in ticks since boot, does not move.
+    started = _process_start(status.get("pid"))
+    if started is not None:
+        out[STARTED] = started
     sup = _rabbitmqctl("eval", "erlang:pid_to_list(whereis(rabbit_sup)).").strip()
     out["rabbit application supervisor"] = sup
     return out

@@ -105,3 +105,12 @@ def test_the_command_line_snapshots_then_compares(
     assert ss.main(["compare", str(path)]) == 1
     assert "nats: info server_id was N1, now N2" in capsys.readouterr().out
     assert ss.main(["bogus"]) == 2
+
+
+def test_a_process_start_is_read_exactly_and_stays_put() -> None:
+    import os
+
+    first = ss._process_start(os.getpid())
+    assert first is not None and first.startswith(f"process {os.getpid()}, ")
+    assert ss._process_start(str(os.getpid())) == first  # rabbitmqctl gives the pid as text
+    assert ss._process_start(None) is None and ss._process_start(2**40) is None
