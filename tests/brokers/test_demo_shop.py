@@ -22,7 +22,9 @@ PORTS = {"rabbitmq": 5672, "nats": 4222, "redis": 6379}
 @pytest.mark.parametrize("broker", sorted(BROKERS))
 async def test_the_shop_ends_consistent_on_every_broker(broker: str, tmp_path: Path) -> None:
     need_service(broker, port_problem(PORTS[broker]))
-    report = await run_shop(tmp_path / "shop", broker, n=40, seed=3, crash_rate=0.15)
+    # within the test's own timeout, so that a shop that does not settle is reported by its
+    # checks (what is missing), not cut short by pytest-timeout
+    report = await run_shop(tmp_path / "shop", broker, n=40, seed=3, crash_rate=0.15, timeout=60)
     failed = [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
     assert not failed, failed
     assert report.confirmed and report.cancelled  # both paths ran, compensation included

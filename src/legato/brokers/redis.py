@@ -12,9 +12,11 @@ re-reads its own pending entries.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -61,49 +63,105 @@ class RedisDelivery:
             raise BrokerError(f"Redis XACK failed: {exc!r}") from exc
 
 
+_CLOSE_WAIT = 2.0
+"""Seconds a subscription waits for its connection to close when it stops."""
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a read or close that failed after its subscription stopped
+
+
 class RedisSubscription:
+    """A consumer's reads go through a connection of its own, not the broker's pool.
+
+    redis-py does not always let a task's cancellation end a blocking ``XREADGROUP``:
+    now and then the cancelled task stays blocked in the read, and the connection
+    with it (seen here about once in a hundred cancels, and reported upstream, e.g.
+    redis-py issues 2028 and 2579). So each read runs in a task of its own that this
+    subscription awaits; when the consumer is cancelled, or ``close()`` is called, the
+    subscription closes its connection, which ends any read still blocked on it, and
+    waits a bounded time for that task. A consumer stops promptly whatever the read
+    was doing, and no connection is left blocked.
+    """
+
     def __init__(self, broker: RedisBroker, topic: str, group: str, consumer: str) -> None:
         self._broker, self._topic, self._group, self._consumer = broker, topic, group, consumer
         self._closed = False
+        self._reader: aioredis.Redis | None = None
+        self._reads: set[asyncio.Task[Any]] = set()
 
     def _delivery(self, entry_id: bytes, fields: Any, redelivered: bool) -> RedisDelivery:
         return RedisDelivery(self._broker, self._topic, self._group, entry_id, fields, redelivered)
 
+    async def _read(self, call: Callable[[aioredis.Redis], Awaitable[Any]]) -> Any:
+        if self._reader is None:
+            self._reader = self._broker.new_client()
+        read = asyncio.ensure_future(call(self._reader))
+        self._reads.add(read)
+        try:
+            await asyncio.wait({read})  # a cancel always reaches this frame
+        except BaseException:
+            await self._drop_reader()
+            raise
+        finally:
+            self._reads.discard(read)
+        return read.result()
+
+    async def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        reads, self._reads = set(self._reads), set()
+        for read in reads:
+            read.cancel()
+            # not waited for: a read that ignores its cancel ends when its connection
+            # closes or its BLOCK runs out; what it took stays pending, claimed later
+            read.add_done_callback(_retrieve)
+        if reader is not None:
+            # closes the connection, in use or not: a read blocked on it ends
+            closing = asyncio.ensure_future(reader.aclose())
+            closing.add_done_callback(_retrieve)
+            await asyncio.wait({closing}, timeout=_CLOSE_WAIT)
+
     async def __aiter__(self) -> AsyncIterator[Delivery]:
-        r = self._broker.client()
         stream = self._broker.stream(self._topic)
         count = self._broker.batch
+        group, consumer = self._group, self._consumer
         try:
             # this consumer's own pending entries first: a restart under the same name
-            own: Any = await r.xreadgroup(self._group, self._consumer, {stream: "0"}, count=10_000)
+            own: Any = await self._read(
+                lambda r: r.xreadgroup(group, consumer, {stream: "0"}, count=10_000)
+            )
             for _, entries in own or []:
                 for entry_id, fields in entries:
                     if fields:  # an entry trimmed away meanwhile comes back empty
                         yield self._delivery(entry_id, fields, True)
             next_claim = 0.0
+            idle_ms = int(self._broker.redeliver_after * 1000)
             while not self._closed:
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + max(self._broker.redeliver_after / 2, 0.1)
-                    idle_ms = int(self._broker.redeliver_after * 1000)
-                    _, claimed, *_ = await r.xautoclaim(
-                        stream, self._group, self._consumer, idle_ms, "0-0", count=count
+                    _, claimed, *_ = await self._read(
+                        lambda r: r.xautoclaim(stream, group, consumer, idle_ms, "0-0", count=count)
                     )
                     for entry_id, fields in claimed:
                         if fields:
                             yield self._delivery(entry_id, fields, True)
-                got: Any = await r.xreadgroup(
-                    self._group, self._consumer, {stream: ">"}, count=count, block=500
+                got: Any = await self._read(
+                    lambda r: r.xreadgroup(group, consumer, {stream: ">"}, count=count, block=500)
                 )
                 for _, entries in got or []:
                     for entry_id, fields in entries:
                         yield self._delivery(entry_id, fields, False)
         except redis.exceptions.RedisError as exc:
-            raise BrokerError(
-                f"reading {stream} as {self._group}/{self._consumer}: {exc!r}"
-            ) from exc
+            if self._closed:
+                return  # close() shut the connection under a read
+            raise BrokerError(f"reading {stream} as {group}/{consumer}: {exc!r}") from exc
+        finally:
+            await self._drop_reader()
 
     async def close(self) -> None:
         self._closed = True
+        await self._drop_reader()
 
 
 class RedisBroker:
@@ -124,6 +182,7 @@ class RedisBroker:
         self.batch = batch
         self.timeout = timeout
         self._client: aioredis.Redis | None = None
+        self._subscriptions: weakref.WeakSet[RedisSubscription] = weakref.WeakSet()
 
     def stream(self, topic: str) -> str:
         return f"{self.prefix}:{check_name('topic', topic)}"
@@ -133,8 +192,12 @@ class RedisBroker:
             raise BrokerError("the broker is not connected: await connect() first")
         return self._client
 
+    def new_client(self) -> aioredis.Redis:
+        """A client (a connection pool) of its own, connecting at its first command."""
+        return aioredis.from_url(self.url, socket_timeout=self.timeout + 1)
+
     async def connect(self) -> None:
-        client = aioredis.from_url(self.url, socket_timeout=self.timeout + 1)
+        client = self.new_client()
         try:
             await client.ping()
         except redis.exceptions.RedisError as exc:
@@ -143,6 +206,9 @@ class RedisBroker:
         self._client = client
 
     async def close(self) -> None:
+        """Close every subscription's connection too: a consumer still reading ends."""
+        for sub in list(self._subscriptions):
+            await sub.close()
         if self._client is not None:
             with contextlib.suppress(redis.exceptions.RedisError):
                 await self._client.aclose()
@@ -166,7 +232,9 @@ class RedisBroker:
 
     async def subscribe(self, topic: str, group: str, consumer: str) -> Subscription:
         await self.declare(topic, group)
-        return RedisSubscription(self, topic, group, check_name("consumer", consumer))
+        sub = RedisSubscription(self, topic, group, check_name("consumer", consumer))
+        self._subscriptions.add(sub)
+        return sub
 
     async def delete(self, topic: str, groups: Sequence[str] = ()) -> None:
         """Remove the topic's stream and with it every group (tests, retired topics)."""

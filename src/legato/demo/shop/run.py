@@ -185,9 +185,14 @@ async def run_shop(
     finally:
         for t in tasks:
             t.cancel()
+        # bounded: a consumer that did not end on its cancel is reported, not waited for
+        # for ever (the broker's close below ends what it reads)
+        _, stuck = await asyncio.wait(tasks, timeout=10)
+        for t in stuck:
+            logger.warning("the shop's task %s did not end within 10 s of its cancel", t)
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+            if t.done() and not t.cancelled():
+                t.exception()  # retrieved: a consumer's or relay's last error is moot now
         for topic, group in groups:
             with contextlib.suppress(Exception):
                 await broker.delete(shop.topic(topic), [group])
