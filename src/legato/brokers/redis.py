@@ -80,9 +80,10 @@ class RedisSubscription:
     with it (seen here about once in a hundred cancels, and reported upstream, e.g.
     redis-py issues 2028 and 2579). So each read runs in a task of its own that this
     subscription awaits; when the consumer is cancelled, or ``close()`` is called, the
-    subscription closes its connection, which ends any read still blocked on it, and
-    waits a bounded time for that task. A consumer stops promptly whatever the read
-    was doing, and no connection is left blocked.
+    subscription closes its connection (waiting at most ``_CLOSE_WAIT`` for that),
+    which ends any read still blocked on it; what such a read took stays pending in
+    the group and is claimed again. A consumer stops promptly whatever the read was
+    doing, and no connection is left blocked.
     """
 
     def __init__(self, broker: RedisBroker, topic: str, group: str, consumer: str) -> None:
