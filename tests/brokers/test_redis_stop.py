@@ -37,17 +37,39 @@ async def broker() -> AsyncIterator[RedisBroker]:
         await b.close()
 
 
+class Stubborn:
+    """What the stubborn reads did: the cancels they swallowed, the clients they used."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+        self.readers: list[aioredis.Redis] = []
+
+    def addresses(self) -> set[str]:
+        """The readers' connections' local addresses, as the server lists its clients."""
+        out = set()
+        for reader in self.readers:
+            pool = reader.connection_pool
+            for conn in [*pool._in_use_connections, *pool._available_connections]:
+                writer = getattr(conn, "_writer", None)
+                if writer is not None:
+                    host, port = writer.get_extra_info("sockname")[:2]
+                    out.add(f"{host}:{port}")
+        return out
+
+
 @pytest.fixture
-def stubborn_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def stubborn_reads(monkeypatch: pytest.MonkeyPatch) -> Stubborn:
     """Every blocking XREADGROUP (made 8 s long) swallows a cancel and stays blocked on
     its connection, as the bug does; it ends when its BLOCK runs out or the connection
     closes."""
     real = aioredis.Redis.xreadgroup
-    swallowed: list[int] = []
+    seen = Stubborn()
 
     async def xreadgroup(self: aioredis.Redis, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("block") is None:
             return await real(self, *args, **kwargs)
+        if self not in seen.readers:
+            seen.readers.append(self)
         read = asyncio.ensure_future(real(self, *args, **{**kwargs, "block": 8000}))
         while True:
             try:
@@ -55,10 +77,10 @@ def stubborn_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             except asyncio.CancelledError:
                 if read.done():
                     raise
-                swallowed.append(1)
+                seen.swallowed += 1
 
     monkeypatch.setattr(aioredis.Redis, "xreadgroup", xreadgroup)
-    return swallowed
+    return seen
 
 
 async def _consumer(broker: RedisBroker, topic: str, got: list[str]) -> None:
@@ -85,32 +107,37 @@ async def _reading(broker: RedisBroker) -> tuple[str, list[str], asyncio.Task[No
     return topic, got, task
 
 
-async def _blocked_reads() -> list[dict[str, Any]]:
-    """The server's clients blocked in an XREADGROUP (the suite runs one test at a time)."""
+async def _blocked(addresses: set[str]) -> list[dict[str, Any]]:
+    """Those of the server's clients at ``addresses`` blocked in an XREADGROUP."""
     probe = aioredis.Redis(host="127.0.0.1", port=6379)
     try:
         clients = await probe.client_list()
     finally:
         await probe.aclose()
-    return [c for c in clients if "b" in c.get("flags", "") and c.get("cmd") == "xreadgroup"]
+    return [
+        c
+        for c in clients
+        if c.get("addr") in addresses and "b" in c.get("flags", "") and c.get("cmd") == "xreadgroup"
+    ]
 
 
 async def test_a_cancelled_consumer_ends_though_its_read_ignores_the_cancel(
-    broker: RedisBroker, stubborn_reads: list[int]
+    broker: RedisBroker, stubborn_reads: Stubborn
 ) -> None:
     _, got, task = await _reading(broker)
-    assert await _blocked_reads(), "the consumer was meant to be blocked in a read"
+    reading = stubborn_reads.addresses()
+    assert await _blocked(reading), "the consumer was meant to be blocked in a read"
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=3)
     assert done == {task} and task.cancelled(), "the consumer did not end on its cancel"
-    assert stubborn_reads, "the read was meant to swallow the cancel"
+    assert stubborn_reads.swallowed, "the read was meant to swallow the cancel"
     assert got == ["m1"]
     await asyncio.sleep(0.2)
-    assert not await _blocked_reads(), "the subscription left its read blocked"
+    assert not await _blocked(reading), "the subscription left its read blocked"
 
 
 async def test_close_from_another_task_ends_a_consumer_blocked_in_a_read(
-    broker: RedisBroker, stubborn_reads: list[int]
+    broker: RedisBroker, stubborn_reads: Stubborn
 ) -> None:
     _, _, task = await _reading(broker)
     await broker.close()  # closes every subscription: its blocked read ends
