@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from legato._version import __version__
-from tests.support.processes import answers
+from tests.support.processes import answers, stop_legato
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,12 +199,7 @@ def served(installed: Installed, demo_output: str) -> Iterator[str]:
             pytest.fail(f"legato serve did not start: {output.read_text()}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_legato(process, None)  # the output stays in the virtualenv's home
 
 
 def test_a_user_runs_the_demo_lists_it_and_serves_it_with_the_dashboard_and_docs(
